@@ -1,0 +1,287 @@
+"""One typed, frozen configuration tree for every role.
+
+Sources, later ones winning:
+1. the defaults in these dataclasses and the bundled ``parley/defaults.toml``
+   (worker pools and pipelines);
+2. a user TOML file: ``--config PATH``, else ``$PARLEY_CONFIG``, else ``parley.toml`` in
+   the working directory if present (same shape as defaults.toml; tables merge);
+3. environment variables ``PARLEY_<SECTION>_<KEY>`` for scalar settings, e.g.
+   ``PARLEY_SERVER_PORT=6000`` or ``PARLEY_STORE_DATABASE_URL=postgresql://...``.
+
+Only entry points (the CLI) call :func:`load_config`; everything else receives the
+objects it needs. Secrets (tokens, API keys) come from the environment, never files
+in the repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parley.errors import ConfigError
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+
+
+def _home() -> Path:
+    return Path(os.environ.get("PARLEY_HOME", "~/.local/share/parley")).expanduser()
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Endpointing: when speech starts and when a turn closes."""
+
+    threshold: float = 0.5  # speech probability that starts (or continues) speech
+    neg_threshold: float = 0.35  # below this, silence counts towards closing the turn
+    min_speech_ms: int = 250  # shorter bursts are not turns (coughs, clicks)
+    min_silence_ms: int = 500  # silence that closes a turn; the main latency knob
+    max_turn_s: float = 30.0  # a turn is closed after this long regardless
+    pre_roll_ms: int = 100  # audio kept before the detected start (first syllable)
+    post_roll_ms: int = 60  # audio kept after the last speech window
+    model_path: str = ""  # empty: silero_vad.onnx from the silero-vad package
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    default_pipeline: str = "tiny"
+    # Shared secret the edge must send in Hello; empty disables the check.
+    # Set it through PARLEY_SERVER_TOKEN, not a file in the repository.
+    token: str = ""
+    stt_timeout_s: float = 30.0  # deadline for a whole transcription
+    llm_timeout_s: float = 120.0  # deadline for a whole generation
+    tts_timeout_s: float = 120.0  # deadline for a whole synthesis call
+    history_turns: int = 8  # default conversation history sent to the LLM
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    database_url: str = ""  # empty: sqlite:///<home>/parley.db
+    data_dir: str = ""  # empty: <home>/data; turn media is written below it
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    server: str = "127.0.0.1:50051"
+    device_id: str = field(default_factory=socket.gethostname)
+    token: str = ""  # PARLEY_EDGE_TOKEN
+    pipeline: str = ""  # empty: the server's default
+    sample_rate: int = 16000
+    chunk_ms: int = 20
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """A stage's workers: which engine they run and where they listen."""
+
+    name: str
+    stage: str  # "stt" | "llm" | "tts"
+    engine: str
+    addresses: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # `parley up` starts a worker for each loopback address of a local pool.
+    local: bool = True
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    pool: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    stt: StageConfig
+    llm: StageConfig
+    tts: StageConfig
+    description: str = ""
+    notice: str = ""  # printed loudly by the demo (e.g. "tiny models speak nonsense")
+
+    def stage(self, stage: str) -> StageConfig:
+        return typing.cast(StageConfig, getattr(self, stage))
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path = field(default_factory=_home)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    pools: Mapping[str, PoolConfig] = field(default_factory=dict)
+    pipelines: Mapping[str, PipelineConfig] = field(default_factory=dict)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.store.data_dir).expanduser() if self.store.data_dir else self.home / "data"
+
+    @property
+    def database_url(self) -> str:
+        return self.store.database_url or f"sqlite:///{self.home / 'parley.db'}"
+
+    def pipeline(self, name: str) -> PipelineConfig:
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise ConfigError(f"unknown pipeline {name!r} (configured: {known})") from None
+
+    def pool(self, name: str) -> PoolConfig:
+        try:
+            return self.pools[name]
+        except KeyError:
+            raise ConfigError(f"unknown worker pool {name!r}") from None
+
+
+# --------------------------------------------------------------------------- loading
+
+_SCALAR_SECTIONS = {"server": ServerConfig, "vad": VadConfig, "store": StoreConfig, "edge": EdgeConfig}
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
+    """Check one scalar setting against the dataclass field's type (int/float/str/bool)."""
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{where}: unknown setting {key!r} (known: {known})")
+    kind = hints[key]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+    elif not isinstance(value, bool):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            pass
+    raise ConfigError(f"{where}: {key} = {value!r} is not a valid {kind.__name__}")
+
+
+def _section(cls: type, raw: Mapping[str, Any], env: Mapping[str, str], name: str) -> Any:
+    values = {k: _coerce(cls, k, v, f"[{name}]") for k, v in raw.items()}
+    prefix = f"PARLEY_{name.upper()}_"
+    for var, value in env.items():
+        if var.startswith(prefix):
+            key = var[len(prefix) :].lower()
+            values[key] = _coerce(cls, key, value, f"${var}")
+    return cls(**values)
+
+
+def _expand(value: Any, home: Path) -> Any:
+    if isinstance(value, str):
+        return value.replace("{models}", str(home / "models")).replace("{home}", str(home))
+    if isinstance(value, Mapping):
+        return {k: _expand(v, home) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, home) for v in value]
+    return value
+
+
+def _pools(raw: Mapping[str, Any], home: Path) -> dict[str, PoolConfig]:
+    pools = {}
+    for name, spec in raw.items():
+        where = f"[pools.{name}]"
+        try:
+            stage, engine, addresses = spec["stage"], spec["engine"], spec["addresses"]
+        except KeyError as exc:
+            raise ConfigError(f"{where}: missing {exc.args[0]!r}") from None
+        if stage not in ("stt", "llm", "tts"):
+            raise ConfigError(f"{where}: stage must be stt, llm or tts, not {stage!r}")
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not addresses:
+            raise ConfigError(f"{where}: addresses is empty")
+        pools[name] = PoolConfig(
+            name=name,
+            stage=stage,
+            engine=engine,
+            addresses=tuple(addresses),
+            options=_expand(dict(spec.get("options", {})), home),
+            local=bool(spec.get("local", True)),
+        )
+    return pools
+
+
+def _pipelines(raw: Mapping[str, Any], pools: Mapping[str, PoolConfig]) -> dict[str, PipelineConfig]:
+    pipelines = {}
+    for name, spec in raw.items():
+        stages = {}
+        for stage in ("stt", "llm", "tts"):
+            where = f"[pipelines.{name}.{stage}]"
+            stage_spec = dict(spec.get(stage) or {})
+            pool = stage_spec.pop("pool", None)
+            if pool is None:
+                raise ConfigError(f"{where}: missing 'pool'")
+            if pool not in pools:
+                raise ConfigError(f"{where}: unknown pool {pool!r}")
+            if pools[pool].stage != stage:
+                raise ConfigError(f"{where}: pool {pool!r} serves {pools[pool].stage}, not {stage}")
+            stages[stage] = StageConfig(pool=pool, params=stage_spec)
+        pipelines[name] = PipelineConfig(
+            name=name,
+            description=spec.get("description", ""),
+            notice=spec.get("notice", ""),
+            **stages,
+        )
+    return pipelines
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the config from defaults, a TOML file and the environment."""
+    env = os.environ if env is None else env
+    raw = _read_toml(DEFAULTS_FILE)
+    if path is None and env.get("PARLEY_CONFIG"):
+        path = env["PARLEY_CONFIG"]
+    if path is None and Path("parley.toml").exists():
+        path = "parley.toml"
+    if path is not None:
+        raw = _merge(raw, _read_toml(Path(path)))
+    unknown = set(raw) - {*_SCALAR_SECTIONS, "pools", "pipelines", "home"}
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    home = Path(env.get("PARLEY_HOME") or raw.get("home") or _home()).expanduser()
+    sections = {
+        name: _section(cls, raw.get(name, {}), env, name) for name, cls in _SCALAR_SECTIONS.items()
+    }
+    pools = _pools(raw.get("pools", {}), home)
+    pipelines = _pipelines(raw.get("pipelines", {}), pools)
+    config = Config(home=home, pools=pools, pipelines=pipelines, **sections)
+    config.pipeline(config.server.default_pipeline)  # fail early on a bad default
+    return config

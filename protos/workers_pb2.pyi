@@ -1,0 +1,144 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EngineInfo(_message.Message):
+    __slots__ = ("stage", "engine", "model", "details")
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    engine: str
+    model: str
+    details: _containers.ScalarMap[str, str]
+    def __init__(self, stage: _Optional[str] = ..., engine: _Optional[str] = ..., model: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SttConfig(_message.Message):
+    __slots__ = ("sample_rate", "language", "prompt")
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    sample_rate: int
+    language: str
+    prompt: str
+    def __init__(self, sample_rate: _Optional[int] = ..., language: _Optional[str] = ..., prompt: _Optional[str] = ...) -> None: ...
+
+class SttRequest(_message.Message):
+    __slots__ = ("config", "audio")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    config: SttConfig
+    audio: bytes
+    def __init__(self, config: _Optional[_Union[SttConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class SttResponse(_message.Message):
+    __slots__ = ("text", "final", "language", "audio_seconds", "model_seconds")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    final: bool
+    language: str
+    audio_seconds: float
+    model_seconds: float
+    def __init__(self, text: _Optional[str] = ..., final: _Optional[bool] = ..., language: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., model_seconds: _Optional[float] = ...) -> None: ...
+
+class ChatMessage(_message.Message):
+    __slots__ = ("role", "content", "images")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class LlmRequest(_message.Message):
+    __slots__ = ("messages", "temperature", "max_tokens", "options")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    temperature: float
+    max_tokens: int
+    options: _containers.ScalarMap[str, str]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class LlmDelta(_message.Message):
+    __slots__ = ("text", "final", "tokens", "model_seconds", "finish_reason")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    final: bool
+    tokens: int
+    model_seconds: float
+    finish_reason: str
+    def __init__(self, text: _Optional[str] = ..., final: _Optional[bool] = ..., tokens: _Optional[int] = ..., model_seconds: _Optional[float] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+
+class TtsConfig(_message.Message):
+    __slots__ = ("voice", "speed", "options")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VOICE_FIELD_NUMBER: _ClassVar[int]
+    SPEED_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    voice: str
+    speed: float
+    options: _containers.ScalarMap[str, str]
+    def __init__(self, voice: _Optional[str] = ..., speed: _Optional[float] = ..., options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class TtsRequest(_message.Message):
+    __slots__ = ("config", "text")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    config: TtsConfig
+    text: str
+    def __init__(self, config: _Optional[_Union[TtsConfig, _Mapping]] = ..., text: _Optional[str] = ...) -> None: ...
+
+class TtsAudio(_message.Message):
+    __slots__ = ("pcm", "sample_rate", "sentence", "sentence_end", "model_seconds")
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    SENTENCE_FIELD_NUMBER: _ClassVar[int]
+    SENTENCE_END_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    pcm: bytes
+    sample_rate: int
+    sentence: int
+    sentence_end: bool
+    model_seconds: float
+    def __init__(self, pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., sentence: _Optional[int] = ..., sentence_end: _Optional[bool] = ..., model_seconds: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,28 @@
+"""Errors an engine raises; workers/service.py maps each to one gRPC status code."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class: an engine failed in a way it understands."""
+
+
+class InvalidRequest(EngineError):
+    """The request cannot be served as sent (bad audio, empty messages, unknown voice)."""
+
+
+class ModelNotFound(EngineError):
+    """The configured model files are missing or unreadable."""
+
+
+class EngineUnavailable(EngineError):
+    """A backend the engine depends on (a remote API, a device) cannot be reached."""
+
+
+class MissingExtra(EngineError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed: pip install 'parley[{extra}]'")
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,1 @@
+"""STT engines, one module per engine."""

@@ -43,7 +43,7 @@ class VadConfig:
     min_speech_ms: int = 250  # shorter bursts are not turns (coughs, clicks)
     min_silence_ms: int = 500  # silence that closes a turn; the main latency knob
     max_turn_s: float = 30.0  # a turn is closed after this long regardless
-    pre_roll_ms: int = 100  # audio kept before the detected start (first syllable)
+    pre_roll_ms: int = 200  # audio kept before the detected start (VAD onset lags up to ~140 ms)
     post_roll_ms: int = 60  # audio kept after the last speech window
     model_path: str = ""  # empty: silero_vad.onnx from the silero-vad package
 
@@ -148,7 +148,12 @@ class Config:
 
 # --------------------------------------------------------------------------- loading
 
-_SCALAR_SECTIONS = {"server": ServerConfig, "vad": VadConfig, "store": StoreConfig, "edge": EdgeConfig}
+_SCALAR_SECTIONS = {
+    "server": ServerConfig,
+    "vad": VadConfig,
+    "store": StoreConfig,
+    "edge": EdgeConfig,
+}
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,7 +234,9 @@ def _pools(raw: Mapping[str, Any], home: Path) -> dict[str, PoolConfig]:
     return pools
 
 
-def _pipelines(raw: Mapping[str, Any], pools: Mapping[str, PoolConfig]) -> dict[str, PipelineConfig]:
+def _pipelines(
+    raw: Mapping[str, Any], pools: Mapping[str, PoolConfig]
+) -> dict[str, PipelineConfig]:
     pipelines = {}
     for name, spec in raw.items():
         stages = {}

@@ -1,7 +1,7 @@
 """Generate the committed Python code for protos/*.proto with one pinned generator.
 
-    python -m protos.generate          # rewrite protos/*_pb2*.py and *.pyi
-    python -m protos.generate --check  # exit 1 if the committed files differ
+python -m protos.generate          # rewrite protos/*_pb2*.py and *.pyi
+python -m protos.generate --check  # exit 1 if the committed files differ
 """
 
 from __future__ import annotations

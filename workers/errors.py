@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from parley.errors import ParleyError
 
-class EngineError(Exception):
+
+class EngineError(ParleyError):
     """Base class: an engine failed in a way it understands."""
 
 

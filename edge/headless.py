@@ -1,0 +1,252 @@
+"""The headless edge: stream a recording as if spoken into a microphone, and write the
+answers to a WAV file as if played on a speaker.
+
+Audio goes out in ``chunk_ms`` chunks at real-time pace (or as fast as possible with
+``fast``), in the file's own rate and channel count: the server converts. Capture
+times are stamped on this process's monotonic clock, and the "speaker" reports
+playback start when the first answer chunk of a turn arrives, so voice-to-voice
+latency is measured on one clock. With ``fast`` pacing there is no meaningful
+capture clock, so playback is not reported and voice-to-voice is not measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+import parley
+from edge.link import Link
+from parley.audio import read_audio, write_wav
+from parley.config import EdgeConfig
+from parley.errors import ParleyError
+from protos import edge_pb2
+
+log = logging.getLogger(__name__)
+
+
+class EdgeError(ParleyError):
+    """The server refused the stream or the stream broke."""
+
+
+@dataclass
+class TurnReport:
+    turn_id: str
+    transcript: str = ""
+    response: str = ""
+    interrupted: bool = False
+    error: str = ""
+    speech_end_edge: float | None = None
+    first_played_edge: float | None = None
+    audio_seconds: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def voice_to_voice_ms(self) -> float | None:
+        if self.speech_end_edge is None or self.first_played_edge is None:
+            return None
+        return (self.first_played_edge - self.speech_end_edge) * 1000.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "turn_id": self.turn_id,
+            "transcript": self.transcript,
+            "response": self.response,
+            "interrupted": self.interrupted,
+            "error": self.error,
+            "answer_audio_seconds": round(self.audio_seconds, 3),
+            "voice_to_voice_ms": self.voice_to_voice_ms,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass
+class SessionReport:
+    session_id: str = ""
+    pipeline: str = ""
+    turns: list[TurnReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    output: str = ""
+
+
+class WavSink:
+    """Collects answer audio (one rate per file: the first chunk's)."""
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+        self.rate = 0
+
+    def write(self, audio: edge_pb2.AudioOut) -> None:
+        if not audio.pcm:
+            return
+        rate = audio.format.sample_rate or 16000
+        if self.rate and rate != self.rate:
+            raise EdgeError(f"answer audio changed rate ({self.rate} -> {rate} Hz)")
+        self.rate = rate
+        self.pcm += audio.pcm
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(path, bytes(self.pcm), self.rate or 16000)
+
+
+class HeadlessEdge:
+    def __init__(
+        self, config: EdgeConfig, *, fast: bool = False, trailing_silence_s: float = 1.5
+    ) -> None:
+        self.config = config
+        self.fast = fast
+        self.trailing_silence_s = trailing_silence_s
+        self.report = SessionReport()
+        self.sink = WavSink()
+        self._turns: dict[str, TurnReport] = {}
+        self._pending: set[str] = set()  # turns whose speech ended but are not finished
+        self._speaking = False  # speech started, turn not closed yet
+        self._settled = asyncio.Event()
+        self._pong = asyncio.Event()
+        self._closed = False
+
+    def _hello(self, rate: int, channels: int) -> edge_pb2.Hello:
+        return edge_pb2.Hello(
+            device_id=self.config.device_id,
+            token=self.config.token,
+            pipeline=self.config.pipeline,
+            audio_format=edge_pb2.AudioFormat(
+                sample_rate=rate, channels=channels, encoding=edge_pb2.AudioFormat.PCM16LE
+            ),
+            capabilities=["speaker"] if not self.fast else [],
+            agent_version=parley.__version__,
+        )
+
+    async def run(self, wav_in: Path, wav_out: Path, *, timeout: float = 300.0) -> SessionReport:
+        samples, rate = read_audio(wav_in)
+        channels = 1 if samples.ndim == 1 else samples.shape[1]
+        async with Link(self.config.server, self._hello(rate, channels)) as link:
+            try:
+                async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:
+                    group.create_task(self._read(link))
+                    group.create_task(self._stream(link, samples, rate))
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None
+        self.sink.save(wav_out)
+        self.report.output = str(wav_out)
+        return self.report
+
+    async def _stream(self, link: Link, samples: np.ndarray, rate: int) -> None:
+        silence = np.zeros((int(self.trailing_silence_s * rate), *samples.shape[1:]), np.int16)
+        audio = np.concatenate([samples, silence])
+        step = max(1, rate * self.config.chunk_ms // 1000)
+        start = time.monotonic()
+        for seq, offset in enumerate(range(0, len(audio), step)):
+            if self._closed:  # the server ended the stream
+                return
+            capture = start + offset / rate
+            if not self.fast:
+                await asyncio.sleep(max(0.0, capture - time.monotonic()))
+            chunk = edge_pb2.AudioChunk(
+                seq=seq, pcm=audio[offset : offset + step].tobytes(), capture_time=capture
+            )
+            await link.send(edge_pb2.EdgeEvent(audio=chunk))
+        # Barrier: the server answers a Ping after handling all audio sent before it.
+        await link.send(edge_pb2.EdgeEvent(ping=edge_pb2.Ping(edge_time=time.monotonic())))
+        await self._pong.wait()
+        self._check_settled()
+        await self._settled.wait()
+        await link.close_send()
+
+    def _check_settled(self) -> None:
+        if self._pong.is_set() and not self._pending and not self._speaking:
+            self._settled.set()
+
+    def _turn(self, turn_id: str) -> TurnReport:
+        if turn_id not in self._turns:
+            self._turns[turn_id] = TurnReport(turn_id)
+            self.report.turns.append(self._turns[turn_id])
+        return self._turns[turn_id]
+
+    async def _read(self, link: Link) -> None:
+        try:
+            await self._dispatch(link)
+        except grpc.aio.AioRpcError as exc:
+            raise EdgeError(f"stream ended: {exc.code().name}: {exc.details()}") from None
+        finally:  # wake the sender, whatever happened
+            self._closed = True
+            self._pong.set()
+            self._settled.set()
+
+    async def _dispatch(self, link: Link) -> None:
+        async for event in link.events():
+            kind = event.WhichOneof("event")
+            if kind == "welcome":
+                self.report.session_id = event.welcome.session_id
+                self.report.pipeline = event.welcome.pipeline
+            elif kind == "turn":
+                self._on_turn(event.turn)
+            elif kind == "transcript":
+                self._turn(event.transcript.turn_id).transcript = event.transcript.text
+                log.info("heard: %s", event.transcript.text)
+            elif kind == "response":
+                self._turn(event.response.turn_id).response += event.response.delta
+            elif kind == "audio":
+                await self._on_audio(link, event.audio)
+            elif kind == "stop":
+                log.info("stop playback (turn %s, %s)", event.stop.turn_id, event.stop.reason)
+            elif kind == "error":
+                self._on_error(event.error)
+            elif kind == "pong":
+                self._pong.set()
+                self._check_settled()
+
+    def _on_turn(self, turn: edge_pb2.TurnEvent) -> None:
+        kinds = edge_pb2.TurnEvent
+        if turn.kind == kinds.SPEECH_STARTED:
+            self._speaking = True
+            log.info("speech started")
+        elif turn.kind == kinds.SPEECH_ENDED:
+            self._speaking = False
+            self._pending.add(turn.turn_id)
+            self._turn(turn.turn_id).speech_end_edge = turn.edge_time
+            log.info("turn %s: speech ended", turn.turn_id)
+        elif turn.kind == kinds.FINISHED:
+            report = self._turn(turn.turn_id)
+            report.latency_ms = dict(turn.latency_ms)
+            report.interrupted = turn.interrupted
+            self._pending.discard(turn.turn_id)
+            log.info(
+                "turn %s finished%s", turn.turn_id, " (interrupted)" if turn.interrupted else ""
+            )
+        self._check_settled()
+
+    async def _on_audio(self, link: Link, audio: edge_pb2.AudioOut) -> None:
+        report = self._turn(audio.turn_id)
+        if audio.pcm:
+            self.sink.write(audio)
+            report.audio_seconds += len(audio.pcm) / 2 / (audio.format.sample_rate or 16000)
+        if self.fast:
+            return
+        now = time.monotonic()
+        if report.first_played_edge is None and audio.pcm:
+            report.first_played_edge = now
+            await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.STARTED, now)
+        if audio.last:
+            await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.FINISHED, now)
+
+    @staticmethod
+    async def _playback(link: Link, turn_id: str, kind: int, at: float) -> None:
+        event = edge_pb2.PlaybackEvent(turn_id=turn_id, kind=kind, edge_time=at)
+        await link.send(edge_pb2.EdgeEvent(playback=event))
+
+    def _on_error(self, error: edge_pb2.Error) -> None:
+        message = f"{edge_pb2.Error.Code.Name(error.code)}: {error.message}"
+        self.report.errors.append(message)
+        if error.turn_id:
+            self._turn(error.turn_id).error = message
+        log.warning("server error: %s", message)
+        if error.fatal:
+            raise EdgeError(message)

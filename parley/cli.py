@@ -1,0 +1,196 @@
+"""The `parley` command: one entry point for every role.
+
+This is the composition root: the only place that reads argv, loads the config and
+imports the roles (lazily, so the edge never needs the server's dependencies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from parley.config import Config, load_config
+from parley.errors import ParleyError
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def _options(pairs: Sequence[str]) -> dict[str, object]:
+    """KEY=VALUE pairs; values that look like numbers or booleans are converted."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ParleyError(f"--option needs KEY=VALUE, got {pair!r}")
+        parsed: object = value
+        if value.lower() in ("true", "false"):
+            parsed = value.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    parsed = kind(value)
+                    break
+                except ValueError:
+                    continue
+        out[key] = parsed
+    return out
+
+
+def cmd_server(args: argparse.Namespace, config: Config) -> int:
+    from server.app import serve
+
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        config = _replace_server(config, host or config.server.host, int(port))
+    asyncio.run(serve(config))
+    return 0
+
+
+def _replace_server(config: Config, host: str, port: int) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(
+        config, server=dataclasses.replace(config.server, host=host, port=port)
+    )
+
+
+def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    from workers.main import serve_worker
+
+    if args.pool:
+        pool = config.pool(args.pool)
+        stage, engine, options = pool.stage, pool.engine, dict(pool.options)
+        address = args.listen or pool.addresses[0]
+    else:
+        if not (args.stage and args.engine):
+            raise ParleyError("give STAGE and --engine, or --pool NAME")
+        stage, engine, options = args.stage, args.engine, {}
+        address = args.listen or "127.0.0.1:0"
+    if args.model:
+        options["model"] = args.model
+    options.update(_options(args.option))
+    asyncio.run(serve_worker(stage, engine, options, address))
+    return 0
+
+
+def cmd_edge(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.edge import run_edge
+
+    return run_edge(args, config)
+
+
+def cmd_up(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.up import run_up
+
+    return run_up(args, config)
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.demo import run_demo
+
+    return run_demo(args, config)
+
+
+def cmd_models(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.models import run_models
+
+    return run_models(args, config)
+
+
+def cmd_bench(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.bench import run_bench
+
+    return run_bench(args, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description="Parley voice-assistant stack")
+    parser.add_argument(
+        "--config", help="TOML config file (default: $PARLEY_CONFIG or ./parley.toml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("server", help="run the Converse server")
+    p.add_argument("--listen", help="HOST:PORT (default from config)")
+    p.set_defaults(handler=cmd_server)
+
+    p = sub.add_parser("worker", help="run one stage worker (stt, llm or tts)")
+    p.add_argument("stage", nargs="?", choices=["stt", "llm", "tts"])
+    p.add_argument("--engine", help="engine name, e.g. faster_whisper, llama_cpp, piper, openai")
+    p.add_argument("--pool", help="take stage, engine and options from this configured pool")
+    p.add_argument("--model", help="model name or path (engine option `model`)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine option, repeatable (e.g. --option compute_type=int8)",
+    )
+    p.add_argument("--listen", help="HOST:PORT (default: the pool's first address)")
+    p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser("edge", help="run the edge agent (headless: --wav IN --out OUT)")
+    p.add_argument("--wav", required=True, help="speech recording to stream (WAV/FLAC)")
+    p.add_argument("--out", required=True, help="WAV file the answers are written to")
+    p.add_argument("--fast", action="store_true", help="no real-time pacing")
+    p.add_argument("--server", help="HOST:PORT of the server")
+    p.add_argument("--pipeline", help="pipeline name (default: the server's)")
+    p.add_argument("--device-id", help="device id (default: hostname)")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(handler=cmd_edge)
+
+    p = sub.add_parser("up", help="start the server and local workers, wait until healthy")
+    p.add_argument("--pipeline", action="append", help="pipelines whose workers to start")
+    p.set_defaults(handler=cmd_up)
+
+    p = sub.add_parser("demo", help="run one spoken turn end to end and print a summary")
+    p.add_argument("--wav", help="speech recording (default: a bundled clip)")
+    p.add_argument("--pipeline", help="pipeline (default: local if its models exist, else tiny)")
+    p.add_argument("--out", help="answer WAV (default: <home>/demo-answer.wav)")
+    p.add_argument("--fast", action="store_true", help="no real-time pacing")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("models", help="download or build models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    pull = msub.add_parser("pull", help="download the real default models (local pipeline)")
+    pull.add_argument("--only", choices=["stt", "llm", "tts"], action="append")
+    msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
+    msub.add_parser("list", help="show which pipelines have their model files")
+    p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures")
+    bsub = p.add_subparsers(dest="bench_command", required=True)
+    turn = bsub.add_parser("turn", help="framework overhead from VAD decision to first audio")
+    turn.add_argument("--turns", type=int, default=50)
+    turn.add_argument("--engines", choices=["instant", "tiny"], default="instant")
+    turn.add_argument("--json", action="store_true", help="print only the JSON object")
+    turn.add_argument("--output", help="also write the JSON object to this file")
+    p.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config)
+        handler: Handler = args.handler
+        return handler(args, config)
+    except ParleyError as exc:
+        print(f"parley: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The CLI's commands that compose several roles (up, demo, edge, models, bench)."""

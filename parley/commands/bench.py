@@ -1,0 +1,147 @@
+"""`parley bench turn`: where the time goes between the VAD's end-of-speech decision
+and the first answer audio sent, over N real turns through real processes.
+
+Each turn streams the bundled spoken command (unpaced) to a server and workers running
+as separate processes on loopback, waits for the answer, and collects the turn's
+latency record. The store goes to a scratch directory, so benchmark turns never mix
+with real ones. Figures: per stage the model time (measured inside the worker) and
+the overhead (everything else: transfer, queueing, serialisation, bookkeeping).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from parley.commands.demo import DEMO_WAV
+from parley.commands.launcher import LocalStack
+from parley.commands.models import ensure_models
+from parley.config import Config
+
+STAGES = ("stt", "llm", "tts", "send")
+TARGET = {"overhead_p50_ms": 5.0, "overhead_p99_ms": 20.0}
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """Nearest-rank p50/p90/p99 plus mean and max (empty input: {})."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        index = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+        return ordered[index]
+
+    return {
+        "p50": round(rank(50), 3),
+        "p90": round(rank(90), 3),
+        "p99": round(rank(99), 3),
+        "mean": round(sum(ordered) / len(ordered), 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+def summarise(records: list[dict[str, float]]) -> dict[str, Any]:
+    complete = [r for r in records if "first_audio_sent_ms" in r]
+    stages = {
+        stage: {
+            part: percentiles([r[f"{stage}{suffix}"] for r in complete])
+            for part, suffix in (
+                ("total", "_ms"),
+                ("model", "_model_ms"),
+                ("overhead", "_overhead_ms"),
+            )
+        }
+        for stage in STAGES
+    }
+    overhead = percentiles([r["overhead_ms"] for r in complete])
+    return {
+        "turns": len(complete),
+        "overhead_ms": overhead,
+        "decision_to_first_audio_ms": percentiles([r["first_audio_sent_ms"] for r in complete]),
+        "stages": stages,
+        "target": TARGET,
+        "meets_target": bool(overhead)
+        and overhead["p50"] < TARGET["overhead_p50_ms"]
+        and overhead["p99"] < TARGET["overhead_p99_ms"],
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def bench_turns(
+    config: Config, pipeline: str, turns: int, warmup: int
+) -> list[dict[str, float]]:
+    from edge.headless import HeadlessEdge
+
+    records: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as scratch:
+        port = _free_port()
+        store = dataclasses.replace(
+            config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
+        )
+        config = dataclasses.replace(
+            config, store=store, server=dataclasses.replace(config.server, port=port)
+        )
+        env = {
+            "PARLEY_STORE_DATABASE_URL": store.database_url,
+            "PARLEY_STORE_DATA_DIR": store.data_dir,
+            "PARLEY_SERVER_PORT": str(port),
+        }
+        stack = LocalStack(config, [pipeline], os.environ.get("PARLEY_CONFIG"), env=env)
+        await stack.start()
+        try:
+            edge = dataclasses.replace(
+                config.edge, server=f"127.0.0.1:{port}", pipeline=pipeline, device_id="bench"
+            )
+            for i in range(warmup + turns):
+                report = await HeadlessEdge(edge, fast=True).run(
+                    DEMO_WAV, Path(scratch) / "out.wav"
+                )
+                if i >= warmup:
+                    records += [t.latency_ms for t in report.turns if t.latency_ms]
+        finally:
+            stack.stop()
+    return records
+
+
+def run_bench(args: argparse.Namespace, config: Config) -> int:
+    pipeline = args.engines
+    ensure_models(config, pipeline)
+    records = asyncio.run(bench_turns(config, pipeline, args.turns, warmup=2))
+    result = {
+        "benchmark": "turn",
+        "engines": args.engines,
+        "pipeline": pipeline,
+        **summarise(records),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    text = json.dumps(result, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        print(text)
+        ok = "meets" if result["meets_target"] else "MISSES"
+        print(
+            f"overhead p50 {result['overhead_ms'].get('p50')} ms, p99 "
+            f"{result['overhead_ms'].get('p99')} ms: {ok} the target (p50 < 5, p99 < 20)"
+        )
+    return 0

@@ -1,0 +1,137 @@
+"""Start the server and the local workers of some pipelines as processes, and wait
+until every one of them answers its health check.
+
+Processes already listening (e.g. a `parley up` in another terminal) are reused, not
+started twice. Each started process logs to <home>/logs/<name>.log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from parley import rpc
+from parley.config import Config
+from parley.errors import ParleyError
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
+
+
+def is_loopback(address: str) -> bool:
+    return address.rsplit(":", 1)[0] in LOOPBACK_HOSTS
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    address: str
+    args: tuple[str, ...]  # after `python -m parley`
+
+
+def stack_specs(config: Config, pipelines: Iterable[str]) -> list[ProcessSpec]:
+    """The server plus one worker per loopback address of each local pool used."""
+    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", ("server",))]
+    seen: set[str] = set()
+    for name in pipelines:
+        pipeline = config.pipeline(name)
+        for stage in ("stt", "llm", "tts"):
+            pool = config.pool(pipeline.stage(stage).pool)
+            if not pool.local or pool.name in seen:
+                continue
+            seen.add(pool.name)
+            for i, address in enumerate(a for a in pool.addresses if is_loopback(a)):
+                specs.append(
+                    ProcessSpec(
+                        f"{pool.name}-{i}" if i else pool.name,
+                        address,
+                        ("worker", "--pool", pool.name, "--listen", address),
+                    )
+                )
+    return specs
+
+
+class LocalStack:
+    def __init__(
+        self,
+        config: Config,
+        pipelines: Iterable[str],
+        config_path: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.specs = stack_specs(config, pipelines)
+        self.config_path = config_path
+        self.env = dict(env or {})  # extra environment for the started processes
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_dir = config.home / "logs"
+
+    def _spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PARLEY_HOME=str(self.config.home), **self.env)
+        if self.config_path:
+            env["PARLEY_CONFIG"] = str(Path(self.config_path).resolve())
+        log = (self.log_dir / f"{spec.name}.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "parley", *spec.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop them
+        )
+
+    def _log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def _healthy(self, address: str) -> bool:
+        async with rpc.dial(address) as channel:
+            return await rpc.check_health(channel, timeout=0.5)
+
+    async def _wait(self, spec: ProcessSpec, timeout: float) -> None:
+        process = self.started.get(spec.name)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await self._healthy(spec.address):
+            if process is not None and process.poll() is not None:
+                raise ParleyError(
+                    f"{spec.name} exited with code {process.returncode}; its log "
+                    f"({self.log_dir / (spec.name + '.log')}) ends with:\n{self._log_tail(spec.name)}"
+                )
+            if asyncio.get_running_loop().time() > deadline:
+                raise ParleyError(
+                    f"{spec.name} on {spec.address} not healthy after {timeout:.0f} s"
+                )
+            await asyncio.sleep(0.2)
+
+    async def start(self, timeout: float = 180.0) -> list[str]:
+        """Start what is not already running; return the names started."""
+        running = await asyncio.gather(*(self._healthy(s.address) for s in self.specs))
+        for spec, up in zip(self.specs, running, strict=True):
+            if not up:
+                self.started[spec.name] = self._spawn(spec)
+        try:
+            await asyncio.gather(*(self._wait(s, timeout) for s in self.specs))
+        except BaseException:
+            self.stop()
+            raise
+        return list(self.started)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for process in self.started.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.started.values():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(2)
+        self.started.clear()

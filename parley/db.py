@@ -1,0 +1,102 @@
+"""The store's schema: peewee models on a DatabaseProxy (SQLite by default, any URL).
+
+Media (audio, frames) live as files under the data directory; rows hold their paths
+relative to it, so a data directory can be moved or mounted elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import peewee
+from playhouse.db_url import connect
+
+database = peewee.DatabaseProxy()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text, so it works the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+
+
+class Device(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=128)
+    first_seen = peewee.DateTimeField(default=_now)
+    last_seen = peewee.DateTimeField(default=_now)
+    agent_version = peewee.CharField(default="")
+
+
+class Conversation(BaseModel):
+    """One Converse stream: a device talking to one pipeline."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    device = peewee.ForeignKeyField(Device, backref="conversations", on_delete="CASCADE")
+    pipeline = peewee.CharField(index=True)
+    started_at = peewee.DateTimeField(default=_now, index=True)
+    ended_at = peewee.DateTimeField(null=True)
+
+
+class Turn(BaseModel):
+    """One user utterance and the answer to it. Written when the turn starts, so a turn
+    that fails (or a server that dies) still leaves its row, status and error."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    conversation = peewee.ForeignKeyField(Conversation, backref="turns", on_delete="CASCADE")
+    index = peewee.IntegerField()  # position in the conversation
+    pipeline = peewee.CharField(index=True)
+    created_at = peewee.DateTimeField(default=_now, index=True)
+    status = peewee.CharField(default="running", index=True)  # running|done|failed|interrupted
+    transcript = peewee.TextField(default="")
+    response = peewee.TextField(default="")
+    error = peewee.TextField(default="")
+    error_stage = peewee.CharField(default="")
+    speech_seconds = peewee.FloatField(default=0.0)
+    trace_id = peewee.CharField(default="", index=True)
+    latency = JSONField(default=dict)  # the latency record (milliseconds, see server/latency.py)
+
+    class Meta:
+        indexes = ((("conversation", "index"), True),)
+
+
+class Media(BaseModel):
+    turn = peewee.ForeignKeyField(Turn, backref="media", on_delete="CASCADE")
+    kind = peewee.CharField(index=True)  # "input" | "output" | "frame"
+    path = peewee.CharField()  # relative to the data directory
+    mime = peewee.CharField(default="audio/wav")
+    sample_rate = peewee.IntegerField(default=0)
+    seconds = peewee.FloatField(default=0.0)
+    bytes = peewee.IntegerField(default=0)
+    created_at = peewee.DateTimeField(default=_now)
+
+
+MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media]
+
+
+def open_database(url: str) -> peewee.Database:
+    """Connect ``database`` to ``url`` (sqlite:///path, postgresql://...) and create tables."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        db = connect(url, pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000})
+    else:
+        db = connect(url)
+    database.initialize(db)
+    with database.connection_context():
+        database.create_tables(MODELS, safe=True)
+    return db

@@ -1,0 +1,98 @@
+"""gRPC serve/dial helpers shared by the server and the workers.
+
+Every server gets the standard health service (grpc.health.v1), message-size limits
+that fit audio and camera frames, and keepalive settings; every channel is dialled
+with matching options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+RECONNECT_MAX_S = 1.0
+
+CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    # A restarted worker is found again within a second (gRPC's default backoff
+    # grows to two minutes, during which every call to it fails fast).
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+SERVER_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Several worker processes may share a port only when explicitly asked; by default a
+    # port that is taken is an error, not a silent second listener.
+    ("grpc.so_reuseport", 0),
+]
+
+
+async def start_server(
+    address: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Start a grpc.aio server on ``address`` (host:port, port 0 = any free port).
+
+    Returns the server, the bound port and its health servicer; every name in
+    ``service_names`` (and the overall "") is marked SERVING once started.
+    """
+    server = grpc.aio.server(interceptors=list(interceptors), options=SERVER_OPTIONS)
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer
+
+
+def dial(
+    address: str, *, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+async def check_health(channel: grpc.aio.Channel, service: str = "", timeout: float = 1.0) -> bool:
+    """True when the peer answers SERVING within ``timeout`` seconds."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def wait_healthy(address: str, timeout: float, service: str = "") -> None:
+    """Poll ``address`` until it reports SERVING; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    async with dial(address) as channel:
+        while True:
+            if await check_health(channel, service, timeout=min(1.0, timeout)):
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{address} did not become healthy within {timeout:.0f} s")
+            await asyncio.sleep(0.1)

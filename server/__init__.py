@@ -1,0 +1,1 @@
+"""The Parley server: Converse sessions, VAD turn detection, pipelines and storage."""

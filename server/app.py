@@ -1,0 +1,65 @@
+"""Build and run the Parley server: store, VAD model, worker pools, Converse service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+
+from parley import rpc
+from parley.config import Config
+from protos import edge_pb2_grpc
+from server.edge_service import EdgeServicer
+from server.store import TurnStore
+from server.vad import SileroVad
+from server.worker_clients import WorkerPool
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "parley.edge.v1.Edge"
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    servicer: EdgeServicer
+    store: TurnStore
+    pools: dict[str, WorkerPool]
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.server.stop(grace)
+        for pool in self.pools.values():
+            await pool.close()
+        await self.store.close()
+
+
+async def start_server(config: Config, address: str | None = None) -> RunningServer:
+    """Open the store, load the VAD and listen (``address`` overrides the config)."""
+    store = TurnStore(config.database_url, config.data_dir)
+    await store.open()
+    vad = SileroVad(config.vad.model_path or None)
+    pools = {name: WorkerPool(pool) for name, pool in config.pools.items()}
+    servicer = EdgeServicer(config, store, vad, pools)
+    address = address or f"{config.server.host}:{config.server.port}"
+    server, port, _ = await rpc.start_server(
+        address, lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s), [SERVICE_NAME]
+    )
+    log.info(
+        "parley server listening on %s (port %d), store %s", address, port, config.database_url
+    )
+    return RunningServer(server, port, servicer, store, pools)
+
+
+async def serve(config: Config) -> None:
+    running = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("parley server stopping")
+    await running.stop()

@@ -1,0 +1,298 @@
+"""One Session per Converse stream: audio in -> turns -> pipeline -> events out.
+
+The session owns its background work: at most one running turn task (a new turn, or
+speech during the answer, cancels it: barge-in), plus the store writes it started.
+Everything is cancelled and awaited when the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from parley.audio import AudioConverter, float_to_pcm16_bytes
+from parley.config import VadConfig
+from protos import edge_pb2
+from server.latency import TurnLatency
+from server.pipeline import Exchange, PipelineRunner, TurnInput, TurnResult
+from server.store import TurnStore
+from server.turns import SpeechStarted, TurnDetector, TurnEnded
+from server.vad import SileroVad
+from server.worker_clients import StageError
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+Emit = Callable[[edge_pb2.ServerEvent], Awaitable[None]]
+ErrorCode = edge_pb2.Error.Code
+
+
+class EdgeClock:
+    """Maps positions in the converted 16 kHz stream to edge capture times."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._chunks: collections.deque[tuple[int, float]] = collections.deque(maxlen=keep)
+
+    def add(self, first_sample: int, capture_time: float) -> None:
+        self._chunks.append((first_sample, capture_time))
+
+    def at(self, sample: int) -> float | None:
+        best = None
+        for first, captured in reversed(self._chunks):
+            best = (first, captured)
+            if first <= sample:
+                break
+        if best is None:
+            return None
+        return best[1] + (sample - best[0]) / RATE
+
+
+@dataclass
+class ActiveTurn:
+    turn_id: str
+    task: asyncio.Task[None]
+    latency: TurnLatency
+    playing: bool = False
+    finished: bool = False
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        hello: edge_pb2.Hello,
+        runner: PipelineRunner,
+        store: TurnStore,
+        vad: SileroVad,
+        vad_config: VadConfig,
+        emit: Emit,
+    ) -> None:
+        self.session_id = session_id
+        self.device_id = hello.device_id
+        self.pipeline = runner.pipeline.name
+        self.runner = runner
+        self.store = store
+        self.emit = emit
+        fmt = hello.audio_format
+        self.converter = AudioConverter(fmt.sample_rate, fmt.channels)
+        self.detector = TurnDetector(vad_config, vad, RATE)
+        self.clock = EdgeClock()
+        self.samples_in = 0
+        self.history: list[Exchange] = []
+        self.frames: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=64)
+        self.turn_index = 0
+        self.active: ActiveTurn | None = None
+        self.latencies: dict[str, TurnLatency] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ inbound
+
+    async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent]) -> None:
+        try:
+            async for event in events:
+                await self.handle(event)
+            # End of stream: the converter's look-ahead, then whatever turn is open.
+            for event in [*self.detector.feed(self.converter.flush()), *self.detector.flush()]:
+                await self._on_detector_event(event)
+        finally:
+            await self.close()
+
+    async def handle(self, event: edge_pb2.EdgeEvent) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "audio":
+            await self._on_audio(event.audio)
+        elif kind == "playback":
+            await self._on_playback(event.playback)
+        elif kind == "frame":
+            self.frames.append((event.frame.capture_time, event.frame.jpeg))
+        elif kind == "ping":
+            await self.emit(
+                edge_pb2.ServerEvent(pong=edge_pb2.Pong(edge_time=event.ping.edge_time))
+            )
+        elif kind == "spans":
+            pass  # edge spans are handled by the tracing layer
+        else:
+            await self._error(ErrorCode.BAD_REQUEST, f"unexpected {kind or 'empty'} message")
+
+    async def _on_audio(self, chunk: edge_pb2.AudioChunk) -> None:
+        try:
+            samples = self.converter.convert(chunk.pcm)
+        except ValueError as exc:
+            await self._error(ErrorCode.BAD_REQUEST, f"bad audio chunk {chunk.seq}: {exc}")
+            return
+        self.clock.add(self.samples_in, chunk.capture_time)
+        self.samples_in += len(samples)
+        for event in self.detector.feed(samples):
+            await self._on_detector_event(event)
+
+    async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
+        if isinstance(event, SpeechStarted):
+            await self._barge_in()
+            await self.emit(
+                edge_pb2.ServerEvent(
+                    turn=edge_pb2.TurnEvent(
+                        kind=edge_pb2.TurnEvent.SPEECH_STARTED,
+                        edge_time=self.clock.at(event.start_sample) or 0.0,
+                    )
+                )
+            )
+        else:
+            await self._barge_in()
+            self._start_turn(event)
+
+    async def _on_playback(self, playback: edge_pb2.PlaybackEvent) -> None:
+        latency = self.latencies.get(playback.turn_id)
+        active = self.active
+        if active is not None and active.turn_id == playback.turn_id:
+            active.playing = playback.kind == edge_pb2.PlaybackEvent.STARTED
+        if latency is None or playback.kind != edge_pb2.PlaybackEvent.STARTED:
+            return
+        if latency.first_played_edge is None:
+            latency.first_played_edge = playback.edge_time
+            if latency.done_at is not None:  # the turn is stored already: add the figure
+                v2v = latency.voice_to_voice_ms
+                if v2v is not None:
+                    self._spawn(
+                        self.store.update_latency(
+                            playback.turn_id,
+                            {"voice_to_voice_ms": v2v, "first_played_edge_s": playback.edge_time},
+                        )
+                    )
+
+    # ------------------------------------------------------------------ turns
+
+    async def _barge_in(self) -> None:
+        """New speech while an answer is being made or played: stop it."""
+        active = self.active
+        if active is None or (active.finished and not active.playing):
+            return
+        if not active.task.done():
+            active.task.cancel()
+        await self.emit(
+            edge_pb2.ServerEvent(
+                stop=edge_pb2.StopPlayback(turn_id=active.turn_id, reason="barge-in")
+            )
+        )
+        active.playing = False
+        active.finished = True
+
+    def _start_turn(self, ended: TurnEnded) -> None:
+        turn_id = str(uuid.uuid4())
+        latency = TurnLatency()
+        latency.endpointing_s = max(0.0, (ended.decided_sample - ended.end_sample) / RATE)
+        latency.speech_end_edge = self.clock.at(ended.end_sample)
+        audio = ended.audio
+        pcm = float_to_pcm16_bytes(audio) if audio.dtype != np.int16 else audio.tobytes()
+        start_edge = self.clock.at(ended.start_sample) or 0.0
+        frames = [jpeg for captured, jpeg in self.frames if captured >= start_edge]
+        turn = TurnInput(turn_id, pcm, RATE, tuple(self.history), frames)
+        index = self.turn_index
+        self.turn_index += 1
+        self.latencies[turn_id] = latency
+        task = asyncio.create_task(self._run_turn(turn, index, latency), name=f"turn-{turn_id}")
+        self.active = ActiveTurn(turn_id, task, latency)
+
+    async def _run_turn(self, turn: TurnInput, index: int, latency: TurnLatency) -> None:
+        result = TurnResult()
+        status, error, stage = "done", "", ""
+        turn_event = edge_pb2.TurnEvent(
+            turn_id=turn.turn_id,
+            kind=edge_pb2.TurnEvent.SPEECH_ENDED,
+            edge_time=latency.speech_end_edge or 0.0,
+        )
+        stored = asyncio.create_task(
+            self.store.begin_turn(
+                turn.turn_id, self.session_id, index, self.pipeline, turn.pcm, turn.sample_rate
+            )
+        )
+        try:
+            await self.emit(edge_pb2.ServerEvent(turn=turn_event))
+            await self.runner.run(turn, latency, self.emit, result)
+        except asyncio.CancelledError:
+            status = "interrupted"
+        except StageError as exc:
+            status, error, stage = "failed", exc.message, exc.stage
+            code = ErrorCode.STAGE_UNAVAILABLE if exc.unavailable else ErrorCode.STAGE_FAILED
+            await self._error(code, str(exc), turn_id=turn.turn_id, stage=exc.stage)
+        except Exception as exc:  # a bug: report it, keep the session
+            log.exception("turn %s failed", turn.turn_id)
+            status, error, stage = "failed", f"internal error: {exc}", "server"
+            await self._error(ErrorCode.INTERNAL, error, turn_id=turn.turn_id)
+        finally:
+            latency.done()
+            if self.active is not None and self.active.turn_id == turn.turn_id:
+                self.active.finished = True
+            if result.transcript:
+                self.history.append(Exchange(result.transcript, result.response))
+            # The store write is owned by the session (close() waits for it), so it
+            # lands even if this task is cancelled again while waiting for it.
+            saving = self._spawn(
+                self._store_turn(stored, turn.turn_id, status, error, stage, result, latency)
+            )
+        await asyncio.shield(saving)  # FINISHED means "stored"
+        await self.emit(
+            edge_pb2.ServerEvent(
+                turn=edge_pb2.TurnEvent(
+                    turn_id=turn.turn_id,
+                    kind=edge_pb2.TurnEvent.FINISHED,
+                    latency_ms=latency.record(),
+                    interrupted=status == "interrupted",
+                )
+            )
+        )
+
+    async def _store_turn(
+        self,
+        begun: asyncio.Task[None],
+        turn_id: str,
+        status: str,
+        error: str,
+        stage: str,
+        result: TurnResult,
+        latency: TurnLatency,
+    ) -> None:
+        try:
+            await begun
+            await self.store.finish_turn(
+                turn_id,
+                status=status,
+                transcript=result.transcript,
+                response=result.response,
+                latency=latency.record(),
+                error=error,
+                error_stage=stage,
+                answer_pcm=bytes(result.audio),
+                answer_rate=result.audio_rate,
+            )
+        except Exception:
+            log.exception("could not store turn %s", turn_id)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _error(self, code: int, message: str, *, turn_id: str = "", stage: str = "") -> None:
+        await self.emit(
+            edge_pb2.ServerEvent(
+                error=edge_pb2.Error(code=code, message=message, turn_id=turn_id, stage=stage)
+            )
+        )
+
+    async def close(self) -> None:
+        """Cancel the running turn and wait for every store write to land."""
+        if self.active is not None and not self.active.task.done():
+            self.active.task.cancel()
+            await asyncio.gather(self.active.task, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,193 @@
+"""Streaming endpointing: Silero VAD probabilities in, turn events out.
+
+The state machine is silero's own ``get_speech_timestamps`` run one window at a time
+(speech starts at a window with probability >= ``threshold``; a turn closes once the
+probability has stayed below ``neg_threshold`` for ``min_silence_ms``, measured from
+the first silent window, which is the turn's end; any window >= ``threshold`` in
+between cancels the pending end; regions of ``min_speech_ms`` or less are dropped), so
+for the same settings it finds the same regions as silero's offline pass. Two
+additions for live use: :class:`SpeechStarted` is emitted at the first moment the
+region is certain to be long enough to keep (so clicks do not barge in), and a turn
+is cut at ``max_turn_s`` (``forced``).
+
+Sample positions count from the start of the stream at the detector's rate, so the
+caller can map them to capture times on the edge.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from parley.config import VadConfig
+from server.vad import VadModel
+
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """Speech has lasted longer than ``min_speech_ms``: a turn is under way."""
+
+    start_sample: int  # first sample of the first speech window
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TurnEnded:
+    """A turn closed: after enough silence, at ``max_turn_s`` (forced), or at flush."""
+
+    start_sample: int  # speech start (as in SpeechStarted)
+    end_sample: int  # speech end: start of the silence that closed the turn
+    audio: Float32Array  # start - pre_roll .. end + post_roll (clipped to the stream)
+    audio_start_sample: int  # stream position of audio[0]
+    decided_sample: int  # stream position scored when the turn was closed
+    forced: bool = False  # closed by max_turn_s, not by silence
+
+    @property
+    def audio_end_sample(self) -> int:
+        return self.audio_start_sample + len(self.audio)
+
+
+TurnEvent = SpeechStarted | TurnEnded
+
+
+class TurnDetector:
+    """Finds turns in one stream of float32 mono audio at the VAD's sample rate."""
+
+    def __init__(self, config: VadConfig, vad: VadModel, sample_rate: int = 16000) -> None:
+        if sample_rate != vad.sample_rate:
+            raise ValueError(f"the VAD runs at {vad.sample_rate} Hz, not {sample_rate}")
+        if not 0.0 <= config.neg_threshold <= config.threshold <= 1.0:
+            raise ValueError("VAD thresholds need 0 <= neg_threshold <= threshold <= 1")
+        if config.max_turn_s * 1000 <= config.min_speech_ms:
+            raise ValueError("max_turn_s must be longer than min_speech_ms")
+        self.config, self.sample_rate = config, sample_rate
+        self._vad, self._window = vad, vad.window
+        per_ms = sample_rate / 1000
+        self._min_speech = per_ms * config.min_speech_ms
+        self._min_silence = per_ms * config.min_silence_ms
+        self._max_turn = sample_rate * config.max_turn_s
+        self._pre_roll = round(per_ms * config.pre_roll_ms)
+        self._post_roll = round(per_ms * config.post_roll_ms)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next sample fed is sample 0 of a new stream."""
+        self._stream = self._vad.new_stream()
+        self._pending = np.zeros(0, dtype=np.float32)  # fed, not yet scored
+        self._pos = 0  # samples scored (start of the next window)
+        self._fed = 0
+        self._chunks: deque[Float32Array] = deque()  # recent audio, from _chunks_start
+        self._chunks_start = 0
+        self._triggered = False
+        self._confirmed = False
+        self._start = 0
+        self._temp_end = 0
+
+    @property
+    def samples_fed(self) -> int:
+        return self._fed
+
+    @property
+    def buffered_samples(self) -> int:
+        """Audio held for pre-roll or the open turn (bounded while no turn is open)."""
+        return sum(chunk.size for chunk in self._chunks)
+
+    @property
+    def in_turn(self) -> bool:
+        """True between SpeechStarted and TurnEnded."""
+        return self._confirmed
+
+    def feed(self, samples: npt.ArrayLike) -> list[TurnEvent]:
+        """Add audio (float32 mono, any length); returns the events it completes."""
+        x = np.array(samples, dtype=np.float32).reshape(-1)  # a copy we own
+        if x.size == 0:
+            return []
+        self._chunks.append(x)
+        self._fed += x.size
+        buf = np.concatenate((self._pending, x)) if self._pending.size else x
+        events: list[TurnEvent] = []
+        n = buf.size // self._window
+        for i in range(n):
+            window = buf[i * self._window : (i + 1) * self._window]
+            events.extend(self._step(self._vad.probability(self._stream, window)))
+        self._pending = buf[n * self._window :].copy()
+        self._trim()
+        return events
+
+    def flush(self) -> list[TurnEvent]:
+        """End of stream: score the last partial window, close an open turn, reset."""
+        events: list[TurnEvent] = []
+        if self._pending.size:
+            window = np.zeros(self._window, dtype=np.float32)
+            window[: self._pending.size] = self._pending
+            events.extend(self._step(self._vad.probability(self._stream, window)))
+        if self._triggered:
+            ended = self._close(self._temp_end or self._fed, forced=False)
+            if ended is not None:
+                events.append(ended)
+        self.reset()
+        return events
+
+    # ------------------------------------------------------------------ internals
+
+    def _step(self, prob: float) -> list[TurnEvent]:
+        """One window of silero's state machine; the window starts at self._pos."""
+        cfg, cur = self.config, self._pos
+        window_end = min(cur + self._window, self._fed)
+        self._pos += self._window
+        events: list[TurnEvent] = []
+        if prob >= cfg.threshold:
+            self._temp_end = 0
+            if not self._triggered:
+                self._triggered, self._confirmed, self._start = True, False, cur
+        elif self._triggered and prob < cfg.neg_threshold:
+            if not self._temp_end:
+                self._temp_end = cur
+            if cur - self._temp_end >= self._min_silence:
+                ended = self._close(self._temp_end, forced=False)
+                return [ended] if ended is not None else []
+        if not self._triggered:
+            return events
+        if not self._confirmed and not self._temp_end:
+            # The region's end is at least window_end now, so it will be kept.
+            if window_end - self._start > self._min_speech:
+                self._confirmed = True
+                events.append(SpeechStarted(self._start))
+        if self._confirmed and window_end + self._window - self._start > self._max_turn:
+            ended = self._close(self._temp_end or window_end, forced=True)
+            if ended is not None:
+                events.append(ended)
+        return events
+
+    def _close(self, end: int, *, forced: bool) -> TurnEnded | None:
+        """Leave the speech state; the turn is returned if it was long enough."""
+        kept, start = self._confirmed, self._start
+        self._triggered = self._confirmed = False
+        self._temp_end = 0
+        if not kept:
+            return None
+        audio_start = max(0, start - self._pre_roll)
+        audio_end = min(self._fed, end + self._post_roll)
+        return TurnEnded(
+            start_sample=start,
+            end_sample=end,
+            audio=self._slice(audio_start, audio_end),
+            audio_start_sample=audio_start,
+            decided_sample=min(self._pos, self._fed),
+            forced=forced,
+        )
+
+    def _slice(self, start: int, end: int) -> Float32Array:
+        audio = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        begin = max(0, start - self._chunks_start)
+        return audio[begin : end - self._chunks_start].copy()
+
+    def _trim(self) -> None:
+        """While no turn is open keep only the pre-roll before the next window."""
+        keep_from = (self._start if self._triggered else self._pos) - self._pre_roll
+        while self._chunks and self._chunks_start + self._chunks[0].size <= keep_from:
+            self._chunks_start += self._chunks.popleft().size

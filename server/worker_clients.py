@@ -1,0 +1,189 @@
+"""Clients for the stage workers: pools of channels, deadlines, failover, and gRPC
+errors turned into StageError for the pipeline.
+
+A pool spreads calls round-robin across its addresses. An address whose call fails
+with UNAVAILABLE is skipped for a short back-off, and a call that failed before any
+response arrived is retried once on another address.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from parley import rpc
+from parley.config import PoolConfig
+from protos import workers_pb2 as pb
+from protos import workers_pb2_grpc as pb_grpc
+
+BACKOFF_S = 2.0
+
+
+class StageError(Exception):
+    """A stage failed; ``unavailable`` means no worker could be reached at all."""
+
+    def __init__(self, stage: str, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(f"{stage}: {message}")
+        self.stage = stage
+        self.message = message
+        self.unavailable = unavailable
+
+
+def _stage_error(stage: str, address: str, exc: grpc.aio.AioRpcError) -> StageError:
+    code = exc.code()
+    unavailable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    detail = exc.details() or code.name
+    if code is grpc.StatusCode.UNAVAILABLE:
+        detail = f"worker at {address} unavailable ({detail})"
+    elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        detail = f"worker at {address} missed its deadline"
+    return StageError(stage, detail, unavailable=unavailable)
+
+
+class WorkerPool:
+    def __init__(self, config: PoolConfig) -> None:
+        self.config = config
+        self.stage = config.stage
+        self._channels = {address: rpc.dial(address) for address in config.addresses}
+        self._order = itertools.cycle(config.addresses)
+        self._down_until: dict[str, float] = {}
+
+    def pick(self, exclude: Sequence[str] = ()) -> tuple[str, grpc.aio.Channel]:
+        """Next address in turn that is not backing off (or, if all are, the one that
+        recovers first, so a restarted worker is found again)."""
+        now = time.monotonic()
+        candidates = [a for a in self.config.addresses if a not in exclude] or list(
+            self.config.addresses
+        )
+        for _ in range(len(self.config.addresses)):
+            address = next(self._order)
+            if address in candidates and self._down_until.get(address, 0.0) <= now:
+                return address, self._channels[address]
+        address = min(candidates, key=lambda a: self._down_until.get(a, 0.0))
+        return address, self._channels[address]
+
+    def mark_down(self, address: str) -> None:
+        self._down_until[address] = time.monotonic() + BACKOFF_S
+
+    def mark_up(self, address: str) -> None:
+        self._down_until.pop(address, None)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+
+@dataclass(frozen=True)
+class SttResult:
+    text: str
+    language: str
+    audio_seconds: float
+    model_seconds: float
+
+
+async def transcribe(
+    pool: WorkerPool,
+    pcm: bytes,
+    config: pb.SttConfig,
+    *,
+    timeout: float,
+    metadata: Sequence[tuple[str, str]] = (),
+    chunk_bytes: int = 32000,
+) -> SttResult:
+    """Send a whole turn's PCM16 mono audio; return the final transcript."""
+
+    async def requests() -> AsyncIterator[pb.SttRequest]:
+        yield pb.SttRequest(config=config)
+        for start in range(0, len(pcm), chunk_bytes):
+            yield pb.SttRequest(audio=pcm[start : start + chunk_bytes])
+
+    tried: list[str] = []
+    while True:
+        address, channel = pool.pick(exclude=tried)
+        call = pb_grpc.SttStub(channel).Transcribe(
+            requests(), timeout=timeout, metadata=tuple(metadata)
+        )
+        try:
+            async for reply in call:
+                if reply.final:
+                    pool.mark_up(address)
+                    return SttResult(
+                        reply.text, reply.language, reply.audio_seconds, reply.model_seconds
+                    )
+            raise StageError("stt", f"worker at {address} ended without a final transcript")
+        except grpc.aio.AioRpcError as exc:
+            error = _stage_error("stt", address, exc)
+            if not error.unavailable:
+                raise error from None
+            pool.mark_down(address)
+            tried.append(address)
+            if len(tried) >= min(2, len(pool.config.addresses)):
+                raise error from None
+
+
+async def generate(
+    pool: WorkerPool,
+    request: pb.LlmRequest,
+    *,
+    timeout: float,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> AsyncIterator[pb.LlmDelta]:
+    """Stream the answer's deltas; fails over once if nothing was received yet."""
+    tried: list[str] = []
+    while True:
+        address, channel = pool.pick(exclude=tried)
+        call = pb_grpc.LlmStub(channel).Generate(request, timeout=timeout, metadata=tuple(metadata))
+        received = False
+        try:
+            async for delta in call:
+                received = True
+                yield delta
+            pool.mark_up(address)
+            return
+        except grpc.aio.AioRpcError as exc:
+            error = _stage_error("llm", address, exc)
+            if received or not error.unavailable:
+                raise error from None
+            pool.mark_down(address)
+            tried.append(address)
+            if len(tried) >= min(2, len(pool.config.addresses)):
+                raise error from None
+        finally:
+            call.cancel()
+
+
+async def synthesize(
+    pool: WorkerPool,
+    config: pb.TtsConfig,
+    texts: AsyncIterator[str],
+    *,
+    timeout: float,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> AsyncIterator[pb.TtsAudio]:
+    """Stream texts in and audio out over one call (the text stream cannot be replayed,
+    so there is no failover mid-call; an unreachable worker is marked down)."""
+
+    async def requests() -> AsyncIterator[pb.TtsRequest]:
+        yield pb.TtsRequest(config=config)
+        async for text in texts:
+            yield pb.TtsRequest(text=text)
+
+    address, channel = pool.pick()
+    call = pb_grpc.TtsStub(channel).Synthesize(
+        requests(), timeout=timeout, metadata=tuple(metadata)
+    )
+    try:
+        async for audio in call:
+            yield audio
+        pool.mark_up(address)
+    except grpc.aio.AioRpcError as exc:
+        error = _stage_error("tts", address, exc)
+        if error.unavailable:
+            pool.mark_down(address)
+        raise error from None
+    finally:
+        call.cancel()

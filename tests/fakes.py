@@ -1,0 +1,91 @@
+"""Fake engines for integration tests: real gRPC, controllable timing, and a record of
+whether the call was cancelled (so barge-in can be seen reaching the worker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from workers.engines import LlmRequest, Speech, SttRequest, TextDelta, Transcript, TtsRequest
+
+
+class FixedStt:
+    model = "fixed"
+
+    def __init__(self, text: str = "hello there") -> None:
+        self.text = text
+        self.calls = 0
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def run(self, request: SttRequest, audio: AsyncIterator[bytes]) -> AsyncIterator[Transcript]:
+        self.calls += 1
+        size = sum([len(chunk) async for chunk in audio])
+        yield Transcript(self.text, audio_seconds=size / 2 / request.sample_rate)
+
+
+class ScriptedLlm:
+    """Yields ``text`` word by word with ``delay`` seconds between words."""
+
+    model = "scripted"
+
+    def __init__(self, text: str = "First sentence here. Second one follows.", delay: float = 0.0):
+        self.text, self.delay = text, delay
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.requests: list[LlmRequest] = []
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def run(self, request: LlmRequest) -> AsyncIterator[TextDelta]:
+        self.requests.append(request)
+        self.started.set()
+        try:
+            for word in self.text.split(" "):
+                yield TextDelta(word + " ")
+                await asyncio.sleep(self.delay)
+            yield TextDelta("", finish_reason="stop")
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        except GeneratorExit:
+            self.cancelled.set()
+            raise
+
+
+class ToneTts:
+    """Speaks each text as ``seconds`` of a quiet tone per text, after ``delay``."""
+
+    model = "tone"
+    rate = 16000
+
+    def __init__(self, seconds: float = 0.1, delay: float = 0.0) -> None:
+        self.seconds, self.delay = seconds, delay
+        self.texts: list[str] = []
+        self.ended = asyncio.Event()  # the call is over, however it ended
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def run(self, request: TtsRequest, text: AsyncIterator[str]) -> AsyncIterator[Speech]:
+        index = 0
+        try:
+            async for sentence in text:
+                self.texts.append(sentence)
+                await asyncio.sleep(self.delay)
+                pcm = (b"\x00\x10" * int(self.rate * self.seconds))
+                yield Speech(pcm, self.rate, index, sentence_end=True)
+                index += 1
+        finally:
+            self.ended.set()

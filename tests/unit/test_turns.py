@@ -1,0 +1,151 @@
+"""The turn detector's state machine, driven by a fake VAD whose probability is the audio.
+
+Each 512-sample window is filled with one value and the fake VAD returns it as the
+speech probability, so a test writes the probability track directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from parley.config import VadConfig
+from server.turns import SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from server.vad import VadStream
+
+W = 512  # window at 16 kHz: 32 ms
+
+
+class ProbabilityIsAudioVad:
+    sample_rate = 16000
+    window = W
+
+    def new_stream(self) -> VadStream:
+        return VadStream(context=np.zeros(64, dtype=np.float32))
+
+    def probability(self, stream: VadStream, window: npt.ArrayLike) -> float:
+        return float(np.asarray(window)[0])
+
+
+def track(*runs: tuple[float, int]) -> np.ndarray:
+    """(probability, windows) runs -> audio whose windows carry those probabilities."""
+    return np.concatenate([np.full(n * W, p, dtype=np.float32) for p, n in runs])
+
+
+def run(audio: np.ndarray, chunk: int = 320, **settings: Any) -> list[TurnEvent]:
+    detector = TurnDetector(VadConfig(**settings), ProbabilityIsAudioVad())
+    events: list[TurnEvent] = []
+    for i in range(0, len(audio), chunk):
+        events += detector.feed(audio[i : i + chunk])
+    return events + detector.flush()
+
+
+def turns(events: list[TurnEvent]) -> list[TurnEnded]:
+    return [e for e in events if isinstance(e, TurnEnded)]
+
+
+def test_bursts_up_to_min_speech_are_dropped() -> None:
+    # min_speech 250 ms = 4000 samples: 7 windows (3584) are a click, 8 (4096) a turn.
+    assert run(track((0, 20), (0.9, 7), (0, 40))) == []
+    events = run(track((0, 20), (0.9, 8), (0, 40)))
+    assert [type(e) for e in events] == [SpeechStarted, TurnEnded]
+    assert events[0] == SpeechStarted(20 * W)
+
+
+def test_speech_started_is_emitted_once_confirmed() -> None:
+    detector = TurnDetector(VadConfig(), ProbabilityIsAudioVad())
+    assert detector.feed(track((0, 5), (0.9, 7))) == []
+    assert not detector.in_turn
+    assert detector.feed(track((0.9, 1))) == [SpeechStarted(5 * W)]
+    assert detector.in_turn
+    assert detector.feed(track((0.9, 30))) == []
+
+
+def test_silence_closes_the_turn_at_its_start() -> None:
+    # 500 ms = 8000 samples: silero closes at the window starting >= 8000 after temp_end.
+    events = run(track((0, 10), (0.9, 20), (0.1, 40)), min_silence_ms=500, post_roll_ms=0)
+    (turn,) = turns(events)
+    assert (turn.start_sample, turn.end_sample) == (10 * W, 30 * W)
+    assert turn.decided_sample == (30 + 16 + 1) * W
+    assert not turn.forced
+
+
+def test_pauses_shorter_than_min_silence_and_middling_probabilities_keep_the_turn() -> None:
+    audio = track((0, 10), (0.9, 20), (0.1, 10), (0.9, 20), (0.4, 30), (0.9, 10), (0, 40))
+    (turn,) = turns(run(audio, min_silence_ms=500))
+    assert (turn.start_sample, turn.end_sample) == (10 * W, 100 * W)
+
+
+def test_probability_between_thresholds_does_not_reset_pending_silence() -> None:
+    # As in silero: only a window >= threshold cancels a pending end.
+    audio = track((0.9, 20), (0.1, 8), (0.4, 4), (0.1, 6), (0, 20))
+    (turn,) = turns(run(audio, min_silence_ms=500))
+    assert turn.end_sample == 20 * W
+
+
+def test_turn_audio_has_pre_and_post_roll() -> None:
+    audio = track((0, 20), (0.9, 20), (0, 40))
+    audio += np.linspace(0, 1e-3, len(audio), dtype=np.float32)  # make samples distinct
+    (turn,) = turns(run(audio, pre_roll_ms=100, post_roll_ms=60))
+    assert turn.audio_start_sample == 20 * W - 1600
+    assert turn.audio_end_sample == 40 * W + 960
+    np.testing.assert_array_equal(turn.audio, audio[turn.audio_start_sample : 40 * W + 960])
+
+
+def test_pre_roll_is_clipped_at_stream_start() -> None:
+    (turn,) = turns(run(track((0.9, 20), (0, 40))))
+    assert turn.audio_start_sample == 0 and turn.start_sample == 0
+
+
+def test_max_turn_forces_a_cut_and_speech_goes_on_in_a_new_turn() -> None:
+    # 1 s holds 31 windows: 104 windows of speech are cut 31 + 31 + 31 + 11.
+    events = run(track((0, 5), (0.9, 104), (0, 40)), max_turn_s=1.0)
+    ended = turns(events)
+    assert [t.forced for t in ended] == [True, True, True, False]
+    assert [t.end_sample - t.start_sample for t in ended] == [31 * W] * 3 + [11 * W]
+    assert ended[0].start_sample == 5 * W
+    assert ended[-1].end_sample == 109 * W
+    assert sum(isinstance(e, SpeechStarted) for e in events) == 4
+
+
+def test_flush_closes_an_open_turn() -> None:
+    # Speech still going: the turn ends at the end of the stream (a partial window).
+    audio = np.concatenate([track((0, 5), (0.9, 20)), np.full(100, 0.9, np.float32)])
+    (turn,) = turns(run(audio))
+    assert turn.end_sample == len(audio) and not turn.forced
+    # Inside a pause shorter than min_silence: the turn ends where the pause began.
+    (turn,) = turns(run(track((0, 5), (0.9, 20), (0.1, 5))))
+    assert turn.end_sample == 25 * W
+
+
+def test_flush_resets_positions() -> None:
+    detector = TurnDetector(VadConfig(), ProbabilityIsAudioVad())
+    detector.feed(track((0, 10), (0.9, 20)))
+    assert len(turns(detector.flush())) == 1
+    events = detector.feed(track((0.9, 10)))
+    assert events == [SpeechStarted(0)]
+
+
+def test_audio_kept_while_silent_is_bounded() -> None:
+    detector = TurnDetector(VadConfig(pre_roll_ms=100), ProbabilityIsAudioVad())
+    silence = np.zeros(320, dtype=np.float32)
+    for _ in range(3000):  # 60 s
+        assert detector.feed(silence) == []
+        assert detector.buffered_samples <= 1600 + W + 320
+    assert detector.samples_fed == 3000 * 320
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"threshold": 0.3, "neg_threshold": 0.5},
+        {"threshold": 1.5},
+        {"max_turn_s": 0.2, "min_speech_ms": 250},
+    ],
+)
+def test_bad_settings_are_rejected(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        TurnDetector(VadConfig(**settings), ProbabilityIsAudioVad())

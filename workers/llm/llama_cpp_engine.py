@@ -1,0 +1,153 @@
+"""Chat with a local GGUF model through llama-cpp-python.
+
+``model`` is the path of a GGUF file. ``chat_format`` names one of llama-cpp-python's
+chat formats ("chatml", "alpaca", ...); left unset, the chat template stored in the
+GGUF is used. Images in messages are ignored: this engine is text-only (a vision
+pipeline needs an engine with a multimodal chat handler).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+from workers.engines import LlmRequest, TextDelta
+from workers.errors import EngineError, InvalidRequest, ModelNotFound
+from workers.threads import iterate_in_thread
+
+log = logging.getLogger(__name__)
+
+_HINT = "run `parley models pull` to fetch the configured models"
+ROLES = ("system", "user", "assistant")
+# LlmRequest.options this engine understands, with their types.
+SAMPLING_OPTIONS: dict[str, type] = {
+    "top_p": float,
+    "top_k": int,
+    "min_p": float,
+    "repeat_penalty": float,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "seed": int,
+}
+
+
+def sampling_options(options: Mapping[str, str]) -> dict[str, Any]:
+    """The known sampling options of a request, converted; unknown keys are ignored."""
+    parsed: dict[str, Any] = {}
+    for key, kind in SAMPLING_OPTIONS.items():
+        if key in options:
+            try:
+                parsed[key] = kind(options[key])
+            except ValueError:
+                raise InvalidRequest(
+                    f"option {key}={options[key]!r} is not a {kind.__name__}"
+                ) from None
+    if "stop" in options:
+        parsed["stop"] = [s for s in options["stop"].split("|") if s]
+    return parsed
+
+
+class LlamaCppEngine:
+    """Streams a chat completion token by token; one generation at a time per model.
+
+    The ``Llama`` object is not thread-safe, so requests are serialised with a lock. When
+    the consumer goes away (cancelled call, barge-in) generation stops after the token
+    being computed.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        chat_format: str | None = None,
+        n_ctx: int = 2048,
+        n_threads: int = 0,
+        n_gpu_layers: int = 0,
+        seed: int = -1,
+        verbose: bool = False,
+    ) -> None:
+        self.model = model
+        self.chat_format = chat_format
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.n_gpu_layers = n_gpu_layers
+        self.seed = seed
+        self.verbose = verbose
+        self._llama: llama_cpp.Llama | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        path = Path(self.model).expanduser()
+        if not path.is_file():
+            raise ModelNotFound(f"GGUF model {path} does not exist: {_HINT}")
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(path),
+                chat_format=self.chat_format,
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads or None,
+                n_gpu_layers=self.n_gpu_layers,
+                seed=self.seed if self.seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED,
+                verbose=self.verbose,
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelNotFound(f"cannot load GGUF model {path}: {exc}") from exc
+        log.info("llama.cpp model %s loaded (n_ctx %d)", path.name, self.n_ctx)
+
+    @property
+    def llama(self) -> llama_cpp.Llama:
+        if self._llama is None:
+            raise EngineError("LlamaCppEngine.run() before load()")
+        return self._llama
+
+    async def run(self, request: LlmRequest) -> AsyncIterator[TextDelta]:
+        if not request.messages:
+            raise InvalidRequest("an LLM request needs at least one message")
+        messages = []
+        for message in request.messages:  # images are ignored: text-only engine
+            if message.role not in ROLES:
+                raise InvalidRequest(f"unknown message role {message.role!r}")
+            messages.append({"role": message.role, "content": message.content})
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens if request.max_tokens > 0 else None,
+            **sampling_options(request.options),
+        }
+        llama, lock = self.llama, self._lock
+
+        def produce(stop: threading.Event) -> Iterator[TextDelta]:
+            while not lock.acquire(timeout=0.1):  # another request is generating
+                if stop.is_set():
+                    return
+            try:
+                stream = llama.create_chat_completion(stream=True, **kwargs)
+                try:
+                    for chunk in stream:
+                        if stop.is_set():
+                            return
+                        choice = chunk["choices"][0]
+                        text = choice.get("delta", {}).get("content") or ""
+                        if text:
+                            yield TextDelta(text)
+                        if choice.get("finish_reason"):
+                            yield TextDelta("", finish_reason=choice["finish_reason"])
+                            return
+                    yield TextDelta("", finish_reason="stop")
+                finally:
+                    stream.close()  # type: ignore[union-attr]
+            finally:
+                lock.release()
+
+        async for delta in iterate_in_thread(produce):
+            yield delta
+
+    def close(self) -> None:
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            with self._lock:
+                llama.close()

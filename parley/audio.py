@@ -207,7 +207,7 @@ def read_audio(path: str | Path) -> tuple[Int16Array, int]:
         import soundfile
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise ParleyError(
-            "reading audio files needs soundfile: pip install 'parley[edge]' (or [server])"
+            "reading audio files needs soundfile: pip install 'parley[edge]'"
         ) from None
     data, rate = soundfile.read(str(path), dtype="int16", always_2d=False)
     return np.ascontiguousarray(data), int(rate)

@@ -18,6 +18,7 @@ import parley
 from parley.audio import AudioFormatError, check_format
 from parley.config import Config, ConfigError
 from protos import edge_pb2, edge_pb2_grpc
+from server.outbox import Outbox
 from server.pipeline import PipelineRunner
 from server.session import Session
 from server.store import TurnStore
@@ -28,19 +29,6 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 ErrorCode = edge_pb2.Error.Code
-
-
-class EventWriter:
-    """Serialises writes to the response stream; ``await write(e)`` returns once gRPC
-    has taken the event for the wire (so "first audio sent" is measured there)."""
-
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
-        self._context = context
-        self._lock = asyncio.Lock()
-
-    async def __call__(self, event: edge_pb2.ServerEvent) -> None:
-        async with self._lock:
-            await self._context.write(event)
 
 
 class HelloRejected(Exception):
@@ -102,7 +90,6 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         request_iterator: AsyncIterator[edge_pb2.EdgeEvent],
         context: grpc.aio.ServicerContext,
     ) -> None:
-        emit = EventWriter(context)
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 first = await anext(request_iterator)
@@ -111,7 +98,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no Hello received")
         except HelloRejected as exc:
             log.warning("rejected a stream: %s", exc.message)
-            await emit(
+            await context.write(
                 edge_pb2.ServerEvent(
                     error=edge_pb2.Error(code=exc.code, message=exc.message, fatal=True)
                 )
@@ -120,6 +107,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
 
         pipeline = self.config.pipeline(hello.pipeline or self.config.server.default_pipeline)
         session_id = str(uuid.uuid4())
+        outbox = Outbox(context)
         await self.store.start_conversation(
             session_id, hello.device_id, pipeline.name, hello.agent_version
         )
@@ -130,7 +118,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             store=self.store,
             vad=self.vad,
             vad_config=self.config.vad,
-            emit=emit,
+            emit=outbox,
         )
         self.sessions[session_id] = session
         log.info(
@@ -140,7 +128,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             session_id,
         )
         try:
-            await emit(
+            outbox(
                 edge_pb2.ServerEvent(
                     welcome=edge_pb2.Welcome(
                         session_id=session_id,
@@ -155,6 +143,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             )
             await session.run(request_iterator)
         finally:
+            await outbox.close()
             self.sessions.pop(session_id, None)
             await self.store.end_conversation(session_id)
             log.info("device %s disconnected (session %s)", hello.device_id, session_id)

@@ -9,7 +9,7 @@ barge-in or failed by a worker is still stored with what it had.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,10 @@ from protos import edge_pb2
 from protos import workers_pb2 as wpb
 from server import worker_clients as clients
 from server.latency import TurnLatency
+from server.outbox import Emit
 from server.sentences import SentenceSplitter
 from server.worker_clients import WorkerPool
 
-Emit = Callable[[edge_pb2.ServerEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class PipelineRunner:
         latency.mark("stt_done")
         latency.model_time("stt", stt.model_seconds)
         result.transcript = stt.text.strip()
-        await emit(
+        emit(
             edge_pb2.ServerEvent(
                 transcript=edge_pb2.Transcript(
                     turn_id=turn.turn_id, text=result.transcript, final=True
@@ -145,7 +145,7 @@ class PipelineRunner:
                         continue
                     latency.mark("llm_first_token")
                     result.response += delta.text
-                    await emit(
+                    emit(
                         edge_pb2.ServerEvent(
                             response=edge_pb2.ResponseText(turn_id=turn.turn_id, delta=delta.text)
                         )
@@ -161,7 +161,7 @@ class PipelineRunner:
                     sentences.put_nowait(rest)
             finally:
                 sentences.put_nowait(None)
-            await emit(
+            emit(
                 edge_pb2.ServerEvent(
                     response=edge_pb2.ResponseText(turn_id=turn.turn_id, final=True)
                 )
@@ -192,10 +192,12 @@ class PipelineRunner:
                     latency.model_time("tts", audio.model_seconds)
                 result.audio_rate = audio.sample_rate
                 result.audio += audio.pcm
-                await emit(_audio_event(turn.turn_id, seq, audio.pcm, audio.sample_rate))
-                latency.mark("first_audio_sent")
+                emit(
+                    _audio_event(turn.turn_id, seq, audio.pcm, audio.sample_rate),
+                    on_sent=lambda: latency.mark("first_audio_sent"),
+                )
                 seq += 1
-            await emit(_audio_event(turn.turn_id, seq, b"", result.audio_rate or 16000, last=True))
+            emit(_audio_event(turn.turn_id, seq, b"", result.audio_rate or 16000, last=True))
 
         try:
             async with asyncio.TaskGroup() as group:

@@ -20,6 +20,7 @@ from parley.audio import AudioConverter, float_to_pcm16_bytes
 from parley.config import VadConfig
 from protos import edge_pb2
 from server.latency import TurnLatency
+from server.outbox import Outbox
 from server.pipeline import Exchange, PipelineRunner, TurnInput, TurnResult
 from server.store import TurnStore
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
@@ -29,7 +30,6 @@ from server.worker_clients import StageError
 log = logging.getLogger(__name__)
 
 RATE = 16000
-Emit = Callable[[edge_pb2.ServerEvent], Awaitable[None]]
 ErrorCode = edge_pb2.Error.Code
 
 
@@ -72,7 +72,7 @@ class Session:
         store: TurnStore,
         vad: SileroVad,
         vad_config: VadConfig,
-        emit: Emit,
+        emit: Outbox,
     ) -> None:
         self.session_id = session_id
         self.device_id = hello.device_id
@@ -113,19 +113,19 @@ class Session:
         elif kind == "frame":
             self.frames.append((event.frame.capture_time, event.frame.jpeg))
         elif kind == "ping":
-            await self.emit(
+            self.emit(
                 edge_pb2.ServerEvent(pong=edge_pb2.Pong(edge_time=event.ping.edge_time))
             )
         elif kind == "spans":
             pass  # edge spans are handled by the tracing layer
         else:
-            await self._error(ErrorCode.BAD_REQUEST, f"unexpected {kind or 'empty'} message")
+            self._error(ErrorCode.BAD_REQUEST, f"unexpected {kind or 'empty'} message")
 
     async def _on_audio(self, chunk: edge_pb2.AudioChunk) -> None:
         try:
             samples = self.converter.convert(chunk.pcm)
         except ValueError as exc:
-            await self._error(ErrorCode.BAD_REQUEST, f"bad audio chunk {chunk.seq}: {exc}")
+            self._error(ErrorCode.BAD_REQUEST, f"bad audio chunk {chunk.seq}: {exc}")
             return
         self.clock.add(self.samples_in, chunk.capture_time)
         self.samples_in += len(samples)
@@ -134,8 +134,8 @@ class Session:
 
     async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
         if isinstance(event, SpeechStarted):
-            await self._barge_in()
-            await self.emit(
+            self._barge_in()
+            self.emit(
                 edge_pb2.ServerEvent(
                     turn=edge_pb2.TurnEvent(
                         kind=edge_pb2.TurnEvent.SPEECH_STARTED,
@@ -144,7 +144,7 @@ class Session:
                 )
             )
         else:
-            await self._barge_in()
+            self._barge_in()
             self._start_turn(event)
 
     async def _on_playback(self, playback: edge_pb2.PlaybackEvent) -> None:
@@ -168,14 +168,14 @@ class Session:
 
     # ------------------------------------------------------------------ turns
 
-    async def _barge_in(self) -> None:
+    def _barge_in(self) -> None:
         """New speech while an answer is being made or played: stop it."""
         active = self.active
         if active is None or (active.finished and not active.playing):
             return
         if not active.task.done():
             active.task.cancel()
-        await self.emit(
+        self.emit(
             edge_pb2.ServerEvent(
                 stop=edge_pb2.StopPlayback(turn_id=active.turn_id, reason="barge-in")
             )
@@ -213,18 +213,18 @@ class Session:
             )
         )
         try:
-            await self.emit(edge_pb2.ServerEvent(turn=turn_event))
+            self.emit(edge_pb2.ServerEvent(turn=turn_event))
             await self.runner.run(turn, latency, self.emit, result)
         except asyncio.CancelledError:
             status = "interrupted"
         except StageError as exc:
             status, error, stage = "failed", exc.message, exc.stage
             code = ErrorCode.STAGE_UNAVAILABLE if exc.unavailable else ErrorCode.STAGE_FAILED
-            await self._error(code, str(exc), turn_id=turn.turn_id, stage=exc.stage)
+            self._error(code, str(exc), turn_id=turn.turn_id, stage=exc.stage)
         except Exception as exc:  # a bug: report it, keep the session
             log.exception("turn %s failed", turn.turn_id)
             status, error, stage = "failed", f"internal error: {exc}", "server"
-            await self._error(ErrorCode.INTERNAL, error, turn_id=turn.turn_id)
+            self._error(ErrorCode.INTERNAL, error, turn_id=turn.turn_id)
         finally:
             latency.done()
             if self.active is not None and self.active.turn_id == turn.turn_id:
@@ -237,7 +237,7 @@ class Session:
                 self._store_turn(stored, turn.turn_id, status, error, stage, result, latency)
             )
         await asyncio.shield(saving)  # FINISHED means "stored"
-        await self.emit(
+        self.emit(
             edge_pb2.ServerEvent(
                 turn=edge_pb2.TurnEvent(
                     turn_id=turn.turn_id,
@@ -259,6 +259,7 @@ class Session:
         latency: TurnLatency,
     ) -> None:
         try:
+            await self.emit.drained()  # the answer is on the wire: its marks are final
             await begun
             await self.store.finish_turn(
                 turn_id,
@@ -282,8 +283,8 @@ class Session:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _error(self, code: int, message: str, *, turn_id: str = "", stage: str = "") -> None:
-        await self.emit(
+    def _error(self, code: int, message: str, *, turn_id: str = "", stage: str = "") -> None:
+        self.emit(
             edge_pb2.ServerEvent(
                 error=edge_pb2.Error(code=code, message=message, turn_id=turn_id, stage=stage)
             )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import llama_cpp
 
@@ -125,26 +126,35 @@ class LlamaCppEngine:
                 if stop.is_set():
                     return
             try:
-                stream = llama.create_chat_completion(stream=True, **kwargs)
+                # With stream=True this is a generator of OpenAI-style chunks.
+                stream = cast(
+                    "Generator[dict[str, Any], None, None]",
+                    llama.create_chat_completion(stream=True, **kwargs),
+                )
                 try:
                     for chunk in stream:
                         if stop.is_set():
                             return
                         choice = chunk["choices"][0]
-                        text = choice.get("delta", {}).get("content") or ""
+                        text = str(choice.get("delta", {}).get("content") or "")
                         if text:
                             yield TextDelta(text)
                         if choice.get("finish_reason"):
-                            yield TextDelta("", finish_reason=choice["finish_reason"])
+                            yield TextDelta("", finish_reason=str(choice["finish_reason"]))
                             return
                     yield TextDelta("", finish_reason="stop")
                 finally:
-                    stream.close()  # type: ignore[union-attr]
+                    stream.close()
             finally:
                 lock.release()
 
-        async for delta in iterate_in_thread(produce):
-            yield delta
+        # aclosing: when this generator is closed, the producer's stop is set now,
+        # not whenever the event loop finalises the inner generator.
+        async with aclosing(
+            cast("AsyncGenerator[TextDelta, None]", iterate_in_thread(produce))
+        ) as deltas:
+            async for delta in deltas:
+                yield delta
 
     def close(self) -> None:
         llama, self._llama = self._llama, None

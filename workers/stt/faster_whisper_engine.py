@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faster_whisper
 import numpy as np
@@ -121,9 +122,12 @@ class FasterWhisperEngine:
         info: dict[str, Any] = {}
         texts: list[str] = []
         produce = self._transcriber(samples, request, info)
-        async for text in iterate_in_thread(produce):
-            texts.append(text)
-            yield Transcript(_join(texts), final=False, language=info.get("language", ""))
+        async with aclosing(
+            cast("AsyncGenerator[str, None]", iterate_in_thread(produce))
+        ) as segments:
+            async for text in segments:
+                texts.append(text)
+                yield Transcript(_join(texts), final=False, language=info.get("language", ""))
         language = info.get("language") or request.language or ""
         yield Transcript(_join(texts), final=True, language=language, audio_seconds=seconds)
 

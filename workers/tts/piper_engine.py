@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing
 from pathlib import Path
+from typing import cast
 
 from piper import PiperVoice, SynthesisConfig
 
@@ -98,10 +100,13 @@ class PiperEngine:
                     yield chunk.audio_int16_bytes
 
             pending: bytes | None = None
-            async for pcm in iterate_in_thread(produce):
-                if pending is not None:
-                    yield Speech(pending, rate, index)
-                pending = pcm
+            async with aclosing(
+                cast("AsyncGenerator[bytes, None]", iterate_in_thread(produce))
+            ) as audio:
+                async for pcm in audio:
+                    if pending is not None:
+                        yield Speech(pending, rate, index)
+                    pending = pcm
             yield Speech(pending or b"", rate, index, sentence_end=True)
             index += 1
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -69,6 +69,18 @@ class _InputClock:
             yield pick(item)
 
 
+async def _closing(stream: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """Iterate ``stream`` and close it as soon as we stop (cancelled call, error), so an
+    engine's cleanup (stopping a generation thread) runs now, not at garbage collection."""
+    try:
+        async for item in stream:
+            yield item
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
 def _describe(stage: str, name: str, engine: engines.Engine) -> pb.EngineInfo:
     return pb.EngineInfo(stage=stage, engine=name, model=str(getattr(engine, "model", "")))
 
@@ -115,7 +127,8 @@ class SttServicer(pb_grpc.SttServicer):
         )
         clock = _InputClock()
         try:
-            async for result in self.engine.run(request, clock.follow(request_iterator, _audio)):
+            results = self.engine.run(request, clock.follow(request_iterator, _audio))
+            async for result in _closing(results):
                 ended = clock.ended_at
                 yield pb.SttResponse(
                     text=result.text,
@@ -152,7 +165,7 @@ class LlmServicer(pb_grpc.LlmServicer):
         count = 0
         finish = ""
         try:
-            async for delta in self.engine.run(llm_request):
+            async for delta in _closing(self.engine.run(llm_request)):
                 finish = delta.finish_reason or finish
                 if not delta.text:
                     continue
@@ -185,7 +198,7 @@ class TtsServicer(pb_grpc.TtsServicer):
             voice=config.voice or None, speed=config.speed or None, options=dict(config.options)
         )
         clock = _InputClock()
-        speech = self.engine.run(request, clock.follow(request_iterator, _text))
+        speech = _closing(self.engine.run(request, clock.follow(request_iterator, _text)))
         try:
             while True:
                 started, waited = time.perf_counter(), clock.waiting

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -19,7 +19,7 @@ _DONE = object()
 
 async def iterate_in_thread(
     produce: Callable[[threading.Event], Iterator[T]], *, maxsize: int = 64
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Yield the items of ``produce(stop)``, which runs in its own thread.
 
     ``produce`` should check ``stop.is_set()`` between items; it is set as soon as

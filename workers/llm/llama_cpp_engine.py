@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, cast
@@ -151,7 +151,7 @@ class LlamaCppEngine:
         # aclosing: when this generator is closed, the producer's stop is set now,
         # not whenever the event loop finalises the inner generator.
         async with aclosing(
-            cast("AsyncGenerator[TextDelta, None]", iterate_in_thread(produce))
+            iterate_in_thread(produce)
         ) as deltas:
             async for delta in deltas:
                 yield delta

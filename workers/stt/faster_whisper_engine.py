@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faster_whisper
 import numpy as np
@@ -123,7 +123,7 @@ class FasterWhisperEngine:
         texts: list[str] = []
         produce = self._transcriber(samples, request, info)
         async with aclosing(
-            cast("AsyncGenerator[str, None]", iterate_in_thread(produce))
+            iterate_in_thread(produce)
         ) as segments:
             async for text in segments:
                 texts.append(text)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from pathlib import Path
-from typing import cast
 
 from piper import PiperVoice, SynthesisConfig
 
@@ -101,7 +100,7 @@ class PiperEngine:
 
             pending: bytes | None = None
             async with aclosing(
-                cast("AsyncGenerator[bytes, None]", iterate_in_thread(produce))
+                iterate_in_thread(produce)
             ) as audio:
                 async for pcm in audio:
                     if pending is not None:

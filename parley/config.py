@@ -181,7 +181,7 @@ def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-    elif not isinstance(value, bool):
+    elif not isinstance(value, bool) and not (kind is int and isinstance(value, float)):
         try:
             return kind(value)
         except (TypeError, ValueError):

@@ -39,6 +39,9 @@ class TurnInput:
     sample_rate: int
     history: Sequence[Exchange] = ()
     frames: Sequence[bytes] = ()  # JPEG frames seen during the turn, oldest first
+    # The transcription call already fed with the turn's audio while the user spoke
+    # (None: send ``pcm`` in one go).
+    listening: clients.SttStream | None = None
 
 
 @dataclass
@@ -81,21 +84,43 @@ class PipelineRunner:
         if result.transcript.strip():
             await self._answer(turn, latency, emit, result)
 
+    def _stt_config(self, sample_rate: int) -> wpb.SttConfig:
+        params = self.pipeline.stt.params
+        return wpb.SttConfig(
+            sample_rate=sample_rate,
+            language=str(params.get("language", "")),
+            prompt=str(params.get("prompt", "")),
+        )
+
+    def listen(self, sample_rate: int, max_turn_s: float) -> clients.SttStream:
+        """Open the transcription call for a turn that has just started."""
+        return clients.SttStream(
+            self.stt_pool,
+            self._stt_config(sample_rate),
+            timeout=max_turn_s + self.server.stt_timeout_s,
+            metadata=self.metadata(),
+        )
+
     async def _transcribe(
         self, turn: TurnInput, latency: TurnLatency, emit: Emit, result: TurnResult
     ) -> None:
-        params = self.pipeline.stt.params
-        stt = await clients.transcribe(
-            self.stt_pool,
-            turn.pcm,
-            wpb.SttConfig(
-                sample_rate=turn.sample_rate,
-                language=str(params.get("language", "")),
-                prompt=str(params.get("prompt", "")),
-            ),
-            timeout=self.server.stt_timeout_s,
-            metadata=self.metadata(),
-        )
+        stt = None
+        if turn.listening is not None:
+            try:
+                stt = await turn.listening.finish()
+            except clients.StageError as exc:
+                if not exc.unavailable:
+                    raise
+                # The worker went away while the user spoke: send the whole turn again
+                # (to another worker of the pool if there is one).
+        if stt is None:
+            stt = await clients.transcribe(
+                self.stt_pool,
+                turn.pcm,
+                self._stt_config(turn.sample_rate),
+                timeout=self.server.stt_timeout_s,
+                metadata=self.metadata(),
+            )
         latency.mark("stt_done")
         latency.model_time("stt", stt.model_seconds)
         result.transcript = stt.text.strip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
+_END = re.compile(r"(?P<end>[.!?…][\"'”’)\]]*)\s+|\n+")
 _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "jr."}
 
 
@@ -24,7 +24,8 @@ class SentenceSplitter:
         out: list[str] = []
         start = 0
         for match in _END.finditer(self._buffer):
-            candidate = self._buffer[start : match.start()].strip()
+            stop = match.end("end") if match.group("end") else match.start()
+            candidate = self._buffer[start:stop].strip()
             last_word = candidate.rsplit(" ", 1)[-1].lower()
             if not candidate or last_word in _ABBREVIATIONS:
                 continue

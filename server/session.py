@@ -25,7 +25,7 @@ from server.pipeline import Exchange, PipelineRunner, TurnInput, TurnResult
 from server.store import TurnStore
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import SileroVad
-from server.worker_clients import StageError
+from server.worker_clients import StageError, SttStream
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class Session:
         self.emit = emit
         fmt = hello.audio_format
         self.converter = AudioConverter(fmt.sample_rate, fmt.channels)
+        self.vad_config = vad_config
         self.detector = TurnDetector(vad_config, vad, RATE)
         self.clock = EdgeClock()
         self.samples_in = 0
@@ -89,6 +90,9 @@ class Session:
         self.frames: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=64)
         self.turn_index = 0
         self.active: ActiveTurn | None = None
+        # The open turn's transcription call, fed while the user speaks, and how far.
+        self.listening: SttStream | None = None
+        self.streamed_upto = 0
         self.latencies: dict[str, TurnLatency] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -131,10 +135,26 @@ class Session:
         self.samples_in += len(samples)
         for event in self.detector.feed(samples):
             await self._on_detector_event(event)
+        self._stream_ahead()
+
+    def _stream_ahead(self) -> None:
+        """Send the open turn's audio to the STT worker as soon as it is certain to
+        belong to the turn (so little is left to send when the turn closes)."""
+        if self.listening is None:
+            return
+        upto = self.detector.committed_sample
+        if upto > self.streamed_upto:
+            audio = self.detector.audio_between(self.streamed_upto, upto)
+            self.listening.feed(float_to_pcm16_bytes(audio))
+            self.streamed_upto = upto
 
     async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
         if isinstance(event, SpeechStarted):
             self._barge_in()
+            if self.listening is not None:  # cannot happen: turns do not overlap
+                self.listening.cancel()
+            self.listening = self.runner.listen(RATE, self.vad_config.max_turn_s)
+            self.streamed_upto = event.audio_start_sample
             self.emit(
                 edge_pb2.ServerEvent(
                     turn=edge_pb2.TurnEvent(
@@ -192,7 +212,10 @@ class Session:
         pcm = float_to_pcm16_bytes(audio) if audio.dtype != np.int16 else audio.tobytes()
         start_edge = self.clock.at(ended.start_sample) or 0.0
         frames = [jpeg for captured, jpeg in self.frames if captured >= start_edge]
-        turn = TurnInput(turn_id, pcm, RATE, tuple(self.history), frames)
+        listening, self.listening = self.listening, None
+        if listening is not None:  # send the rest of the turn's audio
+            listening.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
+        turn = TurnInput(turn_id, pcm, RATE, tuple(self.history), frames, listening)
         index = self.turn_index
         self.turn_index += 1
         self.latencies[turn_id] = latency
@@ -226,6 +249,8 @@ class Session:
             status, error, stage = "failed", f"internal error: {exc}", "server"
             self._error(ErrorCode.INTERNAL, error, turn_id=turn.turn_id)
         finally:
+            if turn.listening is not None:
+                turn.listening.cancel()  # no-op once it has answered
             latency.done()
             if self.active is not None and self.active.turn_id == turn.turn_id:
                 self.active.finished = True
@@ -292,6 +317,8 @@ class Session:
 
     async def close(self) -> None:
         """Cancel the running turn and wait for every store write to land."""
+        if self.listening is not None:
+            self.listening.cancel()
         if self.active is not None and not self.active.task.done():
             self.active.task.cancel()
             await asyncio.gather(self.active.task, return_exceptions=True)

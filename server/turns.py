@@ -33,6 +33,7 @@ class SpeechStarted:
     """Speech has lasted longer than ``min_speech_ms``: a turn is under way."""
 
     start_sample: int  # first sample of the first speech window
+    audio_start_sample: int  # where the turn's audio will start (pre-roll included)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -101,6 +102,30 @@ class TurnDetector:
         """True between SpeechStarted and TurnEnded."""
         return self._confirmed
 
+    @property
+    def committed_sample(self) -> int:
+        """While a turn is open: audio before this sample is certainly part of its
+        TurnEnded.audio, however the turn ends (so it can be streamed ahead)."""
+        if not self._confirmed:
+            return 0
+        end = self._temp_end or self._pos  # the earliest the speech can still end
+        return min(self._fed, end + self._post_roll)
+
+    def audio_between(self, start: int, end: int) -> Float32Array:
+        """Buffered audio [start, end) (the open turn's audio is always buffered)."""
+        parts: list[Float32Array] = []
+        chunk_end = self._fed  # the chunks cover [_chunks_start, _fed)
+        for chunk in reversed(self._chunks):  # recent audio is asked for: walk back
+            chunk_start = chunk_end - chunk.size
+            if chunk_start < end and chunk_end > start:
+                parts.append(chunk[max(0, start - chunk_start) : end - chunk_start])
+            if chunk_start <= start:
+                break
+            chunk_end = chunk_start
+        if not parts:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(parts[::-1])
+
     def feed(self, samples: npt.ArrayLike) -> list[TurnEvent]:
         """Add audio (float32 mono, any length); returns the events it completes."""
         x = np.array(samples, dtype=np.float32).reshape(-1)  # a copy we own
@@ -156,7 +181,7 @@ class TurnDetector:
             # The region's end is at least window_end now, so it will be kept.
             if window_end - self._start > self._min_speech:
                 self._confirmed = True
-                events.append(SpeechStarted(self._start))
+                events.append(SpeechStarted(self._start, max(0, self._start - self._pre_roll)))
         if self._confirmed and window_end + self._window - self._start > self._max_turn:
             ended = self._close(self._temp_end or window_end, forced=True)
             if ended is not None:

@@ -8,6 +8,7 @@ response arrived is retried once on another address.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -123,6 +124,64 @@ async def transcribe(
             tried.append(address)
             if len(tried) >= min(2, len(pool.config.addresses)):
                 raise error from None
+
+
+class SttStream:
+    """A transcription call opened when the user starts speaking and fed while they
+    speak, so that at the end of the turn only the last moment of audio and the
+    engine's own work stand between the VAD's decision and the transcript."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        config: pb.SttConfig,
+        *,
+        timeout: float,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.pool = pool
+        self.address, channel = pool.pick()
+        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._config = config
+        self._call = pb_grpc.SttStub(channel).Transcribe(
+            self._requests(), timeout=timeout, metadata=tuple(metadata)
+        )
+        self._result = asyncio.create_task(self._read(), name="stt-stream")
+        # A stream cancelled by barge-in may have failed unobserved: that is fine.
+        self._result.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _requests(self) -> AsyncIterator[pb.SttRequest]:
+        yield pb.SttRequest(config=self._config)
+        while (pcm := await self._audio.get()) is not None:
+            yield pb.SttRequest(audio=pcm)
+
+    async def _read(self) -> SttResult:
+        try:
+            async for reply in self._call:
+                if reply.final:
+                    self.pool.mark_up(self.address)
+                    return SttResult(
+                        reply.text, reply.language, reply.audio_seconds, reply.model_seconds
+                    )
+        except grpc.aio.AioRpcError as exc:
+            error = _stage_error("stt", self.address, exc)
+            if error.unavailable:
+                self.pool.mark_down(self.address)
+            raise error from None
+        raise StageError("stt", f"worker at {self.address} ended without a final transcript")
+
+    def feed(self, pcm: bytes) -> None:
+        if pcm:
+            self._audio.put_nowait(pcm)
+
+    async def finish(self) -> SttResult:
+        """End the audio and wait for the final transcript (StageError on failure)."""
+        self._audio.put_nowait(None)
+        return await self._result
+
+    def cancel(self) -> None:
+        self._call.cancel()
+        self._result.cancel()
 
 
 async def generate(

@@ -52,14 +52,14 @@ def test_bursts_up_to_min_speech_are_dropped() -> None:
     assert run(track((0, 20), (0.9, 7), (0, 40))) == []
     events = run(track((0, 20), (0.9, 8), (0, 40)))
     assert [type(e) for e in events] == [SpeechStarted, TurnEnded]
-    assert events[0] == SpeechStarted(20 * W)
+    assert events[0] == SpeechStarted(20 * W, 20 * W - 16 * VadConfig().pre_roll_ms)
 
 
 def test_speech_started_is_emitted_once_confirmed() -> None:
     detector = TurnDetector(VadConfig(), ProbabilityIsAudioVad())
     assert detector.feed(track((0, 5), (0.9, 7))) == []
     assert not detector.in_turn
-    assert detector.feed(track((0.9, 1))) == [SpeechStarted(5 * W)]
+    assert detector.feed(track((0.9, 1))) == [SpeechStarted(5 * W, 0)]
     assert detector.in_turn
     assert detector.feed(track((0.9, 30))) == []
 
@@ -126,7 +126,7 @@ def test_flush_resets_positions() -> None:
     detector.feed(track((0, 10), (0.9, 20)))
     assert len(turns(detector.flush())) == 1
     events = detector.feed(track((0.9, 10)))
-    assert events == [SpeechStarted(0)]
+    assert events == [SpeechStarted(0, 0)]
 
 
 def test_audio_kept_while_silent_is_bounded() -> None:

@@ -1,0 +1,142 @@
+"""The `parley` command line: --option KEY=VALUE parsing and the documented commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.cli import _options, build_parser
+from parley.errors import ParleyError
+
+
+def test_options_convert_ints_floats_booleans_and_keep_strings() -> None:
+    parsed = _options(
+        [
+            "n_ctx=512",
+            "temperature=0.7",
+            "negative=-3",
+            "vision=true",
+            "stream=False",
+            "compute_type=int8",
+            "model=/models/x.gguf",
+        ]
+    )
+    assert parsed == {
+        "n_ctx": 512,
+        "temperature": 0.7,
+        "negative": -3,
+        "vision": True,
+        "stream": False,
+        "compute_type": "int8",
+        "model": "/models/x.gguf",
+    }
+    assert type(parsed["n_ctx"]) is int
+    assert type(parsed["temperature"]) is float
+    assert type(parsed["vision"]) is bool
+
+
+def test_options_split_at_the_first_equals_sign() -> None:
+    assert _options(["prompt=a=b", "empty="]) == {"prompt": "a=b", "empty": ""}
+
+
+def test_options_later_pairs_win() -> None:
+    assert _options(["k=1", "k=2"]) == {"k": 2}
+
+
+def test_options_without_equals_name_the_pair() -> None:
+    with pytest.raises(ParleyError, match="KEY=VALUE") as info:
+        _options(["ok=1", "compute_type"])
+    assert "'compute_type'" in str(info.value)
+
+
+def test_demo_command() -> None:
+    args = build_parser().parse_args(["demo", "--pipeline", "tiny", "--json"])
+    assert args.command == "demo"
+    assert args.pipeline == "tiny"
+    assert args.json is True
+    assert args.fast is False
+    assert args.wav is None
+    assert callable(args.handler)
+
+
+def test_worker_command_with_engine_model_and_options() -> None:
+    args = build_parser().parse_args(
+        [
+            "worker",
+            "stt",
+            "--engine",
+            "faster_whisper",
+            "--model",
+            "X",
+            "--option",
+            "compute_type=int8",
+            "--option",
+            "beam_size=1",
+        ]
+    )
+    assert args.command == "worker"
+    assert (args.stage, args.engine, args.model) == ("stt", "faster_whisper", "X")
+    assert args.option == ["compute_type=int8", "beam_size=1"]
+    assert _options(args.option) == {"compute_type": "int8", "beam_size": 1}
+    assert args.pool is None
+    assert args.listen is None
+
+
+def test_worker_command_from_a_pool() -> None:
+    args = build_parser().parse_args(["worker", "--pool", "tiny-stt", "--listen", "127.0.0.1:1"])
+    assert args.stage is None
+    assert args.pool == "tiny-stt"
+    assert args.listen == "127.0.0.1:1"
+    assert args.option == []
+
+
+def test_bench_turn_command() -> None:
+    args = build_parser().parse_args(
+        ["bench", "turn", "--turns", "5", "--engines", "instant", "--json"]
+    )
+    assert (args.command, args.bench_command) == ("bench", "turn")
+    assert args.turns == 5
+    assert args.engines == "instant"
+    assert args.json is True
+    assert args.output is None
+
+
+def test_bench_turn_defaults() -> None:
+    args = build_parser().parse_args(["bench", "turn"])
+    assert args.turns == 30
+    assert args.engines == "instant"
+    assert args.json is False
+
+
+def test_models_pull_only() -> None:
+    args = build_parser().parse_args(["models", "pull", "--only", "stt", "--only", "tts"])
+    assert (args.command, args.models_command) == ("models", "pull")
+    assert args.only == ["stt", "tts"]
+    assert build_parser().parse_args(["models", "pull"]).only is None
+
+
+def test_global_options_come_before_the_command() -> None:
+    args = build_parser().parse_args(["--config", "my.toml", "-v", "up", "--pipeline", "tiny"])
+    assert args.config == "my.toml"
+    assert args.verbose is True
+    assert args.pipeline == ["tiny"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],  # a command is required
+        ["worker", "vision"],  # not a stage
+        ["bench", "turn", "--engines", "gpt"],  # not an engine set
+        ["bench", "turn", "--turns", "many"],  # not an int
+        ["models", "pull", "--only", "vad"],  # not a stage
+        ["models"],  # a models command is required
+        ["edge", "--wav", "in.wav"],  # --out is required
+    ],
+)
+def test_bad_command_lines_exit_with_usage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 2
+    assert "usage: parley" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""stack_specs: which processes `parley up` starts for some pipelines; is_loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parley.commands.launcher import ProcessSpec, is_loopback, stack_specs
+from parley.config import Config, load_config
+from parley.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:50061", "localhost:1", "[::1]:50061", "0.0.0.0:50051", "localhost"],
+)
+def test_loopback_addresses(address: str) -> None:
+    assert is_loopback(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["10.0.0.2:50061", "192.168.1.5:1", "gpu-box:50062", "127.0.0.2:50061", "[2001:db8::1]:1"],
+)
+def test_other_addresses_are_not_loopback(address: str) -> None:
+    assert not is_loopback(address)
+
+
+def config(tmp_path: Path, toml: str = "") -> Config:
+    path = tmp_path / "user.toml"
+    path.write_text(toml)
+    return load_config(path, {"PARLEY_HOME": str(tmp_path)})
+
+
+def worker(pool: str, address: str, name: str | None = None) -> ProcessSpec:
+    return ProcessSpec(name or pool, address, ("worker", "--pool", pool, "--listen", address))
+
+
+def test_server_plus_one_worker_per_stage(tmp_path: Path) -> None:
+    specs = stack_specs(config(tmp_path), ["tiny"])
+    assert specs == [
+        ProcessSpec("server", "127.0.0.1:50051", ("server",)),
+        worker("tiny-stt", "127.0.0.1:50061"),
+        worker("tiny-llm", "127.0.0.1:50062"),
+        worker("tiny-tts", "127.0.0.1:50063"),
+    ]
+
+
+def test_server_address_follows_config(tmp_path: Path) -> None:
+    specs = stack_specs(config(tmp_path, '[server]\nhost = "0.0.0.0"\nport = 6000\n'), [])
+    assert specs == [ProcessSpec("server", "0.0.0.0:6000", ("server",))]
+
+
+def test_two_pipelines_start_both_sets(tmp_path: Path) -> None:
+    names = [s.name for s in stack_specs(config(tmp_path), ["tiny", "instant"])]
+    assert names == [
+        "server",
+        "tiny-stt",
+        "tiny-llm",
+        "tiny-tts",
+        "instant-stt",
+        "instant-llm",
+        "instant-tts",
+    ]
+
+
+def test_shared_pools_start_once(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        """
+[pipelines.tiny-fast]
+stt = { pool = "tiny-stt" }
+llm = { pool = "instant-llm" }
+tts = { pool = "tiny-tts" }
+""",
+    )
+    specs = stack_specs(cfg, ["tiny", "tiny-fast", "tiny"])
+    names = [s.name for s in specs]
+    assert names == ["server", "tiny-stt", "tiny-llm", "tiny-tts", "instant-llm"]
+    assert len({s.address for s in specs}) == len(specs)
+
+
+def test_every_loopback_address_gets_a_worker_and_remote_ones_are_skipped(
+    tmp_path: Path,
+) -> None:
+    cfg = config(
+        tmp_path,
+        """
+[pools.tiny-stt]
+addresses = ["127.0.0.1:50061", "10.0.0.2:50061", "localhost:50064"]
+""",
+    )
+    stt = [s for s in stack_specs(cfg, ["tiny"]) if s.name.startswith("tiny-stt")]
+    assert stt == [
+        worker("tiny-stt", "127.0.0.1:50061"),
+        worker("tiny-stt", "localhost:50064", name="tiny-stt-1"),
+    ]
+
+
+def test_non_local_pools_are_not_started(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "[pools.tiny-llm]\nlocal = false\n")
+    names = [s.name for s in stack_specs(cfg, ["tiny"])]
+    assert names == ["server", "tiny-stt", "tiny-tts"]
+
+
+def test_pool_with_only_remote_addresses_starts_nothing(tmp_path: Path) -> None:
+    cfg = config(tmp_path, '[pools.tiny-tts]\naddresses = ["10.0.0.3:50063"]\n')
+    names = [s.name for s in stack_specs(cfg, ["tiny"])]
+    assert names == ["server", "tiny-stt", "tiny-llm"]
+
+
+def test_unknown_pipeline_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'ghost'"):
+        stack_specs(config(tmp_path), ["ghost"])

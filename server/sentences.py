@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 _END = re.compile(r"(?P<end>[.!?…][\"'”’)\]]*)\s+|\n+")
-_ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "jr."}
+_ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "jr."}
 
 
 class SentenceSplitter:

@@ -77,6 +77,8 @@ def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
         url, dest = f"{base}/{model.path}", models_dir / model.dest
         try:
             _download(url, dest)
+        except urllib.error.HTTPError as exc:  # the server answered: not an offline problem
+            raise ParleyError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             todo = "\n".join(
                 f"  {base}/{m.path}\n    -> {models_dir / m.dest}"

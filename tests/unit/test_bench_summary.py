@@ -37,12 +37,6 @@ def test_figures_are_rounded_to_microseconds() -> None:
     assert percentiles([0.1234567])["max"] == 0.123
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench.percentiles uses round(p/100*n + 0.5) - 1, and round() rounds half to "
-    "even: when p/100*n is a whole number k it may pick the (k+1)-th value instead of the "
-    "k-th (n=10: p50 6 not 5, p90 10 not 9; n=100: p99 100 not 99)",
-)
 @pytest.mark.parametrize(
     "n, expected",
     [

@@ -158,3 +158,8 @@ def test_short_text_under_max_chars_is_kept_until_flush() -> None:
     splitter = SentenceSplitter(max_chars=240)
     assert splitter.feed("no punctuation at all, just words") == []
     assert splitter.flush() == "no punctuation at all, just words"
+
+
+def test_no_as_an_answer_is_a_sentence_of_its_own() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("No. I cannot do that. ") == ["No.", "I cannot do that."]

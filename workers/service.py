@@ -162,23 +162,24 @@ class LlmServicer(pb_grpc.LlmServicer):
             max_tokens=request.max_tokens or 256,
             options=dict(request.options),
         )
-        count = 0
-        finish = ""
+        count, finish, writing = 0, "", 0.0
         try:
             async for delta in _closing(self.engine.run(llm_request)):
                 finish = delta.finish_reason or finish
                 if not delta.text:
                     continue
                 count += 1
-                yield pb.LlmDelta(
-                    text=delta.text, tokens=count, model_seconds=time.perf_counter() - started
-                )
+                # Engine time so far: not the time spent handing deltas to gRPC.
+                engine = time.perf_counter() - started - writing
+                sending = time.perf_counter()
+                yield pb.LlmDelta(text=delta.text, tokens=count, model_seconds=engine)
+                writing += time.perf_counter() - sending
         except Exception as exc:
             await _abort(context, exc)
         yield pb.LlmDelta(
             final=True,
             tokens=count,
-            model_seconds=time.perf_counter() - started,
+            model_seconds=time.perf_counter() - started - writing,
             finish_reason=finish or "stop",
         )
 

@@ -238,7 +238,9 @@ class HeadlessEdge:
             await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.FINISHED, now)
 
     @staticmethod
-    async def _playback(link: Link, turn_id: str, kind: int, at: float) -> None:
+    async def _playback(
+        link: Link, turn_id: str, kind: edge_pb2.PlaybackEvent.Kind, at: float
+    ) -> None:
         event = edge_pb2.PlaybackEvent(turn_id=turn_id, kind=kind, edge_time=at)
         await link.send(edge_pb2.EdgeEvent(playback=event))
 

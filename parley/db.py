@@ -59,7 +59,7 @@ class Turn(BaseModel):
 
     id = peewee.CharField(primary_key=True, max_length=36)
     conversation = peewee.ForeignKeyField(Conversation, backref="turns", on_delete="CASCADE")
-    index = peewee.IntegerField()  # position in the conversation
+    position = peewee.IntegerField()  # 0, 1, ... within the conversation
     pipeline = peewee.CharField(index=True)
     created_at = peewee.DateTimeField(default=_now, index=True)
     status = peewee.CharField(default="running", index=True)  # running|done|failed|interrupted
@@ -72,7 +72,7 @@ class Turn(BaseModel):
     latency = JSONField(default=dict)  # the latency record (milliseconds, see server/latency.py)
 
     class Meta:
-        indexes = ((("conversation", "index"), True),)
+        indexes = ((("conversation", "position"), True),)
 
 
 class Media(BaseModel):

@@ -32,7 +32,7 @@ ErrorCode = edge_pb2.Error.Code
 
 
 class HelloRejected(Exception):
-    def __init__(self, code: int, status: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: edge_pb2.Error.Code, status: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code, self.status, self.message = code, status, message
 

@@ -23,7 +23,6 @@ from server.sentences import SentenceSplitter
 from server.worker_clients import WorkerPool
 
 
-
 @dataclass(frozen=True)
 class Exchange:
     """One earlier turn of the conversation, for the LLM's history."""

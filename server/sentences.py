@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-_END = re.compile(r"(?P<end>[.!?…][\"'”’)\]]*)\s+|\n+")
+# End punctuation, then any closing quotes/brackets (kept with the sentence), then space.
+_END = re.compile("(?P<end>[.!?\u2026][\"'\u201d\u2019)\\]]*)\\s+|\n+")
 _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "jr."}
 
 

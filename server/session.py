@@ -11,7 +11,7 @@ import asyncio
 import collections
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,8 +103,9 @@ class Session:
             async for event in events:
                 await self.handle(event)
             # End of stream: the converter's look-ahead, then whatever turn is open.
-            for event in [*self.detector.feed(self.converter.flush()), *self.detector.flush()]:
-                await self._on_detector_event(event)
+            tail = [*self.detector.feed(self.converter.flush()), *self.detector.flush()]
+            for detected in tail:
+                await self._on_detector_event(detected)
         finally:
             await self.close()
 
@@ -117,9 +118,7 @@ class Session:
         elif kind == "frame":
             self.frames.append((event.frame.capture_time, event.frame.jpeg))
         elif kind == "ping":
-            self.emit(
-                edge_pb2.ServerEvent(pong=edge_pb2.Pong(edge_time=event.ping.edge_time))
-            )
+            self.emit(edge_pb2.ServerEvent(pong=edge_pb2.Pong(edge_time=event.ping.edge_time)))
         elif kind == "spans":
             pass  # edge spans are handled by the tracing layer
         else:
@@ -308,7 +307,14 @@ class Session:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _error(self, code: int, message: str, *, turn_id: str = "", stage: str = "") -> None:
+    def _error(
+        self,
+        code: edge_pb2.Error.Code,
+        message: str,
+        *,
+        turn_id: str = "",
+        stage: str = "",
+    ) -> None:
         self.emit(
             edge_pb2.ServerEvent(
                 error=edge_pb2.Error(code=code, message=message, turn_id=turn_id, stage=stage)

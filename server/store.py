@@ -79,13 +79,13 @@ class TurnStore:
         self,
         turn_id: str,
         conversation_id: str,
-        index: int,
+        position: int,
         pipeline: str,
         pcm: bytes,
         sample_rate: int,
     ) -> None:
         await self._run(
-            self._begin_turn, turn_id, conversation_id, index, pipeline, pcm, sample_rate
+            self._begin_turn, turn_id, conversation_id, position, pipeline, pcm, sample_rate
         )
 
     def _media_path(self, turn_id: str, name: str) -> tuple[Path, str]:
@@ -110,7 +110,7 @@ class TurnStore:
         self,
         turn_id: str,
         conversation_id: str,
-        index: int,
+        position: int,
         pipeline: str,
         pcm: bytes,
         sample_rate: int,
@@ -119,7 +119,7 @@ class TurnStore:
             db.Turn.create(
                 id=turn_id,
                 conversation=conversation_id,
-                index=index,
+                position=position,
                 pipeline=pipeline,
                 speech_seconds=len(pcm) / 2 / sample_rate,
             )

@@ -22,7 +22,9 @@ class FixedStt:
     def close(self) -> None:
         pass
 
-    async def run(self, request: SttRequest, audio: AsyncIterator[bytes]) -> AsyncIterator[Transcript]:
+    async def run(
+        self, request: SttRequest, audio: AsyncIterator[bytes]
+    ) -> AsyncIterator[Transcript]:
         self.calls += 1
         size = sum([len(chunk) async for chunk in audio])
         yield Transcript(self.text, audio_seconds=size / 2 / request.sample_rate)
@@ -84,7 +86,7 @@ class ToneTts:
             async for sentence in text:
                 self.texts.append(sentence)
                 await asyncio.sleep(self.delay)
-                pcm = (b"\x00\x10" * int(self.rate * self.seconds))
+                pcm = b"\x00\x10" * int(self.rate * self.seconds)
                 yield Speech(pcm, self.rate, index, sentence_end=True)
                 index += 1
         finally:

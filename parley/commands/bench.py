@@ -1,11 +1,12 @@
 """`parley bench turn`: where the time goes between the VAD's end-of-speech decision
 and the first answer audio sent, over N real turns through real processes.
 
-Each turn streams the bundled spoken command (at real-time pace unless --fast) to a server and workers running
-as separate processes on loopback, waits for the answer, and collects the turn's
-latency record. The store goes to a scratch directory, so benchmark turns never mix
-with real ones. Figures: per stage the model time (measured inside the worker) and
-the overhead (everything else: transfer, queueing, serialisation, bookkeeping).
+Each turn streams the bundled spoken command (at real-time pace unless --fast) to a
+server and workers running as separate processes on loopback, waits for the answer,
+and collects the turn's latency record. The store goes to a scratch directory, so
+benchmark turns never mix with real ones. Figures: per stage the model time (measured
+inside the worker) and the overhead (everything else: transfer, queueing,
+serialisation, bookkeeping).
 """
 
 from __future__ import annotations

@@ -100,9 +100,10 @@ class LocalStack:
         deadline = asyncio.get_running_loop().time() + timeout
         while not await self._healthy(spec.address):
             if process is not None and process.poll() is not None:
+                log = self.log_dir / f"{spec.name}.log"
                 raise ParleyError(
-                    f"{spec.name} exited with code {process.returncode}; its log "
-                    f"({self.log_dir / (spec.name + '.log')}) ends with:\n{self._log_tail(spec.name)}"
+                    f"{spec.name} exited with code {process.returncode}; its log ({log}) "
+                    f"ends with:\n{self._log_tail(spec.name)}"
                 )
             if asyncio.get_running_loop().time() > deadline:
                 raise ParleyError(

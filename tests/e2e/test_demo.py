@@ -40,7 +40,14 @@ def test_demo_runs_a_spoken_turn_through_real_processes_and_stores_it(tmp_path: 
     assert Path(summary["output"]) == out
 
     latency = summary["latency_ms"]
-    for key in ("endpointing_ms", "stt_ms", "llm_ms", "tts_ms", "first_audio_sent_ms", "overhead_ms"):
+    for key in (
+        "endpointing_ms",
+        "stt_ms",
+        "llm_ms",
+        "tts_ms",
+        "first_audio_sent_ms",
+        "overhead_ms",
+    ):
         assert latency[key] >= 0, key
     assert summary["voice_to_voice_ms"] > latency["endpointing_ms"]
 
@@ -50,7 +57,9 @@ def test_demo_runs_a_spoken_turn_through_real_processes_and_stores_it(tmp_path: 
         assert turn.status == "done"
         assert turn.transcript == summary["transcript"] != ""
         assert turn.response == summary["response"] != ""
-        assert turn.latency["voice_to_voice_ms"] == pytest.approx(summary["voice_to_voice_ms"], abs=50)
+        assert turn.latency["voice_to_voice_ms"] == pytest.approx(
+            summary["voice_to_voice_ms"], abs=50
+        )
         media = {m.kind: m for m in turn.media}
     assert set(media) == {"input", "output"}
     for item in media.values():

@@ -78,7 +78,8 @@ class Stack:
             for s in ("stt", "llm", "tts")
         }
         stages = {
-            s: StageConfig(f"test-{s}", dict((params or {}).get(s, {}))) for s in ("stt", "llm", "tts")
+            s: StageConfig(f"test-{s}", dict((params or {}).get(s, {})))
+            for s in ("stt", "llm", "tts")
         }
         config = Config(
             home=self.home,
@@ -157,7 +158,9 @@ class EdgeClient:
 
     def __init__(self, address: str, first: edge_pb2.Hello | edge_pb2.EdgeEvent) -> None:
         self.address = address
-        self.first = first if isinstance(first, edge_pb2.EdgeEvent) else edge_pb2.EdgeEvent(hello=first)
+        self.first = (
+            first if isinstance(first, edge_pb2.EdgeEvent) else edge_pb2.EdgeEvent(hello=first)
+        )
         self.outbox: asyncio.Queue[edge_pb2.EdgeEvent | None] = asyncio.Queue()
         self.events: list[edge_pb2.ServerEvent] = []
         self.status: grpc.StatusCode | None = None
@@ -215,6 +218,20 @@ class EdgeClient:
                     raise AssertionError(f"stream ended ({self.status}) before the event came")
                 self._new_event.clear()
                 await self._new_event.wait()
+
+    async def wait_until(
+        self, condition: Callable[[list[edge_pb2.ServerEvent]], bool], timeout: float = 20.0
+    ) -> None:
+        """Wait until ``condition(all events so far)`` holds."""
+        async with asyncio.timeout(timeout):
+            while not condition(self.events):
+                if self.reader.done():
+                    raise AssertionError(f"stream ended ({self.status}) before the condition")
+                self._new_event.clear()
+                await self._new_event.wait()
+
+    def errors(self) -> list[edge_pb2.Error]:
+        return [e.error for e in self.events if e.WhichOneof("event") == "error"]
 
     def kinds(self) -> list[str]:
         return [str(e.WhichOneof("event")) for e in self.events]

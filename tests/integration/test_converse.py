@@ -52,14 +52,20 @@ async def test_turn_events_arrive_in_order_and_audio_streams_while_llm_generates
     assert order == sorted(order)
     assert edge.events[order[2]].transcript.text == "turn on the lamp"
     # The first audio went out before the LLM had finished: streaming, not batch.
-    last_delta = max(i for i, e in enumerate(edge.events) if e.WhichOneof("event") == "response" and e.response.delta)
+    last_delta = max(
+        i
+        for i, e in enumerate(edge.events)
+        if e.WhichOneof("event") == "response" and e.response.delta
+    )
     assert kinds.index("audio") < last_delta
     audio = [e.audio for e in edge.events if e.WhichOneof("event") == "audio"]
     assert audio[-1].last and not audio[-1].pcm
     assert [a.seq for a in audio] == list(range(len(audio)))
     assert tts.texts == ["The lamp is on now.", "Anything else I can do for you today?"]
     latency = finished.turn.latency_ms
-    assert 0 < latency["stt_done_ms"] <= latency["first_sentence_ms"] <= latency["first_audio_sent_ms"]
+    assert (
+        0 < latency["stt_done_ms"] <= latency["first_sentence_ms"] <= latency["first_audio_sent_ms"]
+    )
     assert latency["overhead_ms"] == pytest.approx(
         sum(latency[f"{s}_overhead_ms"] for s in ("stt", "llm", "tts", "send"))
     )
@@ -80,10 +86,7 @@ async def test_history_is_sent_to_the_llm_on_the_next_turn(stack: Stack):
         await edge.send(audio_events(samples, rate))
         await edge.wait_for(is_turn(Turn.FINISHED))
         await edge.send(audio_events(samples, rate, start_seq=10_000))
-        await asyncio.sleep(0)
-        async with asyncio.timeout(20):
-            while sum(is_turn(Turn.FINISHED)(e) for e in edge.events) < 2:
-                await asyncio.sleep(0.05)
+        await edge.wait_until(lambda events: sum(map(is_turn(Turn.FINISHED), events)) == 2)
     second = llm.requests[1].messages
     assert [(m.role, m.content) for m in second] == [
         ("system", "Be brief."),
@@ -145,14 +148,28 @@ async def test_dead_worker_gives_an_error_and_the_session_survives(stack: Stack)
     [
         (hello(pipeline="nope", token="secret"), Code.UNKNOWN_PIPELINE, grpc.StatusCode.NOT_FOUND),
         (hello(rate=1000, token="secret"), Code.BAD_AUDIO_FORMAT, grpc.StatusCode.INVALID_ARGUMENT),
-        (hello(channels=9, token="secret"), Code.BAD_AUDIO_FORMAT, grpc.StatusCode.INVALID_ARGUMENT),
-        (hello(encoding=0, token="secret"), Code.BAD_AUDIO_FORMAT, grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            hello(channels=9, token="secret"),
+            Code.BAD_AUDIO_FORMAT,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            hello(encoding=0, token="secret"),
+            Code.BAD_AUDIO_FORMAT,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         (hello(token="wrong"), Code.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED),
         (hello(device_id="", token="secret"), Code.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT),
-        (edge_pb2.EdgeEvent(ping=edge_pb2.Ping()), Code.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            edge_pb2.EdgeEvent(ping=edge_pb2.Ping()),
+            Code.BAD_REQUEST,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ],
 )
-async def test_bad_hello_gets_a_clear_error_and_the_server_stays_up(stack: Stack, first, code, status):
+async def test_bad_hello_gets_a_clear_error_and_the_server_stays_up(
+    stack: Stack, first, code, status
+):
     await stack.start(
         {"stt": FixedStt(), "llm": ScriptedLlm("Fine."), "tts": ToneTts()},
         server={"token": "secret"},
@@ -176,11 +193,8 @@ async def test_unexpected_messages_are_reported_and_the_session_goes_on(stack: S
     samples, rate = speech()
     async with EdgeClient(stack.address, hello()) as edge:
         await edge.send([edge_pb2.EdgeEvent(hello=hello()), edge_pb2.EdgeEvent()])
-        errors = []
-        async with asyncio.timeout(10):
-            while len(errors) < 2:
-                errors = [e.error for e in edge.events if e.WhichOneof("event") == "error"]
-                await asyncio.sleep(0.02)
+        await edge.wait_until(lambda _: len(edge.errors()) == 2)
+        errors = edge.errors()
         # A chunk cut mid-sample is carried over, not lost: the turn is still heard.
         events = audio_events(samples, rate, start_seq=1)
         first = events[0].audio

@@ -150,9 +150,7 @@ class LlamaCppEngine:
 
         # aclosing: when this generator is closed, the producer's stop is set now,
         # not whenever the event loop finalises the inner generator.
-        async with aclosing(
-            iterate_in_thread(produce)
-        ) as deltas:
+        async with aclosing(iterate_in_thread(produce)) as deltas:
             async for delta in deltas:
                 yield delta
 

@@ -122,9 +122,7 @@ class FasterWhisperEngine:
         info: dict[str, Any] = {}
         texts: list[str] = []
         produce = self._transcriber(samples, request, info)
-        async with aclosing(
-            iterate_in_thread(produce)
-        ) as segments:
+        async with aclosing(iterate_in_thread(produce)) as segments:
             async for text in segments:
                 texts.append(text)
                 yield Transcript(_join(texts), final=False, language=info.get("language", ""))

@@ -99,9 +99,7 @@ class PiperEngine:
                     yield chunk.audio_int16_bytes
 
             pending: bytes | None = None
-            async with aclosing(
-                iterate_in_thread(produce)
-            ) as audio:
+            async with aclosing(iterate_in_thread(produce)) as audio:
                 async for pcm in audio:
                     if pending is not None:
                         yield Speech(pending, rate, index)

@@ -1,9 +1,10 @@
 """Persist devices, conversations, turns and their media.
 
-All database and file work runs on one dedicated thread, so the event loop (and the
-audio path) never waits on disk, and SQLite sees a single writer. A turn's row is
-written when the turn starts and updated when it ends, so a failure at any point
-still leaves the turn, its input audio and its error on record.
+All database and file work runs on one dedicated thread (every public method is an
+``@on_store_thread`` coroutine), so the event loop (and the audio path) never waits on
+disk, and SQLite sees a single writer. A turn's row is written when the turn starts and
+updated when it ends, so a failure at any point still leaves the turn, its input audio
+and its error on record.
 """
 
 from __future__ import annotations
@@ -11,18 +12,34 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from parley import db
 from parley.audio import write_wav
 
-log = logging.getLogger(__name__)
-
+P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def on_store_thread(
+    method: Callable[Concatenate[TurnStore, P], T],
+) -> Callable[Concatenate[TurnStore, P], Coroutine[Any, Any, T]]:
+    """Make a blocking method a coroutine that runs on the store's own thread."""
+
+    @functools.wraps(method)
+    async def run(self: TurnStore, *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(method, self, *args, **kwargs)
+        return await loop.run_in_executor(self._executor, call)
+
+    return run
 
 
 class TurnStore:
@@ -31,70 +48,41 @@ class TurnStore:
         self.data_dir = data_dir
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-
-    async def open(self) -> None:
-        await self._run(db.open_database, self.database_url)
+    @on_store_thread
+    def open(self) -> None:
+        db.open_database(self.database_url)
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def close(self) -> None:
-        await self._run(db.database.close)
+        await asyncio.get_running_loop().run_in_executor(self._executor, db.database.close)
         self._executor.shutdown(wait=True)
 
     # ------------------------------------------------------------------ conversations
 
-    async def start_conversation(
-        self, conversation_id: str, device_id: str, pipeline: str, agent_version: str
-    ) -> None:
-        await self._run(
-            self._start_conversation, conversation_id, device_id, pipeline, agent_version
-        )
-
-    def _start_conversation(
+    @on_store_thread
+    def start_conversation(
         self, conversation_id: str, device_id: str, pipeline: str, agent_version: str
     ) -> None:
         with db.database.atomic():
-            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             device, created = db.Device.get_or_create(
                 id=device_id, defaults={"agent_version": agent_version}
             )
             if not created:
-                device.last_seen, device.agent_version = now, agent_version
+                device.last_seen, device.agent_version = _now(), agent_version
                 device.save()
             db.Conversation.create(id=conversation_id, device=device, pipeline=pipeline)
 
-    async def end_conversation(self, conversation_id: str) -> None:
-        await self._run(self._end_conversation, conversation_id)
-
-    @staticmethod
-    def _end_conversation(conversation_id: str) -> None:
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        db.Conversation.update(ended_at=now).where(db.Conversation.id == conversation_id).execute()
+    @on_store_thread
+    def end_conversation(self, conversation_id: str) -> None:
+        db.Conversation.update(ended_at=_now()).where(
+            db.Conversation.id == conversation_id
+        ).execute()
 
     # ------------------------------------------------------------------ turns
 
-    async def begin_turn(
-        self,
-        turn_id: str,
-        conversation_id: str,
-        position: int,
-        pipeline: str,
-        pcm: bytes,
-        sample_rate: int,
-    ) -> None:
-        await self._run(
-            self._begin_turn, turn_id, conversation_id, position, pipeline, pcm, sample_rate
-        )
-
-    def _media_path(self, turn_id: str, name: str) -> tuple[Path, str]:
-        day = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")
-        relative = f"turns/{day}/{turn_id}/{name}"
-        return self.data_dir / relative, relative
-
     def _save_audio(self, turn_id: str, kind: str, pcm: bytes, rate: int) -> None:
-        path, relative = self._media_path(turn_id, f"{kind}.wav")
+        relative = f"turns/{_now():%Y/%m/%d}/{turn_id}/{kind}.wav"
+        path = self.data_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         write_wav(path, pcm, rate)
         db.Media.create(
@@ -106,7 +94,8 @@ class TurnStore:
             bytes=path.stat().st_size,
         )
 
-    def _begin_turn(
+    @on_store_thread
+    def begin_turn(
         self,
         turn_id: str,
         conversation_id: str,
@@ -125,7 +114,8 @@ class TurnStore:
             )
             self._save_audio(turn_id, "input", pcm, sample_rate)
 
-    async def finish_turn(
+    @on_store_thread
+    def finish_turn(
         self,
         turn_id: str,
         *,
@@ -139,7 +129,7 @@ class TurnStore:
         answer_pcm: bytes = b"",
         answer_rate: int = 0,
     ) -> None:
-        fields = {
+        fields: dict[str, Any] = {
             "status": status,
             "transcript": transcript,
             "response": response,
@@ -148,20 +138,14 @@ class TurnStore:
             "error_stage": error_stage,
             "trace_id": trace_id,
         }
-        await self._run(self._finish_turn, turn_id, fields, answer_pcm, answer_rate)
-
-    def _finish_turn(self, turn_id: str, fields: dict[str, Any], pcm: bytes, rate: int) -> None:
         with db.database.atomic():
             db.Turn.update(**fields).where(db.Turn.id == turn_id).execute()
-            if pcm:
-                self._save_audio(turn_id, "output", pcm, rate)
+            if answer_pcm:
+                self._save_audio(turn_id, "output", answer_pcm, answer_rate)
 
-    async def update_latency(self, turn_id: str, values: Mapping[str, float]) -> None:
+    @on_store_thread
+    def update_latency(self, turn_id: str, values: Mapping[str, float]) -> None:
         """Merge late figures (e.g. voice-to-voice reported by the edge) into a turn."""
-        await self._run(self._update_latency, turn_id, dict(values))
-
-    @staticmethod
-    def _update_latency(turn_id: str, values: dict[str, float]) -> None:
         with db.database.atomic():
             turn = db.Turn.get_or_none(db.Turn.id == turn_id)
             if turn is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, cast
@@ -19,38 +19,13 @@ import llama_cpp
 
 from workers.engines import LlmRequest, TextDelta
 from workers.errors import EngineError, InvalidRequest, ModelNotFound
+from workers.llm.options import CONVERTERS, parse_options
 from workers.threads import iterate_in_thread
 
 log = logging.getLogger(__name__)
 
 _HINT = "run `parley models pull` to fetch the configured models"
 ROLES = ("system", "user", "assistant")
-# LlmRequest.options this engine understands, with their types.
-SAMPLING_OPTIONS: dict[str, type] = {
-    "top_p": float,
-    "top_k": int,
-    "min_p": float,
-    "repeat_penalty": float,
-    "presence_penalty": float,
-    "frequency_penalty": float,
-    "seed": int,
-}
-
-
-def sampling_options(options: Mapping[str, str]) -> dict[str, Any]:
-    """The known sampling options of a request, converted; unknown keys are ignored."""
-    parsed: dict[str, Any] = {}
-    for key, kind in SAMPLING_OPTIONS.items():
-        if key in options:
-            try:
-                parsed[key] = kind(options[key])
-            except ValueError:
-                raise InvalidRequest(
-                    f"option {key}={options[key]!r} is not a {kind.__name__}"
-                ) from None
-    if "stop" in options:
-        parsed["stop"] = [s for s in options["stop"].split("|") if s]
-    return parsed
 
 
 class LlamaCppEngine:
@@ -117,7 +92,7 @@ class LlamaCppEngine:
             "messages": messages,
             "temperature": request.temperature,
             "max_tokens": request.max_tokens if request.max_tokens > 0 else None,
-            **sampling_options(request.options),
+            **parse_options(request.options, CONVERTERS),
         }
         llama, lock = self.llama, self._lock
 

@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from workers.engines import LlmRequest, Message, TextDelta
 from workers.errors import InvalidRequest
+from workers.llm.options import parse_options
 from workers.openai_client import OpenAIEngine
 
 log = logging.getLogger(__name__)
 
 
-def _stop(value: str) -> str | list[str]:
-    """One stop string, or several as a JSON list: ``'["\\n", "User:"]'``."""
-    if value.startswith("["):
-        parsed = json.loads(value)
-        if isinstance(parsed, list) and all(isinstance(item, str) for item in parsed):
-            return parsed
-        raise ValueError("expected a JSON list of strings")
-    return value
-
-
-# request.options this engine sends, and how each string value converts.
-OPTIONS: dict[str, Callable[[str], Any]] = {
-    "top_p": float,
-    "stop": _stop,
-    "seed": int,
-    "presence_penalty": float,
-    "frequency_penalty": float,
-}
-
-
-def request_options(options: Mapping[str, str]) -> dict[str, Any]:
-    """The known ``options`` converted to their API types; others are left out."""
-    converted: dict[str, Any] = {}
-    for name, value in options.items():
-        convert = OPTIONS.get(name)
-        if convert is None:
-            log.debug("option %r is not an OpenAI chat option; not sent", name)
-            continue
-        try:
-            converted[name] = convert(value)
-        except ValueError as exc:
-            raise InvalidRequest(f"bad value {value!r} for option {name!r}: {exc}") from exc
-    return converted
+# The request options the chat completions API takes (see workers/llm/options.py).
+SUPPORTED = ("top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
 def chat_message(message: Message) -> dict[str, Any]:
@@ -86,7 +55,7 @@ class OpenAILlmEngine(OpenAIEngine):
             "messages": [chat_message(message) for message in request.messages],
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
-            **request_options(request.options),
+            **parse_options(request.options, SUPPORTED),
         }
         finish_reason: str | None = None
         client = self.client

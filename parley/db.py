@@ -86,7 +86,27 @@ class Media(BaseModel):
     created_at = peewee.DateTimeField(default=_now)
 
 
-MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media]
+class Span(BaseModel):
+    """A finished OpenTelemetry span from any process (edge, server, workers), kept so a
+    turn's trace can be read without a collector. Times are Unix epoch nanoseconds."""
+
+    trace_id = peewee.CharField(max_length=32, index=True)
+    span_id = peewee.CharField(max_length=16)
+    parent_id = peewee.CharField(max_length=16, default="")
+    name = peewee.CharField()
+    service = peewee.CharField(index=True)  # the resource's service.name
+    kind = peewee.CharField(default="")
+    start_ns = peewee.BigIntegerField()
+    end_ns = peewee.BigIntegerField()
+    status = peewee.CharField(default="")  # "", "OK" or "ERROR: description"
+    attributes = JSONField(default=dict)
+    turn_id = peewee.CharField(default="", index=True)  # the parley.turn.id attribute, if any
+
+    class Meta:
+        indexes = ((("trace_id", "span_id"), True),)
+
+
+MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span]
 
 
 def open_database(url: str) -> peewee.Database:

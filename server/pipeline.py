@@ -37,7 +37,8 @@ class TurnInput:
     pcm: bytes  # PCM16LE mono
     sample_rate: int
     history: Sequence[Exchange] = ()
-    frames: Sequence[bytes] = ()  # JPEG frames seen during the turn, oldest first
+    # (edge capture time, JPEG) of the camera frames seen during the turn, oldest first
+    frames: Sequence[tuple[float, bytes]] = ()
     # The transcription call already fed with the turn's audio while the user spoke
     # (None: send ``pcm`` in one go).
     listening: clients.SttStream | None = None
@@ -140,7 +141,7 @@ class PipelineRunner:
         for exchange in list(turn.history)[-keep:] if keep > 0 else []:
             messages.append(wpb.ChatMessage(role="user", content=exchange.user))
             messages.append(wpb.ChatMessage(role="assistant", content=exchange.assistant))
-        images = list(turn.frames[-1:]) if params.get("vision") else []
+        images = [jpeg for _, jpeg in turn.frames[-1:]] if params.get("vision") else []
         messages.append(wpb.ChatMessage(role="user", content=transcript, images=images))
         return messages
 

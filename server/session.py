@@ -210,7 +210,7 @@ class Session:
         audio = ended.audio
         pcm = float_to_pcm16_bytes(audio) if audio.dtype != np.int16 else audio.tobytes()
         start_edge = self.clock.at(ended.start_sample) or 0.0
-        frames = [jpeg for captured, jpeg in self.frames if captured >= start_edge]
+        frames = [(captured, jpeg) for captured, jpeg in self.frames if captured >= start_edge]
         listening, self.listening = self.listening, None
         if listening is not None:  # send the rest of the turn's audio
             listening.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
@@ -231,7 +231,13 @@ class Session:
         )
         stored = asyncio.create_task(
             self.store.begin_turn(
-                turn.turn_id, self.session_id, index, self.pipeline, turn.pcm, turn.sample_rate
+                turn.turn_id,
+                self.session_id,
+                index,
+                self.pipeline,
+                turn.pcm,
+                turn.sample_rate,
+                turn.frames,
             )
         )
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -80,10 +80,14 @@ class TurnStore:
 
     # ------------------------------------------------------------------ turns
 
-    def _save_audio(self, turn_id: str, kind: str, pcm: bytes, rate: int) -> None:
-        relative = f"turns/{_now():%Y/%m/%d}/{turn_id}/{kind}.wav"
+    def _media_path(self, turn_id: str, name: str) -> tuple[Path, str]:
+        relative = f"turns/{_now():%Y/%m/%d}/{turn_id}/{name}"
         path = self.data_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
+        return path, relative
+
+    def _save_audio(self, turn_id: str, kind: str, pcm: bytes, rate: int) -> None:
+        path, relative = self._media_path(turn_id, f"{kind}.wav")
         write_wav(path, pcm, rate)
         db.Media.create(
             turn=turn_id,
@@ -94,6 +98,21 @@ class TurnStore:
             bytes=path.stat().st_size,
         )
 
+    def _save_frames(self, turn_id: str, frames: Sequence[tuple[float, bytes]]) -> None:
+        """Camera frames seen during the turn (``seconds`` = offset into the turn)."""
+        first = frames[0][0] if frames else 0.0
+        for index, (captured, jpeg) in enumerate(frames):
+            path, relative = self._media_path(turn_id, f"frame-{index:03d}.jpg")
+            path.write_bytes(jpeg)
+            db.Media.create(
+                turn=turn_id,
+                kind="frame",
+                path=relative,
+                mime="image/jpeg",
+                seconds=captured - first,
+                bytes=len(jpeg),
+            )
+
     @on_store_thread
     def begin_turn(
         self,
@@ -103,6 +122,7 @@ class TurnStore:
         pipeline: str,
         pcm: bytes,
         sample_rate: int,
+        frames: Sequence[tuple[float, bytes]] = (),
     ) -> None:
         with db.database.atomic():
             db.Turn.create(
@@ -113,6 +133,7 @@ class TurnStore:
                 speech_seconds=len(pcm) / 2 / sample_rate,
             )
             self._save_audio(turn_id, "input", pcm, sample_rate)
+            self._save_frames(turn_id, frames)
 
     @on_store_thread
     def finish_turn(

@@ -208,3 +208,28 @@ async def test_unexpected_messages_are_reported_and_the_session_goes_on(stack: S
     assert "unexpected hello" in errors[0].message
     assert "unexpected empty" in errors[1].message
     assert not finished.turn.interrupted
+
+
+async def test_frames_seen_during_the_turn_are_stored_and_reach_a_vision_llm(stack: Stack):
+    llm = ScriptedLlm("I see a lamp.")
+    await stack.start(
+        {"stt": FixedStt(), "llm": llm, "tts": ToneTts()}, params={"llm": {"vision": True}}
+    )
+    samples, rate = speech()
+    audio = audio_events(samples, rate)
+    start = audio[0].audio.capture_time
+    stale = edge_pb2.VideoFrame(seq=0, jpeg=b"\xff\xd8old", capture_time=start - 60)
+    frames = [
+        edge_pb2.VideoFrame(seq=i, jpeg=b"\xff\xd8frame%d" % i, capture_time=start + i)
+        for i in (1, 2)
+    ]
+    events = [edge_pb2.EdgeEvent(frame=stale), *audio]
+    events[50:50] = [edge_pb2.EdgeEvent(frame=f) for f in frames]  # during the speech
+    async with EdgeClient(stack.address, hello()) as edge:
+        await edge.send(events)
+        finished = await edge.wait_for(is_turn(Turn.FINISHED))
+    with db.database.connection_context():
+        stored = [m for m in stored_turn(finished.turn.turn_id).media if m.kind == "frame"]
+    assert [m.bytes for m in stored] == [len(f.jpeg) for f in frames]
+    assert [m.seconds for m in stored] == [0.0, 1.0]
+    assert llm.requests[0].messages[-1].images == (frames[-1].jpeg,)

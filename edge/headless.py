@@ -23,9 +23,12 @@ import numpy as np
 
 import parley
 from edge.link import Link
+from edge.tracing import EdgeTracer
 from parley.audio import read_audio, write_wav
 from parley.config import EdgeConfig
 from parley.errors import ParleyError
+from parley.span_export import TURN_ID_ATTRIBUTE
+from parley.telemetry import trace_id_of
 from protos import edge_pb2
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,8 @@ class TurnReport:
     response: str = ""
     interrupted: bool = False
     error: str = ""
+    traceparent: str = ""
+    speech_start_edge: float | None = None
     speech_end_edge: float | None = None
     first_played_edge: float | None = None
     audio_seconds: float = 0.0
@@ -53,9 +58,14 @@ class TurnReport:
             return None
         return (self.first_played_edge - self.speech_end_edge) * 1000.0
 
+    @property
+    def trace_id(self) -> str:
+        return trace_id_of(self.traceparent)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "turn_id": self.turn_id,
+            "trace_id": self.trace_id,
             "transcript": self.transcript,
             "response": self.response,
             "interrupted": self.interrupted,
@@ -111,6 +121,7 @@ class HeadlessEdge:
         self._settled = asyncio.Event()
         self._pong = asyncio.Event()
         self._closed = False
+        self.tracer = EdgeTracer(config.device_id)
 
     def _hello(self, rate: int, channels: int) -> edge_pb2.Hello:
         return edge_pb2.Hello(
@@ -197,6 +208,9 @@ class HeadlessEdge:
                 await self._on_audio(link, event.audio)
             elif kind == "stop":
                 log.info("stop playback (turn %s, %s)", event.stop.turn_id, event.stop.reason)
+                if not self.fast:
+                    report = self._turn(event.stop.turn_id)
+                    await self._played(link, report, time.monotonic(), interrupted=True)
             elif kind == "error":
                 self._on_error(event.error)
             elif kind == "pong":
@@ -205,16 +219,26 @@ class HeadlessEdge:
 
     def _on_turn(self, turn: edge_pb2.TurnEvent) -> None:
         kinds = edge_pb2.TurnEvent
+        report = self._turn(turn.turn_id)
+        report.traceparent = turn.traceparent or report.traceparent
         if turn.kind == kinds.SPEECH_STARTED:
             self._speaking = True
-            log.info("speech started")
+            report.speech_start_edge = turn.edge_time
+            log.info("turn %s: speech started", turn.turn_id)
         elif turn.kind == kinds.SPEECH_ENDED:
             self._speaking = False
             self._pending.add(turn.turn_id)
-            self._turn(turn.turn_id).speech_end_edge = turn.edge_time
+            report.speech_end_edge = turn.edge_time
+            if not self.fast and report.speech_start_edge is not None:
+                self.tracer.record(
+                    "edge.capture",
+                    report.traceparent,
+                    report.speech_start_edge,
+                    turn.edge_time,
+                    {TURN_ID_ATTRIBUTE: turn.turn_id},
+                )
             log.info("turn %s: speech ended", turn.turn_id)
         elif turn.kind == kinds.FINISHED:
-            report = self._turn(turn.turn_id)
             report.latency_ms = dict(turn.latency_ms)
             report.interrupted = turn.interrupted
             self._pending.discard(turn.turn_id)
@@ -236,6 +260,21 @@ class HeadlessEdge:
             await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.STARTED, now)
         if audio.last:
             await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.FINISHED, now)
+            await self._played(link, report, now, interrupted=False)
+
+    async def _played(self, link: Link, report: TurnReport, now: float, interrupted: bool) -> None:
+        """The answer stopped playing: record edge.playback and ship the edge's spans."""
+        if report.first_played_edge is not None:
+            self.tracer.record(
+                "edge.playback",
+                report.traceparent,
+                report.first_played_edge,
+                now,
+                {TURN_ID_ATTRIBUTE: report.turn_id, "parley.playback.interrupted": interrupted},
+            )
+        payload = self.tracer.take()
+        if payload:
+            await link.send(edge_pb2.EdgeEvent(spans=edge_pb2.Spans(otlp=payload)))
 
     @staticmethod
     async def _playback(

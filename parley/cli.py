@@ -58,6 +58,7 @@ def _replace_server(config: Config, host: str, port: int) -> Config:
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    from parley.telemetry import setup_telemetry
     from workers.main import serve_worker
 
     if args.pool:
@@ -72,7 +73,12 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
     if args.model:
         options["model"] = args.model
     options.update(_options(args.option))
-    asyncio.run(serve_worker(stage, engine, options, address))
+    telemetry = setup_telemetry(
+        f"parley-worker-{stage}",
+        database_url=config.database_url,
+        attributes={"parley.engine": engine},
+    )
+    asyncio.run(serve_worker(stage, engine, options, address, telemetry))
     return 0
 
 
@@ -98,6 +104,12 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
     from parley.commands.models import run_models
 
     return run_models(args, config)
+
+
+def cmd_trace(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.trace import run_trace
+
+    return run_trace(args, config)
 
 
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
@@ -162,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
     msub.add_parser("list", help="show which pipelines have their model files")
     p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("trace", help="read stored traces")
+    tsub = p.add_subparsers(dest="trace_command", required=True)
+    show = tsub.add_parser("show", help="the spans of one trace (a turn)")
+    show.add_argument("trace_id")
+    show.add_argument("--json", action="store_true", help="machine-readable list of spans")
+    p.set_defaults(handler=cmd_trace)
 
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_command", required=True)

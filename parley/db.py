@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,22 @@ class Span(BaseModel):
 MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span]
 
 
+_opened: dict[str, peewee.Database] = {}
+_opening = threading.Lock()
+
+
 def open_database(url: str) -> peewee.Database:
-    """Connect ``database`` to ``url`` (sqlite:///path, postgresql://...) and create tables."""
+    """Connect ``database`` to ``url`` (sqlite:///path, postgresql://...) and create tables.
+
+    Idempotent: the store and the span exporter of one process share one connection pool.
+    """
+    with _opening:
+        if url in _opened and database.obj is _opened[url]:
+            return _opened[url]
+        return _open(url)
+
+
+def _open(url: str) -> peewee.Database:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         db = connect(url, pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000})
@@ -119,4 +134,5 @@ def open_database(url: str) -> peewee.Database:
     database.initialize(db)
     with database.connection_context():
         database.create_tables(MODELS, safe=True)
+    _opened[url] = db
     return db

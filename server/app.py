@@ -11,6 +11,7 @@ import grpc
 
 from parley import rpc
 from parley.config import Config
+from parley.telemetry import Telemetry, setup_telemetry
 from protos import edge_pb2_grpc
 from server.edge_service import EdgeServicer
 from server.store import TurnStore
@@ -29,21 +30,31 @@ class RunningServer:
     servicer: EdgeServicer
     store: TurnStore
     pools: dict[str, WorkerPool]
+    telemetry: Telemetry
 
-    async def stop(self, grace: float = 2.0) -> None:
+    async def stop(self, grace: float | None = 2.0) -> None:
         await self.server.stop(grace)
         for pool in self.pools.values():
             await pool.close()
         await self.store.close()
+        self.telemetry.shutdown()
 
 
-async def start_server(config: Config, address: str | None = None) -> RunningServer:
-    """Open the store, load the VAD and listen (``address`` overrides the config)."""
+async def start_server(
+    config: Config, address: str | None = None, telemetry: Telemetry | None = None
+) -> RunningServer:
+    """Open the store, load the VAD and listen (``address`` overrides the config).
+
+    ``telemetry`` defaults to tracing into the store's database (and OTLP if the
+    OTEL_* variables ask for it)."""
+    if telemetry is None:
+        telemetry = setup_telemetry("parley-server", database_url=config.database_url)
     store = TurnStore(config.database_url, config.data_dir)
     await store.open()
     vad = SileroVad(config.vad.model_path or None)
-    pools = {name: WorkerPool(pool) for name, pool in config.pools.items()}
-    servicer = EdgeServicer(config, store, vad, pools)
+    interceptors = telemetry.client_interceptors()
+    pools = {name: WorkerPool(pool, interceptors) for name, pool in config.pools.items()}
+    servicer = EdgeServicer(config, store, vad, pools, telemetry)
     address = address or f"{config.server.host}:{config.server.port}"
     server, port, _ = await rpc.start_server(
         address, lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s), [SERVICE_NAME]
@@ -51,7 +62,7 @@ async def start_server(config: Config, address: str | None = None) -> RunningSer
     log.info(
         "parley server listening on %s (port %d), store %s", address, port, config.database_url
     )
-    return RunningServer(server, port, servicer, store, pools)
+    return RunningServer(server, port, servicer, store, pools, telemetry)
 
 
 async def serve(config: Config) -> None:

@@ -17,6 +17,7 @@ import grpc
 import parley
 from parley.audio import AudioFormatError, check_format
 from parley.config import Config, ConfigError
+from parley.telemetry import Telemetry
 from protos import edge_pb2, edge_pb2_grpc
 from server.outbox import Outbox
 from server.pipeline import PipelineRunner
@@ -44,8 +45,10 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         store: TurnStore,
         vad: SileroVad,
         pools: Mapping[str, WorkerPool],
+        telemetry: Telemetry,
     ) -> None:
         self.config = config
+        self.telemetry = telemetry
         self.store = store
         self.vad = vad
         self.pools = pools
@@ -119,6 +122,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             vad=self.vad,
             vad_config=self.config.vad,
             emit=outbox,
+            telemetry=self.telemetry,
         )
         self.sessions[session_id] = session
         log.info(

@@ -9,17 +9,23 @@ barge-in or failed by a worker is still stored with what it had.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from parley.config import PipelineConfig, ServerConfig
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from parley.config import PipelineConfig, PoolConfig, ServerConfig
 from protos import edge_pb2
 from protos import workers_pb2 as wpb
 from server import worker_clients as clients
 from server.latency import TurnLatency
 from server.outbox import Emit
 from server.sentences import SentenceSplitter
+from server.turn_trace import TurnTrace
 from server.worker_clients import WorkerPool
 
 
@@ -32,6 +38,14 @@ class Exchange:
 
 
 @dataclass
+class Listening:
+    """A turn's transcription call, opened when speech started, and its ``stt`` span."""
+
+    stream: clients.SttStream
+    span: trace.Span
+
+
+@dataclass
 class TurnInput:
     turn_id: str
     pcm: bytes  # PCM16LE mono
@@ -39,9 +53,10 @@ class TurnInput:
     history: Sequence[Exchange] = ()
     # (edge capture time, JPEG) of the camera frames seen during the turn, oldest first
     frames: Sequence[tuple[float, bytes]] = ()
+    trace: TurnTrace | None = None
     # The transcription call already fed with the turn's audio while the user spoke
     # (None: send ``pcm`` in one go).
-    listening: clients.SttStream | None = None
+    listening: Listening | None = None
 
 
 @dataclass
@@ -57,20 +72,28 @@ def _str_map(values: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (values or {}).items()}
 
 
+def _engine(pool: PoolConfig) -> dict[str, str]:
+    return {"parley.engine": pool.engine, "parley.model": str(pool.options.get("model", ""))}
+
+
+def _stage_span(turn: TurnInput, name: str, attributes: Mapping[str, Any]) -> trace.Span:
+    if turn.trace is None:
+        return trace.INVALID_SPAN
+    return turn.trace.child(name, attributes)
+
+
 class PipelineRunner:
     def __init__(
         self,
         pipeline: PipelineConfig,
         pools: Mapping[str, WorkerPool],
         server: ServerConfig,
-        metadata: Callable[[], Sequence[tuple[str, str]]] = tuple,
     ) -> None:
         self.pipeline = pipeline
         self.server = server
         self.stt_pool = pools[pipeline.stt.pool]
         self.llm_pool = pools[pipeline.llm.pool]
         self.tts_pool = pools[pipeline.tts.pool]
-        self.metadata = metadata  # per-call gRPC metadata (trace context)
 
     @property
     def history_turns(self) -> int:
@@ -92,34 +115,47 @@ class PipelineRunner:
             prompt=str(params.get("prompt", "")),
         )
 
-    def listen(self, sample_rate: int, max_turn_s: float) -> clients.SttStream:
-        """Open the transcription call for a turn that has just started."""
-        return clients.SttStream(
-            self.stt_pool,
-            self._stt_config(sample_rate),
-            timeout=max_turn_s + self.server.stt_timeout_s,
-            metadata=self.metadata(),
-        )
+    def listen(self, turn_trace: TurnTrace, sample_rate: int, max_turn_s: float) -> Listening:
+        """Open the transcription call (and its span) for a turn that has just started."""
+        span = turn_trace.child("stt", _engine(self.stt_pool.config))
+        with trace.use_span(span):  # the call's client span is a child of ``stt``
+            stream = clients.SttStream(
+                self.stt_pool,
+                self._stt_config(sample_rate),
+                timeout=max_turn_s + self.server.stt_timeout_s,
+            )
+        return Listening(stream, span)
 
     async def _transcribe(
         self, turn: TurnInput, latency: TurnLatency, emit: Emit, result: TurnResult
     ) -> None:
-        stt = None
-        if turn.listening is not None:
-            try:
-                stt = await turn.listening.finish()
-            except clients.StageError as exc:
-                if not exc.unavailable:
-                    raise
-                # The worker went away while the user spoke: send the whole turn again
-                # (to another worker of the pool if there is one).
-        if stt is None:
-            stt = await clients.transcribe(
-                self.stt_pool,
-                turn.pcm,
-                self._stt_config(turn.sample_rate),
-                timeout=self.server.stt_timeout_s,
-                metadata=self.metadata(),
+        listening = turn.listening
+        span = (
+            listening.span if listening else _stage_span(turn, "stt", _engine(self.stt_pool.config))
+        )
+        with trace.use_span(span), ending(span):
+            stt = None
+            if listening is not None:
+                try:
+                    stt = await listening.stream.finish()
+                except clients.StageError as exc:
+                    if not exc.unavailable:
+                        raise
+                    # The worker went away while the user spoke: send the whole turn
+                    # again (to another worker of the pool if there is one).
+            if stt is None:
+                stt = await clients.transcribe(
+                    self.stt_pool,
+                    turn.pcm,
+                    self._stt_config(turn.sample_rate),
+                    timeout=self.server.stt_timeout_s,
+                )
+            span.set_attributes(
+                {
+                    "parley.stt.audio_seconds": stt.audio_seconds,
+                    "parley.stt.transcript_chars": len(stt.text.strip()),
+                    "parley.model_seconds": stt.model_seconds,
+                }
             )
         latency.mark("stt_done")
         latency.model_time("stt", stt.model_seconds)
@@ -148,88 +184,170 @@ class PipelineRunner:
     async def _answer(
         self, turn: TurnInput, latency: TurnLatency, emit: Emit, result: TurnResult
     ) -> None:
-        llm, tts = self.pipeline.llm.params, self.pipeline.tts.params
-        request = wpb.LlmRequest(
-            messages=self._messages(turn, result.transcript),
-            temperature=float(llm.get("temperature", 0.7)),
-            max_tokens=int(llm.get("max_tokens", 256)),
-            options=_str_map(llm.get("options")),
-        )
+        """LLM and TTS at once: sentences flow from one to the other through a queue."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        llm = self._llm_request(turn, result.transcript)
+        llm_span = _stage_span(turn, "llm", self._llm_attributes(llm))
+        tts_span = _stage_span(
+            turn, "tts", {**_engine(self.tts_pool.config), "parley.tts.voice": self._voice}
+        )
 
         async def produce() -> None:
-            splitter = SentenceSplitter()
-            try:
-                async for delta in clients.generate(
-                    self.llm_pool,
-                    request,
-                    timeout=self.server.llm_timeout_s,
-                    metadata=self.metadata(),
-                ):
-                    if not delta.text:
-                        continue
-                    latency.mark("llm_first_token")
-                    result.response += delta.text
-                    emit(
-                        edge_pb2.ServerEvent(
-                            response=edge_pb2.ResponseText(turn_id=turn.turn_id, delta=delta.text)
-                        )
-                    )
-                    for sentence in splitter.feed(delta.text):
-                        if "first_sentence" not in latency.marks:
-                            latency.mark("first_sentence")
-                            latency.model_time("llm", delta.model_seconds)
-                        sentences.put_nowait(sentence)
-                rest = splitter.flush()
-                if rest:
-                    latency.mark("first_sentence")
-                    sentences.put_nowait(rest)
-            finally:
-                sentences.put_nowait(None)
-            emit(
-                edge_pb2.ServerEvent(
-                    response=edge_pb2.ResponseText(turn_id=turn.turn_id, final=True)
-                )
-            )
-
-        async def texts() -> AsyncIterator[str]:
-            while (sentence := await sentences.get()) is not None:
-                yield sentence
+            with ending(llm_span):
+                try:
+                    await self._generate(turn, llm, llm_span, latency, emit, result, sentences)
+                finally:
+                    sentences.put_nowait(None)
 
         async def speak() -> None:
-            config = wpb.TtsConfig(
-                voice=str(tts.get("voice", "")),
-                speed=float(tts.get("speed", 0.0)),
-                options=_str_map(tts.get("options")),
-            )
-            seq = 0
-            async for audio in clients.synthesize(
-                self.tts_pool,
-                config,
-                texts(),
-                timeout=self.server.tts_timeout_s,
-                metadata=self.metadata(),
-            ):
-                if not audio.pcm:
-                    continue
-                if "tts_first_audio" not in latency.marks:
-                    latency.mark("tts_first_audio")
-                    latency.model_time("tts", audio.model_seconds)
-                result.audio_rate = audio.sample_rate
-                result.audio += audio.pcm
-                emit(
-                    _audio_event(turn.turn_id, seq, audio.pcm, audio.sample_rate),
-                    on_sent=lambda: latency.mark("first_audio_sent"),
-                )
-                seq += 1
-            emit(_audio_event(turn.turn_id, seq, b"", result.audio_rate or 16000, last=True))
+            with ending(tts_span):
+                await self._speak(turn, tts_span, sentences, latency, emit, result)
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(produce())
-                group.create_task(speak())
+                # Each call is made inside its span, so the worker's spans nest under it.
+                with trace.use_span(llm_span):
+                    group.create_task(produce())
+                with trace.use_span(tts_span):
+                    group.create_task(speak())
         except ExceptionGroup as failed:  # the first failure is the one to report
             raise failed.exceptions[0] from None
+
+    def _llm_request(self, turn: TurnInput, transcript: str) -> wpb.LlmRequest:
+        params = self.pipeline.llm.params
+        return wpb.LlmRequest(
+            messages=self._messages(turn, transcript),
+            temperature=float(params.get("temperature", 0.7)),
+            max_tokens=int(params.get("max_tokens", 256)),
+            options=_str_map(params.get("options")),
+        )
+
+    def _llm_attributes(self, request: wpb.LlmRequest) -> dict[str, Any]:
+        """GenAI semantic conventions where they fit."""
+        pool = self.llm_pool.config
+        return {
+            **_engine(pool),
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": pool.engine,
+            "gen_ai.request.model": str(pool.options.get("model", "")),
+            "gen_ai.request.temperature": request.temperature,
+            "gen_ai.request.max_tokens": request.max_tokens,
+        }
+
+    async def _generate(
+        self,
+        turn: TurnInput,
+        request: wpb.LlmRequest,
+        span: trace.Span,
+        latency: TurnLatency,
+        emit: Emit,
+        result: TurnResult,
+        sentences: asyncio.Queue[str | None],
+    ) -> None:
+        splitter = SentenceSplitter()
+        started, tokens, first, finish = time.perf_counter(), 0, 0.0, ""
+        async for delta in clients.generate(
+            self.llm_pool, request, timeout=self.server.llm_timeout_s
+        ):
+            finish = delta.finish_reason or finish
+            if not delta.text:
+                continue
+            tokens += 1
+            first = first or time.perf_counter() - started
+            latency.mark("llm_first_token")
+            result.response += delta.text
+            emit(
+                edge_pb2.ServerEvent(
+                    response=edge_pb2.ResponseText(turn_id=turn.turn_id, delta=delta.text)
+                )
+            )
+            for sentence in splitter.feed(delta.text):
+                if "first_sentence" not in latency.marks:
+                    latency.mark("first_sentence")
+                    latency.model_time("llm", delta.model_seconds)
+                sentences.put_nowait(sentence)
+        rest = splitter.flush()
+        if rest:
+            latency.mark("first_sentence")
+            sentences.put_nowait(rest)
+        emit(edge_pb2.ServerEvent(response=edge_pb2.ResponseText(turn_id=turn.turn_id, final=True)))
+        elapsed = time.perf_counter() - started
+        span.set_attributes(
+            {
+                "gen_ai.usage.output_tokens": tokens,
+                "gen_ai.response.finish_reasons": [finish or "stop"],
+                "parley.llm.ttft_s": first,
+                "parley.llm.tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+            }
+        )
+
+    @property
+    def _voice(self) -> str:
+        return str(self.pipeline.tts.params.get("voice", ""))
+
+    async def _speak(
+        self,
+        turn: TurnInput,
+        span: trace.Span,
+        sentences: asyncio.Queue[str | None],
+        latency: TurnLatency,
+        emit: Emit,
+        result: TurnResult,
+    ) -> None:
+        params = self.pipeline.tts.params
+        config = wpb.TtsConfig(
+            voice=self._voice,
+            speed=float(params.get("speed", 0.0)),
+            options=_str_map(params.get("options")),
+        )
+        started, characters, seq = time.perf_counter(), 0, 0
+
+        async def texts() -> AsyncIterator[str]:
+            nonlocal characters
+            while (sentence := await sentences.get()) is not None:
+                characters += len(sentence)
+                yield sentence
+
+        async for audio in clients.synthesize(
+            self.tts_pool, config, texts(), timeout=self.server.tts_timeout_s
+        ):
+            if not audio.pcm:
+                continue
+            if "tts_first_audio" not in latency.marks:
+                latency.mark("tts_first_audio")
+                latency.model_time("tts", audio.model_seconds)
+                span.set_attribute("parley.tts.ttfb_s", time.perf_counter() - started)
+            result.audio_rate = audio.sample_rate
+            result.audio += audio.pcm
+            emit(
+                _audio_event(turn.turn_id, seq, audio.pcm, audio.sample_rate),
+                on_sent=lambda: latency.mark("first_audio_sent"),
+            )
+            seq += 1
+        emit(_audio_event(turn.turn_id, seq, b"", result.audio_rate or 16000, last=True))
+        span.set_attributes(
+            {
+                "parley.tts.characters": characters,
+                "parley.tts.audio_seconds": len(result.audio) / 2 / (result.audio_rate or 1),
+            }
+        )
+
+
+@contextlib.contextmanager
+def ending(span: trace.Span) -> Iterator[None]:
+    """End ``span`` when the block ends; a failure marks it as an error, a cancellation
+    (barge-in) as cancelled."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        span.set_attribute("parley.cancelled", True)
+        raise
+    except Exception as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, str(exc)))
+        raise
+    finally:
+        span.end()
 
 
 def _audio_event(

@@ -15,17 +15,21 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry.trace import format_trace_id
 
+from parley import otlp
 from parley.audio import AudioConverter, float_to_pcm16_bytes
 from parley.config import VadConfig
+from parley.telemetry import Telemetry
 from protos import edge_pb2
 from server.latency import TurnLatency
 from server.outbox import Outbox
-from server.pipeline import Exchange, PipelineRunner, TurnInput, TurnResult
+from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.store import TurnStore
+from server.turn_trace import TurnTrace
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import SileroVad
-from server.worker_clients import StageError, SttStream
+from server.worker_clients import StageError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,13 @@ class ActiveTurn:
     finished: bool = False
 
 
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # done | failed | interrupted
+    error: str = ""
+    stage: str = ""
+
+
 class Session:
     def __init__(
         self,
@@ -73,6 +84,7 @@ class Session:
         vad: SileroVad,
         vad_config: VadConfig,
         emit: Outbox,
+        telemetry: Telemetry,
     ) -> None:
         self.session_id = session_id
         self.device_id = hello.device_id
@@ -91,14 +103,22 @@ class Session:
         self.turn_index = 0
         self.active: ActiveTurn | None = None
         # The open turn's transcription call, fed while the user speaks, and how far.
-        self.listening: SttStream | None = None
+        self.listening: Listening | None = None
         self.streamed_upto = 0
         self.latencies: dict[str, TurnLatency] = {}
+        self.telemetry = telemetry
+        self.tracer = telemetry.tracer("parley.server")
+        self.opening: TurnTrace | None = None  # the trace of the turn being spoken
+        self.opening_id = ""
+        self.trace_ids: set[str] = set()  # this session's turns: edge spans must match
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ inbound
 
     async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent]) -> None:
+        # Connect to this pipeline's workers now, not on the first turn.
+        pools = (self.runner.stt_pool, self.runner.llm_pool, self.runner.tts_pool)
+        warming = [asyncio.create_task(pool.connect()) for pool in pools]
         try:
             async for event in events:
                 await self.handle(event)
@@ -107,6 +127,8 @@ class Session:
             for detected in tail:
                 await self._on_detector_event(detected)
         finally:
+            for task in warming:
+                task.cancel()
             await self.close()
 
     async def handle(self, event: edge_pb2.EdgeEvent) -> None:
@@ -120,7 +142,7 @@ class Session:
         elif kind == "ping":
             self.emit(edge_pb2.ServerEvent(pong=edge_pb2.Pong(edge_time=event.ping.edge_time)))
         elif kind == "spans":
-            pass  # edge spans are handled by the tracing layer
+            self._on_spans(event.spans)
         else:
             self._error(ErrorCode.BAD_REQUEST, f"unexpected {kind or 'empty'} message")
 
@@ -144,27 +166,54 @@ class Session:
         upto = self.detector.committed_sample
         if upto > self.streamed_upto:
             audio = self.detector.audio_between(self.streamed_upto, upto)
-            self.listening.feed(float_to_pcm16_bytes(audio))
+            self.listening.stream.feed(float_to_pcm16_bytes(audio))
             self.streamed_upto = upto
+
+    def _on_spans(self, spans: edge_pb2.Spans) -> None:
+        """The edge's finished spans: re-export those that belong to this session's turns."""
+        try:
+            decoded = otlp.decode(spans.otlp)
+        except ValueError as exc:
+            self._error(ErrorCode.BAD_REQUEST, f"bad spans message: {exc}")
+            return
+        ours = [s for s in decoded if format_trace_id(s.context.trace_id) in self.trace_ids]
+        self.telemetry.export_foreign(ours)
 
     async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
         if isinstance(event, SpeechStarted):
             self._barge_in()
-            if self.listening is not None:  # cannot happen: turns do not overlap
-                self.listening.cancel()
-            self.listening = self.runner.listen(RATE, self.vad_config.max_turn_s)
-            self.streamed_upto = event.audio_start_sample
-            self.emit(
-                edge_pb2.ServerEvent(
-                    turn=edge_pb2.TurnEvent(
-                        kind=edge_pb2.TurnEvent.SPEECH_STARTED,
-                        edge_time=self.clock.at(event.start_sample) or 0.0,
-                    )
-                )
-            )
+            self._open_turn(event)
         else:
             self._barge_in()
             self._start_turn(event)
+
+    def _open_turn(self, started: SpeechStarted) -> None:
+        """Speech started: the turn gets its id and trace, and its STT call opens."""
+        if self.listening is not None:  # cannot happen: turns do not overlap
+            self.listening.stream.cancel()
+        self.opening_id = str(uuid.uuid4())
+        self.opening = TurnTrace(
+            self.tracer,
+            turn_id=self.opening_id,
+            session_id=self.session_id,
+            device_id=self.device_id,
+            pipeline=self.pipeline,
+            speech_started_ago_s=(self.samples_in - started.start_sample) / RATE,
+        )
+        if self.opening.trace_id:
+            self.trace_ids.add(self.opening.trace_id)
+        self.listening = self.runner.listen(self.opening, RATE, self.vad_config.max_turn_s)
+        self.streamed_upto = started.audio_start_sample
+        self.emit(
+            edge_pb2.ServerEvent(
+                turn=edge_pb2.TurnEvent(
+                    turn_id=self.opening_id,
+                    kind=edge_pb2.TurnEvent.SPEECH_STARTED,
+                    edge_time=self.clock.at(started.start_sample) or 0.0,
+                    traceparent=self.opening.traceparent,
+                )
+            )
+        )
 
     async def _on_playback(self, playback: edge_pb2.PlaybackEvent) -> None:
         latency = self.latencies.get(playback.turn_id)
@@ -203,7 +252,19 @@ class Session:
         active.finished = True
 
     def _start_turn(self, ended: TurnEnded) -> None:
-        turn_id = str(uuid.uuid4())
+        turn_id, turn_trace = self.opening_id, self.opening
+        self.opening = None
+        if turn_trace is None:  # cannot happen: SpeechStarted always comes first
+            raise RuntimeError("a turn ended that never started")
+        turn_trace.speech_ended(
+            {
+                "parley.vad.speech_start_s": ended.start_sample / RATE,
+                "parley.vad.speech_end_s": ended.end_sample / RATE,
+                "parley.vad.threshold": self.vad_config.threshold,
+                "parley.vad.min_silence_ms": self.vad_config.min_silence_ms,
+                "parley.vad.forced": ended.forced,
+            }
+        )
         latency = TurnLatency()
         latency.endpointing_s = max(0.0, (ended.decided_sample - ended.end_sample) / RATE)
         latency.speech_end_edge = self.clock.at(ended.end_sample)
@@ -213,8 +274,8 @@ class Session:
         frames = [(captured, jpeg) for captured, jpeg in self.frames if captured >= start_edge]
         listening, self.listening = self.listening, None
         if listening is not None:  # send the rest of the turn's audio
-            listening.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
-        turn = TurnInput(turn_id, pcm, RATE, tuple(self.history), frames, listening)
+            listening.stream.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
+        turn = TurnInput(turn_id, pcm, RATE, tuple(self.history), frames, turn_trace, listening)
         index = self.turn_index
         self.turn_index += 1
         self.latencies[turn_id] = latency
@@ -228,6 +289,7 @@ class Session:
             turn_id=turn.turn_id,
             kind=edge_pb2.TurnEvent.SPEECH_ENDED,
             edge_time=latency.speech_end_edge or 0.0,
+            traceparent=turn.trace.traceparent if turn.trace else "",
         )
         stored = asyncio.create_task(
             self.store.begin_turn(
@@ -255,7 +317,7 @@ class Session:
             self._error(ErrorCode.INTERNAL, error, turn_id=turn.turn_id)
         finally:
             if turn.listening is not None:
-                turn.listening.cancel()  # no-op once it has answered
+                turn.listening.stream.cancel()  # no-op once it has answered
             latency.done()
             if self.active is not None and self.active.turn_id == turn.turn_id:
                 self.active.finished = True
@@ -263,9 +325,8 @@ class Session:
                 self.history.append(Exchange(result.transcript, result.response))
             # The store write is owned by the session (close() waits for it), so it
             # lands even if this task is cancelled again while waiting for it.
-            saving = self._spawn(
-                self._store_turn(stored, turn.turn_id, status, error, stage, result, latency)
-            )
+            outcome = Outcome(status, error, stage)
+            saving = self._spawn(self._store_turn(stored, turn, outcome, result, latency))
         await asyncio.shield(saving)  # FINISHED means "stored"
         self.emit(
             edge_pb2.ServerEvent(
@@ -273,7 +334,7 @@ class Session:
                     turn_id=turn.turn_id,
                     kind=edge_pb2.TurnEvent.FINISHED,
                     latency_ms=latency.record(),
-                    interrupted=status == "interrupted",
+                    interrupted=outcome.status == "interrupted",
                 )
             )
         )
@@ -281,29 +342,31 @@ class Session:
     async def _store_turn(
         self,
         begun: asyncio.Task[None],
-        turn_id: str,
-        status: str,
-        error: str,
-        stage: str,
+        turn: TurnInput,
+        outcome: Outcome,
         result: TurnResult,
         latency: TurnLatency,
     ) -> None:
         try:
             await self.emit.drained()  # the answer is on the wire: its marks are final
+            record = latency.record()
+            if turn.trace is not None:
+                turn.trace.finish(status=outcome.status, error=outcome.error, latency_ms=record)
             await begun
             await self.store.finish_turn(
-                turn_id,
-                status=status,
+                turn.turn_id,
+                status=outcome.status,
                 transcript=result.transcript,
                 response=result.response,
-                latency=latency.record(),
-                error=error,
-                error_stage=stage,
+                latency=record,
+                error=outcome.error,
+                error_stage=outcome.stage,
+                trace_id=turn.trace.trace_id if turn.trace else "",
                 answer_pcm=bytes(result.audio),
                 answer_rate=result.audio_rate,
             )
         except Exception:
-            log.exception("could not store turn %s", turn_id)
+            log.exception("could not store turn %s", turn.turn_id)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -330,7 +393,10 @@ class Session:
     async def close(self) -> None:
         """Cancel the running turn and wait for every store write to land."""
         if self.listening is not None:
-            self.listening.cancel()
+            self.listening.stream.cancel()
+            self.listening.span.end()
+        if self.opening is not None:
+            self.opening.finish(status="interrupted", error="stream ended", latency_ms={})
         if self.active is not None and not self.active.task.done():
             self.active.task.cancel()
             await asyncio.gather(self.active.task, return_exceptions=True)

@@ -46,10 +46,15 @@ def _stage_error(stage: str, address: str, exc: grpc.aio.AioRpcError) -> StageEr
 
 
 class WorkerPool:
-    def __init__(self, config: PoolConfig) -> None:
+    def __init__(
+        self, config: PoolConfig, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+    ) -> None:
         self.config = config
         self.stage = config.stage
-        self._channels = {address: rpc.dial(address) for address in config.addresses}
+        # ``interceptors``: tracing (a client span per call, trace context in metadata)
+        self._channels = {
+            address: rpc.dial(address, interceptors=interceptors) for address in config.addresses
+        }
         self._order = itertools.cycle(config.addresses)
         self._down_until: dict[str, float] = {}
 
@@ -66,6 +71,15 @@ class WorkerPool:
                 return address, self._channels[address]
         address = min(candidates, key=lambda a: self._down_until.get(a, 0.0))
         return address, self._channels[address]
+
+    async def connect(self, timeout: float = 5.0) -> None:
+        """Open the connections ahead of the first call (best effort: a worker that is
+        not up yet is simply connected to later)."""
+        for channel in self._channels.values():
+            try:
+                await asyncio.wait_for(channel.channel_ready(), timeout)
+            except (TimeoutError, grpc.aio.AioRpcError):
+                continue
 
     def mark_down(self, address: str) -> None:
         self._down_until[address] = time.monotonic() + BACKOFF_S
@@ -92,7 +106,6 @@ async def transcribe(
     config: pb.SttConfig,
     *,
     timeout: float,
-    metadata: Sequence[tuple[str, str]] = (),
     chunk_bytes: int = 32000,
 ) -> SttResult:
     """Send a whole turn's PCM16 mono audio; return the final transcript."""
@@ -105,17 +118,11 @@ async def transcribe(
     tried: list[str] = []
     while True:
         address, channel = pool.pick(exclude=tried)
-        call = pb_grpc.SttStub(channel).Transcribe(
-            requests(), timeout=timeout, metadata=tuple(metadata)
-        )
+        call = pb_grpc.SttStub(channel).Transcribe(requests(), timeout=timeout)
         try:
-            async for reply in call:
-                if reply.final:
-                    pool.mark_up(address)
-                    return SttResult(
-                        reply.text, reply.language, reply.audio_seconds, reply.model_seconds
-                    )
-            raise StageError("stt", f"worker at {address} ended without a final transcript")
+            result = await _final_transcript(call, address)
+            pool.mark_up(address)
+            return result
         except grpc.aio.AioRpcError as exc:
             error = _stage_error("stt", address, exc)
             if not error.unavailable:
@@ -124,6 +131,17 @@ async def transcribe(
             tried.append(address)
             if len(tried) >= min(2, len(pool.config.addresses)):
                 raise error from None
+
+
+async def _final_transcript(call: AsyncIterator[pb.SttResponse], address: str) -> SttResult:
+    """Read the call to its end (so it, and its span, finish cleanly); the final result."""
+    final = None
+    async for reply in call:
+        if reply.final:
+            final = reply
+    if final is None:
+        raise StageError("stt", f"worker at {address} ended without a final transcript")
+    return SttResult(final.text, final.language, final.audio_seconds, final.model_seconds)
 
 
 class SttStream:
@@ -137,15 +155,12 @@ class SttStream:
         config: pb.SttConfig,
         *,
         timeout: float,
-        metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.pool = pool
         self.address, channel = pool.pick()
         self._audio: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._config = config
-        self._call = pb_grpc.SttStub(channel).Transcribe(
-            self._requests(), timeout=timeout, metadata=tuple(metadata)
-        )
+        self._call = pb_grpc.SttStub(channel).Transcribe(self._requests(), timeout=timeout)
         self._result = asyncio.create_task(self._read(), name="stt-stream")
         # A stream cancelled by barge-in may have failed unobserved: that is fine.
         self._result.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -157,18 +172,14 @@ class SttStream:
 
     async def _read(self) -> SttResult:
         try:
-            async for reply in self._call:
-                if reply.final:
-                    self.pool.mark_up(self.address)
-                    return SttResult(
-                        reply.text, reply.language, reply.audio_seconds, reply.model_seconds
-                    )
+            result = await _final_transcript(self._call, self.address)
         except grpc.aio.AioRpcError as exc:
             error = _stage_error("stt", self.address, exc)
             if error.unavailable:
                 self.pool.mark_down(self.address)
             raise error from None
-        raise StageError("stt", f"worker at {self.address} ended without a final transcript")
+        self.pool.mark_up(self.address)
+        return result
 
     def feed(self, pcm: bytes) -> None:
         if pcm:
@@ -189,13 +200,12 @@ async def generate(
     request: pb.LlmRequest,
     *,
     timeout: float,
-    metadata: Sequence[tuple[str, str]] = (),
 ) -> AsyncIterator[pb.LlmDelta]:
     """Stream the answer's deltas; fails over once if nothing was received yet."""
     tried: list[str] = []
     while True:
         address, channel = pool.pick(exclude=tried)
-        call = pb_grpc.LlmStub(channel).Generate(request, timeout=timeout, metadata=tuple(metadata))
+        call = pb_grpc.LlmStub(channel).Generate(request, timeout=timeout)
         received = False
         try:
             async for delta in call:
@@ -221,7 +231,6 @@ async def synthesize(
     texts: AsyncIterator[str],
     *,
     timeout: float,
-    metadata: Sequence[tuple[str, str]] = (),
 ) -> AsyncIterator[pb.TtsAudio]:
     """Stream texts in and audio out over one call (the text stream cannot be replayed,
     so there is no failover mid-call; an unreachable worker is marked down)."""
@@ -232,9 +241,7 @@ async def synthesize(
             yield pb.TtsRequest(text=text)
 
     address, channel = pool.pick()
-    call = pb_grpc.TtsStub(channel).Synthesize(
-        requests(), timeout=timeout, metadata=tuple(metadata)
-    )
+    call = pb_grpc.TtsStub(channel).Synthesize(requests(), timeout=timeout)
     try:
         async for audio in call:
             yield audio

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from opentelemetry import trace
 
 from protos import workers_pb2 as pb
 from protos import workers_pb2_grpc as pb_grpc
@@ -109,12 +110,29 @@ def _text(request: pb.TtsRequest) -> str:
     return request.text
 
 
-class SttServicer(pb_grpc.SttServicer):
-    def __init__(self, engine: engines.SttEngine, name: str) -> None:
+class _EngineServicer:
+    """What the three servicers share: the engine, Describe, and span attributes."""
+
+    stage = ""
+
+    def __init__(self, engine: Any, name: str) -> None:
         self.engine, self.name = engine, name
 
     async def Describe(self, request: pb.DescribeRequest, context: Any) -> pb.EngineInfo:
-        return _describe("stt", self.name, self.engine)
+        return _describe(self.stage, self.name, self.engine)
+
+    def annotate(self, **values: float | int | str) -> None:
+        """Attributes for this call's server span (made by the tracing interceptor)."""
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("parley.engine", self.name)
+            span.set_attribute("parley.model", str(getattr(self.engine, "model", "")))
+            span.set_attributes({f"parley.{key}": v for key, v in values.items()})
+
+
+class SttServicer(_EngineServicer, pb_grpc.SttServicer):
+    stage = "stt"
+    engine: engines.SttEngine
 
     async def Transcribe(
         self, request_iterator: AsyncIterator[pb.SttRequest], context: grpc.aio.ServicerContext
@@ -130,23 +148,27 @@ class SttServicer(pb_grpc.SttServicer):
             results = self.engine.run(request, clock.follow(request_iterator, _audio))
             async for result in _closing(results):
                 ended = clock.ended_at
+                model_seconds = 0.0 if ended is None else time.perf_counter() - ended
+                if result.final:
+                    self.annotate(
+                        audio_seconds=result.audio_seconds,
+                        model_seconds=model_seconds,
+                        transcript_chars=len(result.text),
+                    )
                 yield pb.SttResponse(
                     text=result.text,
                     final=result.final,
                     language=result.language,
                     audio_seconds=result.audio_seconds,
-                    model_seconds=0.0 if ended is None else time.perf_counter() - ended,
+                    model_seconds=model_seconds,
                 )
         except Exception as exc:
             await _abort(context, exc)
 
 
-class LlmServicer(pb_grpc.LlmServicer):
-    def __init__(self, engine: engines.LlmEngine, name: str) -> None:
-        self.engine, self.name = engine, name
-
-    async def Describe(self, request: pb.DescribeRequest, context: Any) -> pb.EngineInfo:
-        return _describe("llm", self.name, self.engine)
+class LlmServicer(_EngineServicer, pb_grpc.LlmServicer):
+    stage = "llm"
+    engine: engines.LlmEngine
 
     async def Generate(
         self, request: pb.LlmRequest, context: grpc.aio.ServicerContext
@@ -176,20 +198,16 @@ class LlmServicer(pb_grpc.LlmServicer):
                 writing += time.perf_counter() - sending
         except Exception as exc:
             await _abort(context, exc)
+        model_seconds = time.perf_counter() - started - writing
+        self.annotate(tokens=count, model_seconds=model_seconds, finish_reason=finish or "stop")
         yield pb.LlmDelta(
-            final=True,
-            tokens=count,
-            model_seconds=time.perf_counter() - started - writing,
-            finish_reason=finish or "stop",
+            final=True, tokens=count, model_seconds=model_seconds, finish_reason=finish or "stop"
         )
 
 
-class TtsServicer(pb_grpc.TtsServicer):
-    def __init__(self, engine: engines.TtsEngine, name: str) -> None:
-        self.engine, self.name = engine, name
-
-    async def Describe(self, request: pb.DescribeRequest, context: Any) -> pb.EngineInfo:
-        return _describe("tts", self.name, self.engine)
+class TtsServicer(_EngineServicer, pb_grpc.TtsServicer):
+    stage = "tts"
+    engine: engines.TtsEngine
 
     async def Synthesize(
         self, request_iterator: AsyncIterator[pb.TtsRequest], context: grpc.aio.ServicerContext
@@ -200,14 +218,18 @@ class TtsServicer(pb_grpc.TtsServicer):
         )
         clock = _InputClock()
         speech = _closing(self.engine.run(request, clock.follow(request_iterator, _text)))
+        total, samples, rate = 0.0, 0, 1
         try:
             while True:
                 started, waited = time.perf_counter(), clock.waiting
                 try:
                     chunk = await anext(speech)
                 except StopAsyncIteration:
-                    return
+                    break
                 worked = time.perf_counter() - started - (clock.waiting - waited)
+                total += max(worked, 0.0)
+                samples += len(chunk.pcm) // 2
+                rate = chunk.sample_rate or rate
                 yield pb.TtsAudio(
                     pcm=chunk.pcm,
                     sample_rate=chunk.sample_rate,
@@ -217,6 +239,7 @@ class TtsServicer(pb_grpc.TtsServicer):
                 )
         except Exception as exc:
             await _abort(context, exc)
+        self.annotate(model_seconds=total, audio_seconds=samples / rate)
 
 
 SERVICERS: dict[str, tuple[type, Callable[[Any, grpc.aio.Server], None], str]] = {

@@ -70,6 +70,7 @@ async def _demo(args: argparse.Namespace, config: Config, pipeline: str) -> dict
         "input": str(wav),
         "output": report.output,
         "turn_id": turn.turn_id if turn else None,
+        "trace_id": turn.trace_id if turn else "",
         "transcript": turn.transcript if turn else "",
         "response": turn.response if turn else "",
         "voice_to_voice_ms": turn.voice_to_voice_ms if turn else None,
@@ -87,6 +88,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"answered:   {summary['response']!r}")
     print(f"answer WAV: {summary['output']}")
     print(f"turn id:    {summary['turn_id']} (stored in {summary['database']})")
+    print(f"trace:      parley trace show {summary['trace_id']}")
     latency = summary["latency_ms"]
     print("latency (ms):")
     for label, key in STEPS:

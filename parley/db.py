@@ -110,6 +110,15 @@ class Span(BaseModel):
 MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span]
 
 
+def write_transaction() -> Any:
+    """A transaction that takes the write lock up front on SQLite (BEGIN IMMEDIATE), so
+    that several processes writing at once wait for each other (busy_timeout) instead
+    of failing with "database is locked" when a read turns into a write."""
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        return database.atomic(lock_type="IMMEDIATE")
+    return database.atomic()
+
+
 _opened: dict[str, peewee.Database] = {}
 _opening = threading.Lock()
 

@@ -31,7 +31,7 @@ class QueueingSpanProcessor(SpanProcessor):
         *,
         max_queue: int = 4096,
         batch_size: int = 256,
-        interval_s: float = 0.5,
+        interval_s: float = 2.0,
     ) -> None:
         self.exporter = exporter
         self.max_queue, self.batch_size, self.interval_s = max_queue, batch_size, interval_s
@@ -87,6 +87,8 @@ class QueueingSpanProcessor(SpanProcessor):
         return self._idle.wait(timeout_millis / 1000)
 
     def shutdown(self) -> None:
+        if self._stopping:
+            return
         self.force_flush(5_000)
         self._stopping = True
         self._wake.set()
@@ -128,7 +130,7 @@ class DatabaseSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         db.open_database(self.database_url)
         rows = [span_row(span) for span in spans]
-        with db.database.connection_context(), db.database.atomic():
+        with db.database.connection_context(), db.write_transaction():
             db.Span.insert_many(rows).on_conflict_ignore().execute()
         return SpanExportResult.SUCCESS
 

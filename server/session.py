@@ -34,6 +34,9 @@ from server.worker_clients import StageError
 log = logging.getLogger(__name__)
 
 RATE = 16000
+# Audio goes to the STT worker in pieces of at least this much (fewer, larger messages;
+# what is left when the turn closes is sent at once).
+STREAM_AHEAD_SAMPLES = RATE // 10
 ErrorCode = edge_pb2.Error.Code
 
 
@@ -164,7 +167,7 @@ class Session:
         if self.listening is None:
             return
         upto = self.detector.committed_sample
-        if upto > self.streamed_upto:
+        if upto - self.streamed_upto >= STREAM_AHEAD_SAMPLES:
             audio = self.detector.audio_between(self.streamed_upto, upto)
             self.listening.stream.feed(float_to_pcm16_bytes(audio))
             self.streamed_upto = upto

@@ -63,7 +63,7 @@ class TurnStore:
     def start_conversation(
         self, conversation_id: str, device_id: str, pipeline: str, agent_version: str
     ) -> None:
-        with db.database.atomic():
+        with db.write_transaction():
             device, created = db.Device.get_or_create(
                 id=device_id, defaults={"agent_version": agent_version}
             )
@@ -124,7 +124,7 @@ class TurnStore:
         sample_rate: int,
         frames: Sequence[tuple[float, bytes]] = (),
     ) -> None:
-        with db.database.atomic():
+        with db.write_transaction():
             db.Turn.create(
                 id=turn_id,
                 conversation=conversation_id,
@@ -159,7 +159,7 @@ class TurnStore:
             "error_stage": error_stage,
             "trace_id": trace_id,
         }
-        with db.database.atomic():
+        with db.write_transaction():
             db.Turn.update(**fields).where(db.Turn.id == turn_id).execute()
             if answer_pcm:
                 self._save_audio(turn_id, "output", answer_pcm, answer_rate)
@@ -167,7 +167,7 @@ class TurnStore:
     @on_store_thread
     def update_latency(self, turn_id: str, values: Mapping[str, float]) -> None:
         """Merge late figures (e.g. voice-to-voice reported by the edge) into a turn."""
-        with db.database.atomic():
+        with db.write_transaction():
             turn = db.Turn.get_or_none(db.Turn.id == turn_id)
             if turn is not None:
                 turn.latency = {**(turn.latency or {}), **values}

@@ -20,6 +20,8 @@ import os
 import platform
 import socket
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from parley.commands.demo import DEMO_WAV
 from parley.commands.launcher import LocalStack
 from parley.commands.models import ensure_models
 from parley.config import Config
+from parley.errors import ParleyError
 
 STAGES = ("stt", "llm", "tts", "send")
 TARGET = {"overhead_p50_ms": 5.0, "overhead_p99_ms": 20.0}
@@ -83,9 +86,32 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class TurnRun:
+    records: list[dict[str, float]]  # the counted turns' latency records
+    cpu_seconds: float  # CPU the server and workers used over the counted turns
+
+
 async def bench_turns(
-    config: Config, pipeline: str, turns: int, warmup: int, *, fast: bool = False
-) -> list[dict[str, float]]:
+    config: Config,
+    pipeline: str,
+    turns: int,
+    warmup: int,
+    *,
+    fast: bool = False,
+    env: Mapping[str, str] | None = None,
+    settle_s: float = 0.0,
+) -> TurnRun:
+    """Run ``warmup + turns`` turns through freshly started processes (``env`` added to
+    theirs). ``settle_s``: wait after the last turn so background work (span export)
+    is counted in the CPU time."""
     from edge.headless import HeadlessEdge
 
     records: list[dict[str, float]] = []
@@ -97,33 +123,46 @@ async def bench_turns(
         config = dataclasses.replace(
             config, store=store, server=dataclasses.replace(config.server, port=port)
         )
-        env = {
+        stack_env = {
             "PARLEY_STORE_DATABASE_URL": store.database_url,
             "PARLEY_STORE_DATA_DIR": store.data_dir,
             "PARLEY_SERVER_PORT": str(port),
+            **(env or {}),
         }
-        stack = LocalStack(config, [pipeline], os.environ.get("PARLEY_CONFIG"), env=env)
-        await stack.start()
+        stack = LocalStack(config, [pipeline], os.environ.get("PARLEY_CONFIG"), env=stack_env)
+        started = await stack.start()
         try:
+            if len(started) != len(stack.specs):
+                raise ParleyError(
+                    "some of the benchmark's workers are already running (e.g. a `parley up`); "
+                    "stop them so the benchmark measures processes it started itself"
+                )
             edge = dataclasses.replace(
                 config.edge, server=f"127.0.0.1:{port}", pipeline=pipeline, device_id="bench"
             )
+            pids = [process.pid for process in stack.started.values()]
+            cpu_before = 0.0
             for i in range(warmup + turns):
+                if i == warmup:
+                    cpu_before = sum(map(process_cpu_seconds, pids))
                 # Real-time pacing by default: audio keeps arriving every 20 ms while
                 # the pipeline runs, as it does from a microphone.
                 runner = HeadlessEdge(edge, fast=fast, trailing_silence_s=0.8)
                 report = await runner.run(DEMO_WAV, Path(scratch) / "out.wav")
                 if i >= warmup:
                     records += [t.latency_ms for t in report.turns if t.latency_ms]
+            await asyncio.sleep(settle_s)
+            cpu = sum(map(process_cpu_seconds, pids)) - cpu_before
         finally:
             stack.stop()
-    return records
+    return TurnRun(records, cpu)
 
 
 def run_bench(args: argparse.Namespace, config: Config) -> int:
     pipeline = args.engines
     ensure_models(config, pipeline)
-    records = asyncio.run(bench_turns(config, pipeline, args.turns, warmup=2, fast=args.fast))
+    run = asyncio.run(bench_turns(config, pipeline, args.turns, warmup=2, fast=args.fast))
+    records = run.records
     result = {
         "benchmark": "turn",
         "engines": args.engines,

@@ -22,6 +22,7 @@ from parley.config import (
     StageConfig,
     StoreConfig,
 )
+from parley.telemetry import Telemetry
 from protos import edge_pb2
 from server.app import RunningServer, start_server
 from workers.main import serve_engine
@@ -65,6 +66,7 @@ class Stack:
         params: Mapping[str, Mapping[str, Any]] | None = None,
         server: Mapping[str, Any] | None = None,
         dead: tuple[str, ...] = (),
+        telemetry: Telemetry | None = None,
     ) -> Config:
         """Serve ``engines`` (stage -> engine); stages in ``dead`` get an address
         where nothing listens. Returns the config the server runs with."""
@@ -91,7 +93,7 @@ class Stack:
             pipelines={"test": PipelineConfig("test", **stages)},
         )
         self.config = config
-        self.server = await start_server(config, "127.0.0.1:0")
+        self.server = await start_server(config, "127.0.0.1:0", telemetry)
         return config
 
     @property

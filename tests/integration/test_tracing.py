@@ -1,0 +1,135 @@
+"""Tracing on the real server: OTLP to a real OTLP/gRPC receiver (the wire format Jaeger
+accepts), the database store when the receiver is gone, and a stalled exporter that must
+never hold up the audio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from parley import db
+from parley.span_export import DatabaseSpanExporter, QueueingSpanProcessor
+from parley.telemetry import Telemetry, setup_telemetry
+from protos import edge_pb2
+from tests.fakes import FixedStt, ScriptedLlm, ToneTts
+from tests.integration.conftest import EdgeClient, Stack, audio_events, hello, is_turn, speech
+
+FINISHED = edge_pb2.TurnEvent.FINISHED
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC trace receiver, as a collector or Jaeger runs on port 4317."""
+
+    def __init__(self) -> None:
+        self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
+
+    async def Export(self, request, context):  # noqa: N802 - the gRPC method name
+        self.requests.append(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def spans(self) -> dict[str, tuple[str, str]]:
+        """span name -> (service.name, trace id)"""
+        out = {}
+        for request in self.requests:
+            for resource_spans in request.resource_spans:
+                attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                for scope in resource_spans.scope_spans:
+                    for span in scope.spans:
+                        out[span.name] = (attrs["service.name"], span.trace_id.hex())
+        return out
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, grpc.aio.Server, int]]:
+    servicer = Receiver()
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield servicer, server, port
+    await server.stop(None)
+
+
+async def one_turn(stack: Stack, seq: int = 0) -> edge_pb2.TurnEvent:
+    samples, rate = speech()
+    async with EdgeClient(stack.address, hello()) as edge:
+        await edge.send(audio_events(samples, rate, start_seq=seq))
+        return (await edge.wait_for(is_turn(FINISHED))).turn
+
+
+def stored_trace(turn_id: str) -> tuple[str, set[str]]:
+    with db.database.connection_context():
+        trace_id = db.Turn.get_by_id(turn_id).trace_id
+        names = {s.name for s in db.Span.select().where(db.Span.trace_id == trace_id)}
+    return trace_id, names
+
+
+async def test_spans_reach_an_otlp_receiver_and_the_database_survives_its_loss(
+    stack: Stack, receiver, tmp_path, monkeypatch
+):
+    servicer, server, port = receiver
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+    telemetry = setup_telemetry("parley-server", database_url=f"sqlite:///{tmp_path}/test.db")
+    assert len(telemetry.processors) == 2  # database and OTLP, both at once
+    engines = {"stt": FixedStt(), "llm": ScriptedLlm("Done."), "tts": ToneTts()}
+    await stack.start(engines, telemetry=telemetry)
+
+    first = await one_turn(stack)
+    # (in a thread: the receiver runs on this event loop)
+    await asyncio.to_thread(telemetry.flush)
+    trace_id, stored = stored_trace(first.turn_id)
+    received = servicer.spans()
+    for name in ("turn", "vad", "stt", "llm", "tts", "/parley.workers.v1.Llm/Generate"):
+        assert received[name] == ("parley-server", trace_id), name
+        assert name in stored
+
+    # The collector goes away: turns go on, and the database still gets every span.
+    await server.stop(None)
+    second = await one_turn(stack, seq=10_000)
+    assert not second.interrupted and second.latency_ms["first_audio_sent_ms"] > 0
+    database = [p for p in telemetry.processors if isinstance(p.exporter, DatabaseSpanExporter)]
+    await asyncio.to_thread(database[0].force_flush)
+    trace_id, stored = stored_trace(second.turn_id)
+    assert {"turn", "stt", "llm", "tts"} <= stored
+
+
+class StalledExporter(SpanExporter):
+    """An exporter stuck on a dead network: export blocks until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(30)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+async def test_a_full_span_queue_never_delays_the_answer_audio(stack: Stack):
+    stalled = StalledExporter()
+    processor = QueueingSpanProcessor(stalled, max_queue=4, batch_size=2, interval_s=0.01)
+    provider = TracerProvider(resource=Resource.create({"service.name": "parley-server"}))
+    provider.add_span_processor(processor)
+    engines = {"stt": FixedStt(), "llm": ScriptedLlm("One. Two. Three."), "tts": ToneTts()}
+    await stack.start(engines, telemetry=Telemetry(provider, [processor]))
+    try:
+        turns = [await one_turn(stack, seq=i * 10_000) for i in range(3)]
+    finally:
+        stalled.release.set()
+    assert processor.dropped > 0  # the queue was full while the turns ran
+    for turn in turns:
+        # The same order of magnitude as with no tracing at all (~10 ms here): a blocked
+        # exporter would show up as seconds, or as a test timeout.
+        assert turn.latency_ms["first_audio_sent_ms"] < 500
+    processor.shutdown()

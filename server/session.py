@@ -22,6 +22,7 @@ from parley.audio import AudioConverter, float_to_pcm16_bytes
 from parley.config import VadConfig
 from parley.telemetry import Telemetry
 from protos import edge_pb2
+from server.edge_clock import RATE, EdgeClock
 from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
@@ -33,31 +34,10 @@ from server.worker_clients import StageError
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
 # Audio goes to the STT worker in pieces of at least this much (fewer, larger messages;
 # what is left when the turn closes is sent at once).
 STREAM_AHEAD_SAMPLES = RATE // 10
 ErrorCode = edge_pb2.Error.Code
-
-
-class EdgeClock:
-    """Maps positions in the converted 16 kHz stream to edge capture times."""
-
-    def __init__(self, keep: int = 4096) -> None:
-        self._chunks: collections.deque[tuple[int, float]] = collections.deque(maxlen=keep)
-
-    def add(self, first_sample: int, capture_time: float) -> None:
-        self._chunks.append((first_sample, capture_time))
-
-    def at(self, sample: int) -> float | None:
-        best = None
-        for first, captured in reversed(self._chunks):
-            best = (first, captured)
-            if first <= sample:
-                break
-        if best is None:
-            return None
-        return best[1] + (sample - best[0]) / RATE
 
 
 @dataclass

@@ -133,3 +133,36 @@ async def test_a_full_span_queue_never_delays_the_answer_audio(stack: Stack):
         # exporter would show up as seconds, or as a test timeout.
         assert turn.latency_ms["first_audio_sent_ms"] < 500
     processor.shutdown()
+
+
+async def test_edge_spans_are_stored_only_for_the_sessions_own_turns(stack: Stack, tmp_path):
+    from edge.tracing import EdgeTracer
+    from parley.telemetry import trace_id_of
+
+    telemetry = setup_telemetry("parley-server", database_url=f"sqlite:///{tmp_path}/test.db")
+    engines = {"stt": FixedStt(), "llm": ScriptedLlm("Done."), "tts": ToneTts()}
+    await stack.start(engines, telemetry=telemetry)
+    samples, rate = speech()
+    edge_tracer = EdgeTracer("test-device")
+    async with EdgeClient(stack.address, hello()) as edge:
+        await edge.send(audio_events(samples, rate))
+        finished = (await edge.wait_for(is_turn(FINISHED))).turn
+        ended = await edge.wait_for(is_turn(edge_pb2.TurnEvent.SPEECH_ENDED))
+        own = ended.turn.traceparent
+        foreign = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+        edge_tracer.record("edge.playback", own, 1.0, 2.0)
+        edge_tracer.record("edge.injected", foreign, 1.0, 2.0)
+        bad = edge_pb2.EdgeEvent(spans=edge_pb2.Spans(otlp=b"\x01garbage"))
+        good = edge_pb2.EdgeEvent(spans=edge_pb2.Spans(otlp=edge_tracer.take()))
+        await edge.send([bad, good])
+        error = await edge.wait_for(lambda e: e.WhichOneof("event") == "error")
+        await edge.send([edge_pb2.EdgeEvent(ping=edge_pb2.Ping())])
+        await edge.wait_for(lambda e: e.WhichOneof("event") == "pong")
+    assert error.error.code == edge_pb2.Error.BAD_REQUEST and not error.error.fatal
+    await asyncio.to_thread(telemetry.flush)
+    with db.database.connection_context():
+        edge_spans = {
+            (s.name, s.trace_id) for s in db.Span.select().where(db.Span.service == "parley-edge")
+        }
+    assert edge_spans == {("edge.playback", trace_id_of(own))}
+    assert finished.turn_id

@@ -102,7 +102,9 @@ class Telemetry:
         untraced = filters.any_of(
             filters.health_check(), *(filters.method_name(m) for m in UNTRACED_METHODS)
         )
-        return [aio_server_interceptor(tracer_provider=self.provider, filter_=filters.negate(untraced))]
+        return [
+            aio_server_interceptor(tracer_provider=self.provider, filter_=filters.negate(untraced))
+        ]
 
     def flush(self, timeout_s: float = 5.0) -> None:
         for processor in self.processors:

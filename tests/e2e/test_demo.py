@@ -95,7 +95,11 @@ def check_trace(spans: list[dict]) -> None:
         assert named[("parley-server", name)]["parent_id"] == turn["span_id"], name
     for name in ("edge.capture", "edge.playback"):
         assert named[("parley-edge", name)]["parent_id"] == turn["span_id"], name
-    for stage, method in (("stt", "Stt/Transcribe"), ("llm", "Llm/Generate"), ("tts", "Tts/Synthesize")):
+    for stage, method in (
+        ("stt", "Stt/Transcribe"),
+        ("llm", "Llm/Generate"),
+        ("tts", "Tts/Synthesize"),
+    ):
         name = f"/parley.workers.v1.{method}"
         client = named[("parley-server", name)]
         worker = named[(f"parley-worker-{stage}", name)]

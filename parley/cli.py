@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from parley.config import Config, load_config
 from parley.errors import ParleyError
@@ -113,9 +114,85 @@ def cmd_trace(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
+    if args.bench_command == "tracing":
+        from parley.commands.bench_tracing import run_bench_tracing
+
+        return run_bench_tracing(args, config)
+    if args.bench_command == "admin":
+        from parley.commands.bench_admin import run_bench_admin
+
+        return run_bench_admin(args, config)
+    if args.bench_command == "edge":
+        from parley.commands.bench_edge import run_bench_edge
+
+        return run_bench_edge(args, config)
     from parley.commands.bench import run_bench
 
     return run_bench(args, config)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser whose options may require others: ``requires[dest] =
+    (other_dest, message)`` fails with usage when ``dest`` is given without ``other``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requires: dict[str, tuple[str, str]] = {}
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        for dest, (other, message) in self.requires.items():
+            if getattr(parsed, dest, None) and not getattr(parsed, other, None):
+                self.error(message)
+        return parsed, extras
+
+
+def _edge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", help="HOST:PORT of the server")
+    p.add_argument("--pipeline", help="pipeline name (default: the server's)")
+    p.add_argument("--device-id", help="device id (default: hostname; token: $PARLEY_EDGE_TOKEN)")
+    p.add_argument("--list-devices", action="store_true", help="list sound devices and exit")
+    p.add_argument(
+        "--dry-run", action="store_true", help="check the devices and the server, then exit"
+    )
+    audio = p.add_argument_group("audio")
+    audio.add_argument("--mic", metavar="DEVICE", help="input device: index or part of its name")
+    audio.add_argument("--mic-file", metavar="WAV", help="play a PCM16 WAV in a loop as the mic")
+    audio.add_argument("--speaker", metavar="DEVICE", help="output device, or 'none'")
+    audio.add_argument(
+        "--full-duplex",
+        action="store_true",
+        help="keep the mic live while answers play (needs echo cancellation; allows barge-in)",
+    )
+    audio.add_argument("--buffer-s", type=float, metavar="S", help="audio kept while offline")
+    camera = p.add_argument_group("camera")
+    camera.add_argument("--camera", choices=["auto", "picamera2", "folder", "none"])
+    camera.add_argument("--camera-folder", metavar="DIR", help="send the JPEGs in DIR in turn")
+    camera.add_argument("--no-camera", action="store_true", help="send no frames")
+    camera.add_argument("--fps", type=float, help="frames per second (default 1)")
+    camera.add_argument("--size", metavar="WxH", help="Pi camera frame size (default 640x480)")
+    tls = p.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="TLS, trusting the system's CAs")
+    tls.add_argument("--ca", metavar="PEM", help="CA certificate to trust (implies TLS)")
+    tls.add_argument("--cert", metavar="PEM", help="client certificate (mutual TLS)")
+    tls.add_argument("--key", metavar="PEM", help="client key (mutual TLS)")
+    tls.add_argument("--server-name", help="name to expect in the server's certificate")
+    headless = p.add_argument_group("headless (a recording instead of devices)")
+    headless.add_argument("--wav", help="speech recording to stream (WAV/FLAC)")
+    headless.add_argument("--out", help="WAV file the answers are written to")
+    headless.add_argument("--fast", action="store_true", help="no real-time pacing")
+    headless.add_argument("--json", action="store_true", help="print a JSON report")
+    p.add_argument("--stats-file", help=argparse.SUPPRESS)
+    if isinstance(p, CommandParser):
+        p.requires["wav"] = ("out", "--wav needs --out (the WAV the answers are written to)")
+
+
+def cmd_admin(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.admin import run_admin
+
+    return run_admin(args, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="TOML config file (default: $PARLEY_CONFIG or ./parley.toml)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     p = sub.add_parser("server", help="run the Converse server")
     p.add_argument("--listen", help="HOST:PORT (default from config)")
@@ -145,14 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help="HOST:PORT (default: the pool's first address)")
     p.set_defaults(handler=cmd_worker)
 
-    p = sub.add_parser("edge", help="run the edge agent (headless: --wav IN --out OUT)")
-    p.add_argument("--wav", required=True, help="speech recording to stream (WAV/FLAC)")
-    p.add_argument("--out", required=True, help="WAV file the answers are written to")
-    p.add_argument("--fast", action="store_true", help="no real-time pacing")
-    p.add_argument("--server", help="HOST:PORT of the server")
-    p.add_argument("--pipeline", help="pipeline name (default: the server's)")
-    p.add_argument("--device-id", help="device id (default: hostname)")
-    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p = sub.add_parser(
+        "edge", help="run the edge agent: mic, speaker, camera (headless: --wav IN --out OUT)"
+    )
+    _edge_arguments(p)
     p.set_defaults(handler=cmd_edge)
 
     p = sub.add_parser("up", help="start the server and local workers, wait until healthy")
@@ -182,14 +255,45 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="machine-readable list of spans")
     p.set_defaults(handler=cmd_trace)
 
+    p = sub.add_parser("admin", help="the annotation and benchmark site (needs parley[admin])")
+    asub = p.add_subparsers(dest="admin_command", required=True)
+    serve = asub.add_parser("serve", help="serve the site (default 127.0.0.1:50080)")
+    serve.add_argument("--listen", help="HOST:PORT (default from [admin] host and port)")
+    user = asub.add_parser(
+        "create-user", help="add an account (password: $PARLEY_ADMIN_PASSWORD or a prompt)"
+    )
+    user.add_argument("name")
+    user.add_argument("--role", choices=["annotator", "admin"], default="annotator")
+    user.add_argument("--update", action="store_true", help="change an existing account")
+    asub.add_parser("users", help="list the accounts")
+    p.set_defaults(handler=cmd_admin)
+
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_command", required=True)
+    tracing = bsub.add_parser("tracing", help="CPU and latency cost of tracing, by mode")
+    tracing.add_argument("--turns", type=int, default=30)
+    tracing.add_argument("--json", action="store_true", help="print only the JSON object")
+    tracing.add_argument("--output", help="also write the JSON object to this file")
+    adm = bsub.add_parser("admin", help="admin page times on a seeded store of N turns")
+    adm.add_argument("--turns", type=int, default=100_000)
+    adm.add_argument("--repeat", type=int, default=7, help="timed requests per page")
+    adm.add_argument("--json", action="store_true", help="print only the JSON object")
+    adm.add_argument("--output", help="also write the JSON object to this file")
     turn = bsub.add_parser("turn", help="framework overhead from VAD decision to first audio")
     turn.add_argument("--turns", type=int, default=30)
     turn.add_argument("--fast", action="store_true", help="stream audio unpaced")
     turn.add_argument("--engines", choices=["instant", "tiny"], default="instant")
     turn.add_argument("--json", action="store_true", help="print only the JSON object")
     turn.add_argument("--output", help="also write the JSON object to this file")
+    edge = bsub.add_parser("edge", help="edge CPU and memory while streaming audio and frames")
+    edge.add_argument("--seconds", type=float, default=30.0, help="measured time (default 30)")
+    edge.add_argument(
+        "--devices",
+        action="store_true",
+        help="use the default sound devices (default: a WAV file as microphone, no speaker)",
+    )
+    edge.add_argument("--json", action="store_true", help="print only the JSON object")
+    edge.add_argument("--output", help="also write the JSON object to this file")
     p.set_defaults(handler=cmd_bench)
     return parser
 

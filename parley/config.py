@@ -69,6 +69,18 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """The annotation and benchmark site (`parley admin serve`, started by `parley up`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 50080
+    secret_key: str = ""  # PARLEY_ADMIN_SECRET_KEY; empty: a random key kept in <home>
+    jaeger_url: str = ""  # e.g. http://jaeger:16686: turn pages link to the trace there
+    cookie_secure: bool = False  # session cookie over HTTPS only (behind a TLS proxy)
+    password: str = ""  # PARLEY_ADMIN_PASSWORD: for `parley admin create-user`, never a file
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     server: str = "127.0.0.1:50051"
     device_id: str = field(default_factory=socket.gethostname)
@@ -76,6 +88,38 @@ class EdgeConfig:
     pipeline: str = ""  # empty: the server's default
     sample_rate: int = 16000
     chunk_ms: int = 20
+    # Microphone: a device index or part of its name ("" = the system default), its
+    # native rate and channels (0 = the device's default rate; mono if it allows),
+    # or a WAV file played as the microphone (machines without a sound card).
+    mic_device: str = ""
+    mic_rate: int = 0
+    mic_channels: int = 0
+    mic_block_ms: int = 40  # the device's callback size (CPU vs. at most this much delay)
+    mic_file: str = ""
+    # Speaker: device as above, "none" for no speaker; rate 0 = the device's default.
+    speaker_device: str = ""
+    speaker_rate: int = 0
+    jitter_ms: int = 60  # answer audio buffered before a turn starts playing
+    # Echo: half-duplex (default) sends silence instead of the microphone while an
+    # answer plays and for echo_tail_ms after; full-duplex needs echo cancellation.
+    full_duplex: bool = False
+    echo_tail_ms: int = 300
+    # Camera: auto | picamera2 | folder | none.
+    camera: str = "auto"
+    camera_folder: str = ""
+    camera_fps: float = 1.0
+    camera_width: int = 640
+    camera_height: int = 480
+    camera_quality: int = 80
+    # Link: audio kept while disconnected, the reconnect backoff's cap.
+    buffer_s: float = 30.0
+    reconnect_max_s: float = 5.0
+    # TLS: a CA file turns it on; a client certificate and key add mutual TLS.
+    tls: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_server_name: str = ""  # name to check in the server's certificate
 
 
 @dataclass(frozen=True)
@@ -117,6 +161,7 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     pools: Mapping[str, PoolConfig] = field(default_factory=dict)
     pipelines: Mapping[str, PipelineConfig] = field(default_factory=dict)
 
@@ -153,6 +198,7 @@ _SCALAR_SECTIONS = {
     "vad": VadConfig,
     "store": StoreConfig,
     "edge": EdgeConfig,
+    "admin": AdminConfig,
 }
 
 

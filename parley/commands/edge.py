@@ -1,4 +1,11 @@
-"""`parley edge`: the headless edge agent (a WAV in, the answers' WAV out)."""
+"""`parley edge`: the edge agent.
+
+- `parley edge --server HOST:PORT`: the always-on agent (microphone, speaker, camera,
+  reconnects); runs until SIGINT/SIGTERM.
+- `parley edge --wav IN --out OUT`: headless, one recording in, the answers' WAV out.
+- `parley edge --list-devices` / `--dry-run`: look at the sound devices / check the
+  devices and the server, then exit.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,108 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
+import signal
 from pathlib import Path
+from typing import Any
 
-from parley.config import Config
+from parley.config import Config, EdgeConfig
+from parley.errors import ConfigError
+
+log = logging.getLogger("edge")
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        return int(width), int(height)
+    except ValueError:
+        raise ConfigError(f"--size needs WIDTHxHEIGHT, e.g. 640x480, not {text!r}") from None
+
+
+def edge_config(args: argparse.Namespace, base: EdgeConfig) -> EdgeConfig:
+    """The config file's [edge] section with the command line's overrides."""
+    overrides: dict[str, Any] = {
+        "server": args.server,
+        "pipeline": args.pipeline,
+        "device_id": args.device_id,
+        "mic_device": args.mic,
+        "mic_file": args.mic_file,
+        "speaker_device": args.speaker,
+        "camera": "none" if args.no_camera else args.camera,
+        "camera_folder": args.camera_folder,
+        "camera_fps": args.fps,
+        "buffer_s": args.buffer_s,
+        "tls_ca": args.ca,
+        "tls_cert": args.cert,
+        "tls_key": args.key,
+        "tls_server_name": args.server_name,
+    }
+    if args.full_duplex:
+        overrides["full_duplex"] = True
+    if args.tls:
+        overrides["tls"] = True
+    if args.camera_folder and not (args.camera or args.no_camera):
+        overrides["camera"] = "folder"
+    if args.size:
+        overrides["camera_width"], overrides["camera_height"] = _size(args.size)
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def run_edge(args: argparse.Namespace, config: Config) -> int:
+    if args.list_devices:
+        from edge.devices import describe_devices
+
+        print(describe_devices())
+        return 0
+    if args.wav:
+        return _run_headless(args, config)
+    edge = edge_config(args, config.edge)
+    if args.dry_run:
+        from edge.dryrun import dry_run
+
+        checks = asyncio.run(dry_run(edge))
+        for check in checks:
+            print(check.line())
+        return 0 if all(c.ok for c in checks) else 1
+    return run_agent(edge, Path(args.stats_file) if args.stats_file else None)
+
+
+def run_agent(config: EdgeConfig, stats_file: Path | None = None) -> int:
+    from edge import build
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        agent = build.agent(config)
+        camera = agent.camera.describe() if agent.camera else "none"
+        log.info(
+            "edge %s: microphone %s, speaker %s, camera %s, %s",
+            config.device_id,
+            agent.source.describe(),
+            agent.speaker.describe(),
+            camera,
+            "full-duplex" if config.full_duplex else "half-duplex",
+        )
+        try:
+            await agent.run(stop)
+        finally:
+            stats = agent.snapshot()
+            log.info("edge stopped: %s", ", ".join(f"{k} {v}" for k, v in stats.items()))
+            stats_out.update(stats)
+
+    stats_out: dict[str, int] = {}
+    try:
+        asyncio.run(main())
+    finally:
+        if stats_file is not None:
+            stats_file.write_text(json.dumps(stats_out, indent=2) + "\n")
+    return 0
+
+
+def _run_headless(args: argparse.Namespace, config: Config) -> int:
     from edge.headless import HeadlessEdge
 
     edge_config = config.edge

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import signal
 
+from parley.commands import admin
 from parley.commands.launcher import LocalStack
 from parley.commands.models import ensure_models
 from parley.config import Config
@@ -17,6 +18,8 @@ async def _up(stack: LocalStack) -> None:
     for spec in stack.specs:
         state = "started" if spec.name in started else "already running"
         print(f"  {spec.name:14s} {spec.address:22s} {state}")
+    address, state = await admin.start_with(stack)
+    print(f"  {'admin':14s} {address:22s} {state}")
     print(f"ready; logs in {stack.log_dir}. Ctrl-C stops what was started here.", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

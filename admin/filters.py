@@ -1,0 +1,147 @@
+"""The turn filters shared by the turn list, the exports and the benchmark pages, so an
+export holds exactly the turns on screen."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from admin.models import Annotation, TurnGroupMember, raw_rows
+from parley import db
+
+STATUSES = ("done", "failed", "interrupted", "running")
+ANNOTATED = {
+    "yes": "annotated by anyone",
+    "no": "not annotated",
+    "mine": "annotated by me",
+    "not-mine": "not annotated by me",
+}
+
+
+def _date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class TurnFilters:
+    pipeline: str = ""
+    device: str = ""
+    conversation: str = ""
+    status: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None  # inclusive
+    annotated: str = ""  # a key of ANNOTATED, or "" for any
+    error: str = ""  # "yes": has an error, "no": has none
+    q: str = ""  # text in the transcript, the response or the error
+    group: int | None = None
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> TurnFilters:
+        def text(name: str, limit: int = 200) -> str:
+            return str(args.get(name, "") or "").strip()[:limit]
+
+        group = text("group")
+        return cls(
+            pipeline=text("pipeline"),
+            device=text("device"),
+            conversation=text("conversation"),
+            status=text("status") if text("status") in STATUSES else "",
+            date_from=_date(text("from")),
+            date_to=_date(text("to")),
+            annotated=text("annotated") if text("annotated") in ANNOTATED else "",
+            error=text("error") if text("error") in ("yes", "no") else "",
+            q=text("q"),
+            group=int(group) if group.isdigit() else None,
+        )
+
+    def args(self, **changes: object) -> dict[str, Any]:
+        """Query-string arguments that reproduce these filters (empty ones left out)."""
+        current = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        out = {
+            "pipeline": current.pipeline,
+            "device": current.device,
+            "conversation": current.conversation,
+            "status": current.status,
+            "from": current.date_from.isoformat() if current.date_from else "",
+            "to": current.date_to.isoformat() if current.date_to else "",
+            "annotated": current.annotated,
+            "error": current.error,
+            "q": current.q,
+            "group": str(current.group) if current.group is not None else "",
+        }
+        return {k: v for k, v in out.items() if v}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.args())
+
+    def datetimes(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """[from, to) as datetimes: the end date is included whole."""
+        start = dt.datetime.combine(self.date_from, dt.time()) if self.date_from else None
+        end = (
+            dt.datetime.combine(self.date_to + dt.timedelta(days=1), dt.time())
+            if self.date_to
+            else None
+        )
+        return start, end
+
+    def apply(self, query: peewee.ModelSelect[Any], user_id: int) -> peewee.ModelSelect[Any]:
+        """Narrow a query over ``db.Turn`` to the turns these filters select."""
+        t = db.Turn
+        if self.pipeline:
+            query = query.where(t.pipeline == self.pipeline)
+        if self.conversation:
+            query = query.where(t.conversation == self.conversation)
+        if self.device:
+            in_device = db.Conversation.select(db.Conversation.id).where(
+                db.Conversation.device == self.device
+            )
+            query = query.where(t.conversation.in_(in_device))
+        if self.status:
+            query = query.where(t.status == self.status)
+        start, end = self.datetimes()
+        if start is not None:
+            query = query.where(t.created_at >= start)
+        if end is not None:
+            query = query.where(t.created_at < end)
+        if self.error == "yes":
+            query = query.where((t.error != "") | (t.status == "failed"))
+        elif self.error == "no":
+            query = query.where((t.error == "") & (t.status != "failed"))
+        if self.q:
+            query = query.where(
+                t.transcript.contains(self.q)
+                | t.response.contains(self.q)
+                | t.error.contains(self.q)
+                | (t.id == self.q)
+                | (t.trace_id == self.q)
+            )
+        if self.annotated:
+            a = Annotation.select(Annotation.id).where(Annotation.turn == t.id)
+            if self.annotated in ("mine", "not-mine"):
+                a = a.where(Annotation.user == user_id)
+            exists = peewee.fn.EXISTS(a)
+            query = query.where(exists if self.annotated in ("yes", "mine") else ~exists)
+        if self.group is not None:
+            members = TurnGroupMember.select(TurnGroupMember.turn).where(
+                TurnGroupMember.group == self.group
+            )
+            query = query.where(t.id.in_(members))
+        return query
+
+
+def pipelines() -> list[str]:
+    query = db.Turn.select(db.Turn.pipeline).distinct().order_by(db.Turn.pipeline)
+    return [name for (name,) in raw_rows(query)]
+
+
+def devices() -> list[str]:
+    return [d for (d,) in raw_rows(db.Device.select(db.Device.id).order_by(db.Device.id))]

@@ -1,0 +1,256 @@
+"""The admin's own tables, on the store's database (``parley.db.database``).
+
+Users and their annotations live next to the turns they describe, so a backup of the
+store is a backup of the annotations. Every table is prefixed ``admin_``.
+:class:`LatencyVector` is a cache (see admin/latency_cache.py), never a source of truth:
+dropping it only costs a rebuild.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import peewee
+
+from parley import db
+
+ROLES = ("annotator", "admin")
+SCORE_FIELDS = ("stt_score", "llm_score", "tts_score", "overall_score")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class AdminModel(peewee.Model):
+    class Meta:
+        database = db.database
+
+
+class User(AdminModel):
+    id = peewee.AutoField()
+    name = peewee.CharField(unique=True, max_length=64)
+    password_hash = peewee.CharField(max_length=256)  # werkzeug.security (scrypt)
+    role = peewee.CharField(default="annotator")  # "annotator" | "admin"
+    active = peewee.BooleanField(default=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_login = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "admin_user"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def __str__(self) -> str:
+        return str(self.name)
+
+
+class Annotation(AdminModel):
+    """One annotator's judgement of one turn (unique per turn and user)."""
+
+    id = peewee.AutoField()
+    turn_id: str  # the foreign keys' raw values (peewee adds them; declared for mypy)
+    user_id: int
+    turn = peewee.ForeignKeyField(db.Turn, backref="annotations", on_delete="CASCADE")
+    user = peewee.ForeignKeyField(User, backref="annotations", on_delete="CASCADE")
+    pipeline = peewee.CharField(default="")  # the turn's, copied: summaries skip the join
+    stt_score = peewee.IntegerField(null=True)  # 0-5, null: not scored
+    llm_score = peewee.IntegerField(null=True)
+    tts_score = peewee.IntegerField(null=True)
+    overall_score = peewee.IntegerField(null=True)
+    corrected_transcript = peewee.TextField(default="")  # what was really said
+    better_response = peewee.TextField(default="")
+    comment = peewee.TextField(default="")
+    # Edit counts of the turn's transcript against corrected_transcript (computed on save).
+    word_errors = peewee.IntegerField(null=True)
+    word_count = peewee.IntegerField(null=True)
+    char_errors = peewee.IntegerField(null=True)
+    char_count = peewee.IntegerField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "admin_annotation"
+        indexes = (
+            (("turn", "user"), True),
+            (("user", "pipeline"), False),
+            (("user", "updated_at"), False),
+            (("pipeline",), False),
+        )
+
+
+class TurnGroup(AdminModel):
+    """Turns judged together: a conversation, or a scripted multi-turn scenario."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=200)
+    description = peewee.TextField(default="")
+    created_by = peewee.ForeignKeyField(User, null=True, on_delete="SET NULL")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "admin_turn_group"
+
+    def __str__(self) -> str:
+        return str(self.name)
+
+
+class TurnGroupMember(AdminModel):
+    id = peewee.AutoField()
+    turn_id: str
+    group = peewee.ForeignKeyField(TurnGroup, backref="members", on_delete="CASCADE")
+    turn = peewee.ForeignKeyField(db.Turn, backref="group_memberships", on_delete="CASCADE")
+    position = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "admin_turn_group_member"
+        indexes = ((("group", "turn"), True),)
+
+
+class GroupAnnotation(AdminModel):
+    """One annotator's overall judgement of a whole group."""
+
+    id = peewee.AutoField()
+    user_id: int
+    group = peewee.ForeignKeyField(TurnGroup, backref="annotations", on_delete="CASCADE")
+    user = peewee.ForeignKeyField(User, backref="group_annotations", on_delete="CASCADE")
+    score = peewee.IntegerField(null=True)  # 0-5
+    comment = peewee.TextField(default="")
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "admin_group_annotation"
+        indexes = ((("group", "user"), True),)
+
+
+class LatencyVector(AdminModel):
+    """A turn's latency record as packed float64 numbers (admin/latency_cache.py)."""
+
+    turn = peewee.ForeignKeyField(
+        db.Turn, primary_key=True, backref="latency_vector", on_delete="CASCADE"
+    )
+    # No index on pipeline or status: pages read every row, and a full scan is faster.
+    pipeline = peewee.CharField()
+    device = peewee.CharField(default="")
+    created_at = peewee.DateTimeField(index=True)
+    status = peewee.CharField()
+    source_len = peewee.IntegerField()  # len() of the JSON it was made from
+    layout = peewee.IntegerField()  # version of the metric list the numbers follow
+    numbers = peewee.BlobField()
+    first_audio_ms = peewee.FloatField(null=True, index=True)  # for "slowest turns"
+
+    class Meta:
+        table_name = "admin_latency_vector"
+
+
+class ScoreVector(AdminModel):
+    """A turn's annotations summed up: how many annotators gave each score to each stage,
+    and the STT edit counts (admin/score_cache.py). A cache, like LatencyVector."""
+
+    turn = peewee.ForeignKeyField(
+        db.Turn, primary_key=True, backref="score_vector", on_delete="CASCADE"
+    )
+    pipeline = peewee.CharField()
+    annotations = peewee.IntegerField()
+    last_update = peewee.DateTimeField(index=True)  # newest annotation counted
+    numbers = peewee.BlobField()
+
+    class Meta:
+        table_name = "admin_score_vector"
+
+
+ADMIN_MODELS: list[type[AdminModel]] = [
+    User,
+    Annotation,
+    TurnGroup,
+    TurnGroupMember,
+    GroupAnnotation,
+    LatencyVector,
+    ScoreVector,
+]
+
+# Indexes on the store's own tables that the admin's pages need at 100k turns.
+_STORE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS admin_turn_pipeline_created ON turn (pipeline, created_at)",
+    # the queue walks finished turns in time order
+    "CREATE INDEX IF NOT EXISTS admin_turn_queue ON turn (status, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS admin_turn_queue_pipeline"
+    " ON turn (pipeline, status, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS admin_media_turn_kind ON media (turn_id, kind)",
+    "CREATE INDEX IF NOT EXISTS admin_media_path ON media (path)",
+)
+
+
+def bulk_insert(model: type[peewee.Model], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows with one prepared statement (peewee's insert_many builds SQL text
+    for every value: 20x slower at 100k rows). Keys are field names; fields a row leaves
+    out get their defaults (or NULL). Run it inside a transaction."""
+    if not rows:
+        return
+    given = set().union(*(row.keys() for row in rows))
+    fields = [
+        f
+        for f in model._meta.sorted_fields
+        if f.name in given or (f.default is not None and not isinstance(f, peewee.AutoField))
+    ]
+    defaults = {f.name: f.default for f in fields}
+    columns = ", ".join(f'"{f.column_name}"' for f in fields)
+    marks = ", ".join([db.database.obj.param] * len(fields))
+    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks})'
+
+    def value(row: Mapping[str, Any], f: peewee.Field) -> Any:
+        if f.name in row:
+            return f.db_value(row[f.name])
+        default = defaults[f.name]
+        return f.db_value(default() if callable(default) else default)
+
+    db.database.cursor().executemany(sql, [tuple(value(r, f) for f in fields) for r in rows])
+
+
+def insert_raw(
+    model: type[peewee.Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert rows of values the driver takes as they are (no field conversion): the
+    caches' fast path, with values read raw from the same database."""
+    if rows:
+        columns = ", ".join(f'"{model._meta.fields[f].column_name}"' for f in fields)
+        marks = ", ".join([db.database.obj.param] * len(fields))
+        sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks})'
+        db.database.cursor().executemany(sql, rows)
+
+
+def split_by_name(
+    rows: Sequence[tuple[str, bytes]], dtype: str, width: int
+) -> dict[str, np.ndarray]:
+    """(name, packed numbers) rows -> ``{name: (rows x width) array}``, with no Python
+    loop over the rows (the caches' reads: 100k rows in a few milliseconds)."""
+    if not rows:
+        return {}
+    names = list(map(itemgetter(0), rows))
+    values = np.frombuffer(b"".join(map(itemgetter(1), rows)), dtype=dtype).reshape(-1, width)
+    distinct = sorted(set(names))
+    if len(distinct) == 1:
+        return {distinct[0]: values}
+    code = {name: i for i, name in enumerate(distinct)}
+    codes = np.fromiter(map(code.__getitem__, names), dtype=np.int32, count=len(names))
+    return {name: values[codes == i] for i, name in enumerate(distinct)}
+
+
+def raw_rows(query: peewee.Query) -> list[tuple[Any, ...]]:
+    """A query's rows as the driver returns them: no model objects, no conversions (the
+    fast path for aggregates and id lists)."""
+    return list(db.database.execute(query).fetchall())
+
+
+def create_admin_tables() -> None:
+    """Create the admin's tables and indexes if missing (the store's must exist)."""
+    with db.database.connection_context():
+        db.database.create_tables(ADMIN_MODELS, safe=True)
+        for statement in _STORE_INDEXES:
+            db.database.execute_sql(statement)

@@ -1,0 +1,102 @@
+"""Waterfalls: a turn's latency record, and a turn's stored spans, as rows on one time
+axis (milliseconds; 0 = the VAD's end-of-speech decision, or the trace's first span)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from admin.charts import Bar
+from parley import db
+
+STAGES = (  # stage, label, mark that ends it (ms after the decision)
+    ("stt", "speech-to-text", "stt_done_ms"),
+    ("llm", "LLM to first sentence", "first_sentence_ms"),
+    ("tts", "TTS to first audio", "tts_first_audio_ms"),
+    ("send", "send first audio", "first_audio_sent_ms"),
+)
+
+
+def _num(record: Mapping[str, Any], key: str) -> float | None:
+    value = record.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def latency_bars(record: Mapping[str, Any]) -> list[Bar]:
+    """The critical path of one turn: each stage with its model time under it."""
+    bars: list[Bar] = []
+    endpointing = _num(record, "endpointing_ms") or 0.0
+    if endpointing:
+        bars.append(Bar("end of speech → VAD decision", -endpointing, 0.0, "endpointing"))
+    start = 0.0
+    for stage, label, mark in STAGES:
+        end = _num(record, mark)
+        if end is None:
+            total = _num(record, f"{stage}_ms")
+            if total is None:
+                break
+            end = start + total
+        bars.append(Bar(label, start, end, f"stage {stage}"))
+        model = _num(record, f"{stage}_model_ms")
+        if model:
+            overhead = (end - start) - model
+            bars.append(
+                Bar(
+                    "model",
+                    start,
+                    start + model,
+                    "model",
+                    f"model {model:.1f} ms, transfer + queue {overhead:.1f} ms",
+                    indent=1,
+                )
+            )
+        if stage == "llm" and (token := _num(record, "llm_first_token_ms")) is not None:
+            bars.append(Bar("first token", start, token, "mark", indent=1))
+        start = end
+    total = _num(record, "turn_total_ms")
+    if total is not None:
+        bars.append(Bar("VAD decision → turn finished", 0.0, total, "total"))
+    v2v = _num(record, "voice_to_voice_ms")
+    if v2v is not None:
+        bars.append(Bar("voice-to-voice (edge clock)", -endpointing, v2v - endpointing, "v2v"))
+    return bars
+
+
+def trace_spans(turn: db.Turn) -> list[db.Span]:
+    """The turn's stored spans: by trace id when it has one, else by turn id."""
+    s = db.Span
+    condition = s.turn_id == turn.id
+    if turn.trace_id:
+        condition = condition | (s.trace_id == turn.trace_id)
+    return list(s.select().where(condition).order_by(s.start_ns, s.span_id).limit(2000))
+
+
+def span_bars(spans: Iterable[db.Span]) -> list[Bar]:
+    """Spans in tree order (children under their parent), times from the first start."""
+    spans = list(spans)
+    if not spans:
+        return []
+    origin = min(s.start_ns for s in spans)
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[db.Span]] = {}
+    roots = []
+    for span in spans:
+        if span.parent_id and span.parent_id in ids:
+            children.setdefault(span.parent_id, []).append(span)
+        else:
+            roots.append(span)
+    bars: list[Bar] = []
+    services = list(dict.fromkeys(str(s.service) for s in spans))  # a colour each, in order
+
+    def visit(span: db.Span, depth: int) -> None:
+        colour = f"svc{services.index(str(span.service)) % 6}"
+        css = "error" if str(span.status).startswith("ERROR") else colour
+        start, end = (span.start_ns - origin) / 1e6, (span.end_ns - origin) / 1e6
+        title = f"{span.service}: {span.name} {end - start:.2f} ms {span.status}".strip()
+        bars.append(Bar(f"{span.name} ({span.service})", start, end, css, title, min(depth, 8)))
+        for child in children.get(span.span_id, []):
+            visit(child, depth + 1)
+
+    for root in roots:
+        visit(root, 0)
+    return bars

@@ -1,0 +1,1 @@
+"""The admin site's pages (Flask-Admin views)."""

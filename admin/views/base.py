@@ -1,0 +1,35 @@
+"""What every page shares: logged-in access (admin-only where marked) and helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, request
+from flask_admin import BaseView
+
+from admin import auth
+
+PAGE_SIZE = 50
+
+
+class SiteView(BaseView):
+    """A page for logged-in users; ``admin_only`` pages for admins alone."""
+
+    admin_only = False
+    in_menu = True
+
+    def is_accessible(self) -> bool:
+        found = auth.current_user()
+        return found is not None and (found.is_admin or not self.admin_only)
+
+    def is_visible(self) -> bool:
+        return self.in_menu
+
+    def inaccessible_callback(self, name: Any, **kwargs: Any) -> Any:
+        abort(403)
+
+
+def page_number() -> int:
+    """The ?page= argument (1-based, bad values are page 1)."""
+    text = request.args.get("page", "1")
+    return max(1, int(text)) if text.isdigit() else 1

@@ -1,0 +1,90 @@
+"""Flask-Admin model views: conversations (read-only, filterable) and user accounts
+(admins only; passwords are set, never shown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+from flask import abort, url_for
+from flask_admin.contrib.peewee import ModelView, filters
+from markupsafe import Markup, escape
+from wtforms import Form, PasswordField, SelectField
+from wtforms.validators import Optional
+
+from admin import auth
+from admin.models import ROLES, User
+from parley import db
+
+
+class LoggedInModelView(ModelView):
+    admin_only = False
+
+    def is_accessible(self) -> bool:
+        found = auth.current_user()
+        return found is not None and (found.is_admin or not self.admin_only)
+
+    def inaccessible_callback(self, name: Any, **kwargs: Any) -> Any:
+        abort(403)
+
+
+def _turns_link(view: Any, context: Any, model: db.Conversation, name: str) -> Markup:
+    count = db.Turn.select().where(db.Turn.conversation == model.id).count()
+    href = url_for("turns.index", conversation=model.id, order="oldest")
+    return Markup('<a href="{}">{} turns</a>').format(href, count)
+
+
+def _short(view: Any, context: Any, model: db.Conversation, name: str) -> Markup:
+    return Markup("<code>{}</code>").format(escape(str(model.id)[:8]))
+
+
+class ConversationView(LoggedInModelView):
+    can_create = can_edit = can_delete = False
+    page_size = 50
+    column_list = ("id", "device", "pipeline", "started_at", "ended_at", "turns")
+    column_formatters = {"turns": _turns_link, "id": _short}
+    column_filters = (
+        "pipeline",
+        filters.FilterEqual(db.Conversation.device, "Device"),
+        "started_at",
+    )
+    column_searchable_list = ("id", "pipeline")
+    column_default_sort = ("started_at", True)
+    column_sortable_list = ("pipeline", "started_at", "ended_at")
+
+
+class UserView(LoggedInModelView):
+    admin_only = True
+    can_delete = False  # deactivate instead: annotations keep their author
+    column_list = ("name", "role", "active", "created_at", "last_login")
+    column_filters = ("role", "active")
+    column_searchable_list = ("name",)
+    form_columns = ("name", "role", "active", "password")
+    form_extra_fields = {
+        "password": PasswordField(
+            "Password", validators=[Optional()], description="Leave empty to keep it."
+        )
+    }
+    form_overrides = {"role": SelectField}
+    form_args = {"role": {"choices": list(ROLES)}}
+
+    def on_model_change(self, form: Form, model: Any, is_created: bool) -> None:
+        password = form.password.data if hasattr(form, "password") else ""
+        if is_created and not password:
+            raise peewee.IntegrityError("a new user needs a password")
+        if password:
+            try:
+                model.password_hash = auth.hash_password(password)
+            except auth.AuthError as exc:
+                raise peewee.IntegrityError(str(exc)) from exc
+        me = auth.user()
+        if model.id == me.id and (model.role != "admin" or not model.active):
+            raise peewee.IntegrityError("you cannot demote or deactivate yourself")
+
+
+def conversations() -> ConversationView:
+    return ConversationView(db.Conversation, name="Conversations", endpoint="conversations")
+
+
+def users() -> UserView:
+    return UserView(User, name="Users", endpoint="users")

@@ -1,0 +1,77 @@
+"""One Converse stream of the agent: the Hello, an outbox of events, the server's
+events, and what was left unsent when it broke.
+
+The outbox is small (about a second of audio), so when the network is slow the audio
+waits in the agent's ring buffer, where it is counted and bounded, not here. Events
+are handed to gRPC one at a time by the request generator; anything still in the
+outbox when the stream ends was never sent and can be salvaged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+
+from protos import edge_pb2, edge_pb2_grpc
+
+OUTBOX_EVENTS = 50
+
+
+class Connection:
+    def __init__(
+        self, channel: grpc.aio.Channel, hello: edge_pb2.Hello, *, outbox: int = OUTBOX_EVENTS
+    ) -> None:
+        self.channel = channel
+        self.hello = hello
+        self.audio_sent = 0  # chunks handed to gRPC
+        self._outbox: asyncio.Queue[edge_pb2.EdgeEvent | None] = asyncio.Queue(outbox)
+        self._call = edge_pb2_grpc.EdgeStub(channel).Converse(self._requests())
+
+    async def _requests(self) -> AsyncIterator[edge_pb2.EdgeEvent]:
+        yield edge_pb2.EdgeEvent(hello=self.hello)
+        while (event := await self._outbox.get()) is not None:
+            if event.HasField("audio"):
+                self.audio_sent += 1
+            yield event
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting in the outbox."""
+        return self._outbox.qsize()
+
+    async def send(self, event: edge_pb2.EdgeEvent) -> None:
+        """Queue an event, waiting while the outbox is full."""
+        await self._outbox.put(event)
+
+    def offer(self, event: edge_pb2.EdgeEvent) -> bool:
+        """Queue an event unless the outbox is full (returns whether it was queued)."""
+        try:
+            self._outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def close_send(self) -> None:
+        """Half-close: the server finishes what it has and ends the stream."""
+        try:
+            self._outbox.put_nowait(None)
+        except asyncio.QueueFull:
+            self._call.cancel()
+
+    def events(self) -> AsyncIterator[edge_pb2.ServerEvent]:
+        return self._call.__aiter__()
+
+    def unsent_audio(self) -> list[edge_pb2.AudioChunk]:
+        """Empty the outbox; the audio chunks in it, oldest first."""
+        chunks = []
+        while not self._outbox.empty():
+            event = self._outbox.get_nowait()
+            if event is not None and event.HasField("audio"):
+                chunks.append(event.audio)
+        return chunks
+
+    async def close(self) -> None:
+        self._call.cancel()
+        await self.channel.close()

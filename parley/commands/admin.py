@@ -1,0 +1,153 @@
+"""`parley admin`: serve the annotation and benchmark site, manage its accounts; and the
+admin process `parley up` starts next to the server and workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from parley.commands.launcher import LocalStack, ProcessSpec
+from parley.config import Config
+from parley.errors import ParleyError
+
+log = logging.getLogger("parley.admin")
+EXTRA_HINT = "the admin needs the [admin] extra: pip install 'parley[admin]'"
+
+
+def require_extra() -> None:
+    try:
+        import flask_admin  # noqa: F401
+        import flask_wtf  # noqa: F401
+        import jiwer  # noqa: F401
+    except ImportError as exc:
+        raise ParleyError(f"{EXTRA_HINT} ({exc.name} is missing)") from None
+
+
+def _listen(args: argparse.Namespace, config: Config) -> tuple[str, int]:
+    if getattr(args, "listen", None):
+        host, _, port = str(args.listen).rpartition(":")
+        return host or config.admin.host, int(port)
+    return config.admin.host, config.admin.port
+
+
+def serve(args: argparse.Namespace, config: Config) -> int:
+    require_extra()
+    from admin import latency_cache, score_cache
+    from admin.app import create_app
+    from admin.models import User
+    from parley import db
+
+    app = create_app(config)
+    with db.database.connection_context():
+        users = User.select().count()
+    if not users:
+        print("no accounts yet: create one with `parley admin create-user NAME --role admin`")
+    # Build the caches now rather than on the first visit to the benchmark pages.
+    for name, sync in (("latency-cache", latency_cache.sync), ("score-cache", score_cache.sync)):
+        threading.Thread(target=sync, name=name, daemon=True).start()
+    host, port = _listen(args, config)
+    print(f"admin on http://{host}:{port}/ (store: {config.database_url})", flush=True)
+    try:
+        import waitress
+    except ImportError:
+        app.run(host=host, port=port, threaded=True)
+    else:
+        waitress.serve(app, host=host, port=port, threads=8, ident="parley-admin")
+    return 0
+
+
+def _password(config: Config) -> str:
+    if config.admin.password:
+        return config.admin.password
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise ParleyError("the passwords differ")
+    return first
+
+
+def create_user(args: argparse.Namespace, config: Config) -> int:
+    require_extra()
+    from admin.auth import AuthError
+    from admin.auth import create_user as create
+    from admin.models import create_admin_tables
+    from parley import db
+
+    db.open_database(config.database_url)
+    create_admin_tables()
+    try:
+        with db.database.connection_context():
+            user = create(args.name, _password(config), args.role, update=args.update)
+    except AuthError as exc:
+        raise ParleyError(str(exc)) from None
+    print(f"{'updated' if args.update else 'created'} {user.role} {user.name!r}")
+    return 0
+
+
+def list_users(args: argparse.Namespace, config: Config) -> int:
+    require_extra()
+    from admin.models import User, create_admin_tables
+    from parley import db
+
+    db.open_database(config.database_url)
+    create_admin_tables()
+    with db.database.connection_context():
+        for user in User.select().order_by(User.name):
+            state = "" if user.active else " (inactive)"
+            print(f"{user.name:24s} {user.role}{state}")
+    return 0
+
+
+def run_admin(args: argparse.Namespace, config: Config) -> int:
+    commands = {"serve": serve, "create-user": create_user, "users": list_users}
+    return commands[args.admin_command](args, config)
+
+
+# --------------------------------------------------------------------------- parley up
+
+
+def available() -> bool:
+    try:
+        require_extra()
+    except ParleyError:
+        return False
+    return True
+
+
+def http_up(url: str, timeout: float = 0.5) -> bool:
+    """Whether something answers HTTP at ``url`` (any status: the login redirect is fine)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def start_with(stack: LocalStack, timeout: float = 60.0) -> tuple[str, str]:
+    """Start the admin as one more process of ``stack`` (``parley up``), or reuse one
+    already answering; return (address, what happened). Without the [admin] extra it is
+    skipped, not an error: the voice stack does not need it."""
+    config = stack.config.admin
+    address = f"{config.host}:{config.port}"
+    if not available():
+        return address, f"not started: {EXTRA_HINT}"
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
+    url = f"http://{host}:{config.port}/login"
+    if await asyncio.to_thread(http_up, url):
+        return address, "already running"
+    process = stack._spawn(ProcessSpec("admin", address, ("admin", "serve")))
+    stack.started["admin"] = process  # watched and stopped with the rest
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(http_up, url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            log_file = stack.log_dir / "admin.log"
+            raise ParleyError(f"the admin did not start on {address}; see {log_file}")
+        await asyncio.sleep(0.2)
+    return address, "started"

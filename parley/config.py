@@ -60,6 +60,11 @@ class ServerConfig:
     llm_timeout_s: float = 120.0  # deadline for a whole generation
     tts_timeout_s: float = 120.0  # deadline for a whole synthesis call
     history_turns: int = 8  # default conversation history sent to the LLM
+    # TLS for the Converse port: certificate and key (PEM); a client CA also requires
+    # every edge to present a certificate it signed (mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
 
 @dataclass(frozen=True)

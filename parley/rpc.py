@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from parley.errors import ConfigError
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -45,14 +49,36 @@ SERVER_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM files: the server's certificate and key, and optionally a CA whose client
+    certificates are required (mutual TLS)."""
+
+    cert: str
+    key: str
+    client_ca: str = ""
+
+    def credentials(self) -> grpc.ServerCredentials:
+        try:
+            pair = (Path(self.key).read_bytes(), Path(self.cert).read_bytes())
+            client_ca = Path(self.client_ca).read_bytes() if self.client_ca else None
+        except OSError as exc:
+            raise ConfigError(f"cannot read a TLS file: {exc}") from None
+        return grpc.ssl_server_credentials(
+            [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+
+
 async def start_server(
     address: str,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    tls: ServerTls | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Start a grpc.aio server on ``address`` (host:port, port 0 = any free port).
+    """Start a grpc.aio server on ``address`` (host:port, port 0 = any free port),
+    over TLS when ``tls`` is given.
 
     Returns the server, the bound port and its health servicer; every name in
     ``service_names`` (and the overall "") is marked SERVING once started.
@@ -61,7 +87,10 @@ async def start_server(
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(address)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.credentials())
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()

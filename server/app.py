@@ -56,8 +56,16 @@ async def start_server(
     pools = {name: WorkerPool(pool, interceptors) for name, pool in config.pools.items()}
     servicer = EdgeServicer(config, store, vad, pools, telemetry)
     address = address or f"{config.server.host}:{config.server.port}"
+    tls = None
+    if config.server.tls_cert or config.server.tls_key:
+        tls = rpc.ServerTls(
+            config.server.tls_cert, config.server.tls_key, config.server.tls_client_ca
+        )
     server, port, _ = await rpc.start_server(
-        address, lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s), [SERVICE_NAME]
+        address,
+        lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        tls=tls,
     )
     log.info(
         "parley server listening on %s (port %d), store %s", address, port, config.database_url

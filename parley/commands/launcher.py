@@ -56,6 +56,16 @@ def stack_specs(config: Config, pipelines: Iterable[str]) -> list[ProcessSpec]:
     return specs
 
 
+async def _port_open(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 class LocalStack:
     def __init__(
         self,
@@ -92,8 +102,14 @@ class LocalStack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     async def _healthy(self, address: str) -> bool:
+        if address == self.server_address and self.config.server.tls_cert:
+            return await _port_open(address)  # a TLS server: its CA is not ours to know
         async with rpc.dial(address) as channel:
             return await rpc.check_health(channel, timeout=0.5)
+
+    @property
+    def server_address(self) -> str:
+        return f"{self.config.server.host}:{self.config.server.port}"
 
     async def _wait(self, spec: ProcessSpec, timeout: float) -> None:
         process = self.started.get(spec.name)

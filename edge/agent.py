@@ -30,6 +30,7 @@ from edge.mic import AudioSource
 from edge.ring import AudioRing
 from edge.speaker import AnswerPlayer, PlaybackKind
 from edge.stats import AgentStats
+from edge.tracing import TurnSpans
 from edge.uplink import AgentRejected, Uplink
 from parley.config import EdgeConfig
 from protos import edge_pb2
@@ -64,6 +65,7 @@ class EdgeAgent:
         self.observer = observer
         self.ring = AudioRing(max(1, round(config.buffer_s * 1000 / config.chunk_ms)))
         self.stats = AgentStats()
+        self.spans = TurnSpans(config.device_id)  # edge.capture, edge.playback
         self.uplink = Uplink(
             config,
             ring=self.ring,
@@ -182,6 +184,7 @@ class EdgeAgent:
             self.observer(event)
 
     def _on_turn(self, turn: edge_pb2.TurnEvent) -> None:
+        self.spans.on_turn(turn)
         if turn.kind == edge_pb2.TurnEvent.SPEECH_STARTED:
             log.info("speech started")
         elif turn.kind == edge_pb2.TurnEvent.SPEECH_ENDED:
@@ -198,6 +201,9 @@ class EdgeAgent:
         log.info("%s answer (turn %s)", _PLAYBACK_LOG[kind], turn_id)
         event = edge_pb2.PlaybackEvent(turn_id=turn_id, kind=_PLAYBACK[kind], edge_time=at)
         self.uplink.offer(edge_pb2.EdgeEvent(playback=event))
+        payload = self.spans.on_playback(turn_id, _PLAYBACK[kind], at)
+        if payload:  # the turn's edge spans, for the server to store and re-export
+            self.uplink.offer(edge_pb2.EdgeEvent(spans=edge_pb2.Spans(otlp=payload)))
 
     # ------------------------------------------------------------------ camera
 

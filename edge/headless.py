@@ -23,12 +23,10 @@ import numpy as np
 
 import parley
 from edge.link import Link
-from edge.tracing import EdgeTracer
+from edge.tracing import TurnSpans, parse_traceparent
 from parley.audio import read_audio, write_wav
 from parley.config import EdgeConfig
 from parley.errors import ParleyError
-from parley.span_export import TURN_ID_ATTRIBUTE
-from parley.telemetry import trace_id_of
 from protos import edge_pb2
 
 log = logging.getLogger(__name__)
@@ -46,7 +44,6 @@ class TurnReport:
     interrupted: bool = False
     error: str = ""
     traceparent: str = ""
-    speech_start_edge: float | None = None
     speech_end_edge: float | None = None
     first_played_edge: float | None = None
     audio_seconds: float = 0.0
@@ -60,7 +57,8 @@ class TurnReport:
 
     @property
     def trace_id(self) -> str:
-        return trace_id_of(self.traceparent)
+        parsed = parse_traceparent(self.traceparent)
+        return parsed[0].hex() if parsed else ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,7 +119,7 @@ class HeadlessEdge:
         self._settled = asyncio.Event()
         self._pong = asyncio.Event()
         self._closed = False
-        self.tracer = EdgeTracer(config.device_id)
+        self.spans = TurnSpans(config.device_id)
 
     def _hello(self, rate: int, channels: int) -> edge_pb2.Hello:
         return edge_pb2.Hello(
@@ -209,8 +207,8 @@ class HeadlessEdge:
             elif kind == "stop":
                 log.info("stop playback (turn %s, %s)", event.stop.turn_id, event.stop.reason)
                 if not self.fast:
-                    report = self._turn(event.stop.turn_id)
-                    await self._played(link, report, time.monotonic(), interrupted=True)
+                    interrupted = edge_pb2.PlaybackEvent.INTERRUPTED
+                    await self._playback(link, event.stop.turn_id, interrupted, time.monotonic())
             elif kind == "error":
                 self._on_error(event.error)
             elif kind == "pong":
@@ -221,22 +219,15 @@ class HeadlessEdge:
         kinds = edge_pb2.TurnEvent
         report = self._turn(turn.turn_id)
         report.traceparent = turn.traceparent or report.traceparent
+        if not self.fast:  # unpaced audio has no meaningful capture clock
+            self.spans.on_turn(turn)
         if turn.kind == kinds.SPEECH_STARTED:
             self._speaking = True
-            report.speech_start_edge = turn.edge_time
             log.info("turn %s: speech started", turn.turn_id)
         elif turn.kind == kinds.SPEECH_ENDED:
             self._speaking = False
             self._pending.add(turn.turn_id)
             report.speech_end_edge = turn.edge_time
-            if not self.fast and report.speech_start_edge is not None:
-                self.tracer.record(
-                    "edge.capture",
-                    report.traceparent,
-                    report.speech_start_edge,
-                    turn.edge_time,
-                    {TURN_ID_ATTRIBUTE: turn.turn_id},
-                )
             log.info("turn %s: speech ended", turn.turn_id)
         elif turn.kind == kinds.FINISHED:
             report.latency_ms = dict(turn.latency_ms)
@@ -260,28 +251,16 @@ class HeadlessEdge:
             await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.STARTED, now)
         if audio.last:
             await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.FINISHED, now)
-            await self._played(link, report, now, interrupted=False)
 
-    async def _played(self, link: Link, report: TurnReport, now: float, interrupted: bool) -> None:
-        """The answer stopped playing: record edge.playback and ship the edge's spans."""
-        if report.first_played_edge is not None:
-            self.tracer.record(
-                "edge.playback",
-                report.traceparent,
-                report.first_played_edge,
-                now,
-                {TURN_ID_ATTRIBUTE: report.turn_id, "parley.playback.interrupted": interrupted},
-            )
-        payload = self.tracer.take()
-        if payload:
-            await link.send(edge_pb2.EdgeEvent(spans=edge_pb2.Spans(otlp=payload)))
-
-    @staticmethod
     async def _playback(
-        link: Link, turn_id: str, kind: edge_pb2.PlaybackEvent.Kind, at: float
+        self, link: Link, turn_id: str, kind: edge_pb2.PlaybackEvent.Kind, at: float
     ) -> None:
+        """Report playback to the server; when it ends, ship the turn's edge spans."""
         event = edge_pb2.PlaybackEvent(turn_id=turn_id, kind=kind, edge_time=at)
         await link.send(edge_pb2.EdgeEvent(playback=event))
+        payload = self.spans.on_playback(turn_id, kind, at)
+        if payload:
+            await link.send(edge_pb2.EdgeEvent(spans=edge_pb2.Spans(otlp=payload)))
 
     def _on_error(self, error: edge_pb2.Error) -> None:
         message = f"{edge_pb2.Error.Code.Name(error.code)}: {error.message}"

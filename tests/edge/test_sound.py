@@ -127,6 +127,16 @@ async def test_spoken_turn_through_the_real_microphone_and_answer_through_the_sp
     await wait_until(lambda: "voice_to_voice_ms" in stored_turns()[0].latency, timeout=5)
     assert 0 < stored_turns()[0].latency["voice_to_voice_ms"] < 5000
 
+    # The agent shipped its own spans, children of the turn's trace.
+    assert stack.server is not None
+    await asyncio.to_thread(stack.server.telemetry.flush)
+    with db.database.connection_context():
+        edge_spans = {
+            span.name: span for span in db.Span.select().where(db.Span.service == "parley-edge")
+        }
+    assert set(edge_spans) == {"edge.capture", "edge.playback"}
+    assert {span.trace_id for span in edge_spans.values()} == {turns[0].trace_id}
+
     # The monitor heard the user's command, then the whole answer without a gap:
     # each quarter of the answer sits where the first quarter puts it.
     heard = np.frombuffer(recording.read_bytes(), np.int16)

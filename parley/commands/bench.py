@@ -93,6 +93,25 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def scratch_stack(
+    config: Config, pipelines: list[str], scratch: Path, env: Mapping[str, str] | None = None
+) -> tuple[Config, LocalStack]:
+    """The config and (not yet started) processes of a benchmark: a server on a free
+    port that stores into ``scratch``, and the pipelines' workers (``env`` added)."""
+    store = dataclasses.replace(
+        config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
+    )
+    server = dataclasses.replace(config.server, port=_free_port())
+    config = dataclasses.replace(config, store=store, server=server)
+    stack_env = {
+        "PARLEY_STORE_DATABASE_URL": store.database_url,
+        "PARLEY_STORE_DATA_DIR": store.data_dir,
+        "PARLEY_SERVER_PORT": str(server.port),
+        **(env or {}),
+    }
+    return config, LocalStack(config, pipelines, os.environ.get("PARLEY_CONFIG"), env=stack_env)
+
+
 @dataclass
 class TurnRun:
     records: list[dict[str, float]]  # the counted turns' latency records
@@ -116,20 +135,8 @@ async def bench_turns(
 
     records: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as scratch:
-        port = _free_port()
-        store = dataclasses.replace(
-            config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
-        )
-        config = dataclasses.replace(
-            config, store=store, server=dataclasses.replace(config.server, port=port)
-        )
-        stack_env = {
-            "PARLEY_STORE_DATABASE_URL": store.database_url,
-            "PARLEY_STORE_DATA_DIR": store.data_dir,
-            "PARLEY_SERVER_PORT": str(port),
-            **(env or {}),
-        }
-        stack = LocalStack(config, [pipeline], os.environ.get("PARLEY_CONFIG"), env=stack_env)
+        config, stack = scratch_stack(config, [pipeline], Path(scratch), env)
+        port = config.server.port
         started = await stack.start()
         try:
             if len(started) != len(stack.specs):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import shutil
@@ -32,20 +31,14 @@ from typing import Any
 import numpy as np
 
 from parley.audio import Resampler, float_to_pcm16_bytes, pcm16_to_float, write_wav
-from parley.commands.bench import _free_port, machine, report
+from parley.commands.bench import machine, process_cpu_seconds, report, scratch_stack
 from parley.commands.demo import DEMO_WAV
-from parley.commands.launcher import LocalStack
 from parley.config import Config
 
 TARGET = {"cpu_percent": 5.0, "rss_mb": 60.0}
 FRAME = Path(__file__).resolve().parent.parent / "assets" / "camera-frame.jpg"
 WARMUP_S = 3.0
 MIC_RATE = 48000
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _memory_mb(pid: int) -> dict[str, float]:
@@ -104,31 +97,20 @@ def _spawn_edge(command: list[str], scratch: Path, config: Config) -> subprocess
 async def measure(config: Config, seconds: float, *, devices: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-edge-") as tmp:
         scratch = Path(tmp)
-        port = _free_port()
-        store = dataclasses.replace(
-            config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
-        )
-        config = dataclasses.replace(
-            config, store=store, server=dataclasses.replace(config.server, port=port)
-        )
-        env = {
-            "PARLEY_STORE_DATABASE_URL": store.database_url,
-            "PARLEY_STORE_DATA_DIR": store.data_dir,
-            "PARLEY_SERVER_PORT": str(port),
-        }
-        stack = LocalStack(config, ["instant"], os.environ.get("PARLEY_CONFIG"), env=env)
+        config, stack = scratch_stack(config, ["instant"], scratch)
+        port = config.server.port
         await stack.start()
         edge = _spawn_edge(_edge_command(f"127.0.0.1:{port}", scratch, devices), scratch, config)
         try:
             await asyncio.sleep(WARMUP_S)
             if edge.poll() is not None:
                 raise RuntimeError(f"the edge exited: {(scratch / 'edge.log').read_text()}")
-            cpu0, wall0 = _cpu_seconds(edge.pid), time.monotonic()
+            cpu0, wall0 = process_cpu_seconds(edge.pid), time.monotonic()
             rss_samples = []
             while time.monotonic() - wall0 < seconds:
                 await asyncio.sleep(0.5)
                 rss_samples.append(_memory_mb(edge.pid)["VmRSS"])
-            cpu1, wall1 = _cpu_seconds(edge.pid), time.monotonic()
+            cpu1, wall1 = process_cpu_seconds(edge.pid), time.monotonic()
             peak, pss = _memory_mb(edge.pid)["VmHWM"], _pss_mb(edge.pid)
         finally:
             edge.send_signal(signal.SIGTERM)

@@ -22,8 +22,9 @@ import grpc
 import numpy as np
 
 import parley
-from edge.link import Link
+from edge.connection import Connection
 from edge.tracing import TurnSpans, parse_traceparent
+from parley import rpc
 from parley.audio import read_audio, write_wav
 from parley.config import EdgeConfig
 from parley.errors import ParleyError
@@ -136,18 +137,20 @@ class HeadlessEdge:
     async def run(self, wav_in: Path, wav_out: Path, *, timeout: float = 300.0) -> SessionReport:
         samples, rate = read_audio(wav_in)
         channels = 1 if samples.ndim == 1 else samples.shape[1]
-        async with Link(self.config.server, self._hello(rate, channels)) as link:
-            try:
-                async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:
-                    group.create_task(self._read(link))
-                    group.create_task(self._stream(link, samples, rate))
-            except ExceptionGroup as failed:
-                raise failed.exceptions[0] from None
+        link = Connection(rpc.dial(self.config.server), self._hello(rate, channels), outbox=512)
+        try:
+            async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:
+                group.create_task(self._read(link))
+                group.create_task(self._stream(link, samples, rate))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        finally:
+            await link.close()
         self.sink.save(wav_out)
         self.report.output = str(wav_out)
         return self.report
 
-    async def _stream(self, link: Link, samples: np.ndarray, rate: int) -> None:
+    async def _stream(self, link: Connection, samples: np.ndarray, rate: int) -> None:
         silence = np.zeros((int(self.trailing_silence_s * rate), *samples.shape[1:]), np.int16)
         audio = np.concatenate([samples, silence])
         step = max(1, rate * self.config.chunk_ms // 1000)
@@ -167,7 +170,7 @@ class HeadlessEdge:
         await self._pong.wait()
         self._check_settled()
         await self._settled.wait()
-        await link.close_send()
+        link.close_send()
 
     def _check_settled(self) -> None:
         if self._pong.is_set() and not self._pending and not self._speaking:
@@ -179,7 +182,7 @@ class HeadlessEdge:
             self.report.turns.append(self._turns[turn_id])
         return self._turns[turn_id]
 
-    async def _read(self, link: Link) -> None:
+    async def _read(self, link: Connection) -> None:
         try:
             await self._dispatch(link)
         except grpc.aio.AioRpcError as exc:
@@ -189,7 +192,7 @@ class HeadlessEdge:
             self._pong.set()
             self._settled.set()
 
-    async def _dispatch(self, link: Link) -> None:
+    async def _dispatch(self, link: Connection) -> None:
         async for event in link.events():
             kind = event.WhichOneof("event")
             if kind == "welcome":
@@ -238,7 +241,7 @@ class HeadlessEdge:
             )
         self._check_settled()
 
-    async def _on_audio(self, link: Link, audio: edge_pb2.AudioOut) -> None:
+    async def _on_audio(self, link: Connection, audio: edge_pb2.AudioOut) -> None:
         report = self._turn(audio.turn_id)
         if audio.pcm:
             self.sink.write(audio)
@@ -253,7 +256,7 @@ class HeadlessEdge:
             await self._playback(link, audio.turn_id, edge_pb2.PlaybackEvent.FINISHED, now)
 
     async def _playback(
-        self, link: Link, turn_id: str, kind: edge_pb2.PlaybackEvent.Kind, at: float
+        self, link: Connection, turn_id: str, kind: edge_pb2.PlaybackEvent.Kind, at: float
     ) -> None:
         """Report playback to the server; when it ends, ship the turn's edge spans."""
         event = edge_pb2.PlaybackEvent(turn_id=turn_id, kind=kind, edge_time=at)

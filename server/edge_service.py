@@ -52,7 +52,6 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         self.store = store
         self.vad = vad
         self.pools = pools
-        self.sessions: dict[str, Session] = {}
 
     def _check_hello(self, event: edge_pb2.EdgeEvent) -> edge_pb2.Hello:
         if event.WhichOneof("event") != "hello":
@@ -124,7 +123,6 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             emit=outbox,
             telemetry=self.telemetry,
         )
-        self.sessions[session_id] = session
         log.info(
             "device %s connected (pipeline %s, session %s)",
             hello.device_id,
@@ -148,6 +146,5 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             await session.run(request_iterator)
         finally:
             await outbox.close()
-            self.sessions.pop(session_id, None)
             await self.store.end_conversation(session_id)
             log.info("device %s disconnected (session %s)", hello.device_id, session_id)

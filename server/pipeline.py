@@ -65,7 +65,6 @@ class TurnResult:
     response: str = ""
     audio: bytearray = field(default_factory=bytearray)  # PCM16LE mono answer audio
     audio_rate: int = 0
-    error: clients.StageError | None = None
 
 
 def _str_map(values: Mapping[str, Any] | None) -> dict[str, str]:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # Audio goes to the STT worker in pieces of at least this much (fewer, larger messages;
 # what is left when the turn closes is sent at once).
 STREAM_AHEAD_SAMPLES = RATE // 10
+RECENT_TURNS = 16
 ErrorCode = edge_pb2.Error.Code
 
 
@@ -88,12 +89,15 @@ class Session:
         # The open turn's transcription call, fed while the user speaks, and how far.
         self.listening: Listening | None = None
         self.streamed_upto = 0
-        self.latencies: dict[str, TurnLatency] = {}
+        # Recent turns' latency records, for playback reports that arrive late (bounded:
+        # a device's stream can live for days).
+        self.latencies: collections.OrderedDict[str, TurnLatency] = collections.OrderedDict()
         self.telemetry = telemetry
         self.tracer = telemetry.tracer("parley.server")
         self.opening: TurnTrace | None = None  # the trace of the turn being spoken
         self.opening_id = ""
-        self.trace_ids: set[str] = set()  # this session's turns: edge spans must match
+        # Recent turns' trace ids: edge spans must belong to one of them.
+        self.trace_ids: collections.deque[str] = collections.deque(maxlen=RECENT_TURNS)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ inbound
@@ -184,7 +188,7 @@ class Session:
             speech_started_ago_s=(self.samples_in - started.start_sample) / RATE,
         )
         if self.opening.trace_id:
-            self.trace_ids.add(self.opening.trace_id)
+            self.trace_ids.append(self.opening.trace_id)
         self.listening = self.runner.listen(self.opening, RATE, self.vad_config.max_turn_s)
         self.streamed_upto = started.audio_start_sample
         self.emit(
@@ -262,6 +266,8 @@ class Session:
         index = self.turn_index
         self.turn_index += 1
         self.latencies[turn_id] = latency
+        while len(self.latencies) > RECENT_TURNS:
+            self.latencies.popitem(last=False)
         task = asyncio.create_task(self._run_turn(turn, index, latency), name=f"turn-{turn_id}")
         self.active = ActiveTurn(turn_id, task, latency)
 

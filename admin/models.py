@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import peewee
 
-from parley import db
+from parley import db, migrations
 
 ROLES = ("annotator", "admin")
 SCORE_FIELDS = ("stt_score", "llm_score", "tts_score", "overall_score")
@@ -248,9 +248,17 @@ def raw_rows(query: peewee.Query) -> list[tuple[Any, ...]]:
     return list(db.database.execute(query).fetchall())
 
 
+def _store_indexes(schema: migrations.Schema) -> None:
+    for statement in _STORE_INDEXES:
+        schema.database.execute_sql(statement)
+
+
+# The admin's schema steps (see parley/migrations.py), named "admin-...".
+ADMIN_MIGRATIONS: list[migrations.Migration] = [
+    migrations.Migration("admin-0001-store-indexes", _store_indexes),
+]
+
+
 def create_admin_tables() -> None:
-    """Create the admin's tables and indexes if missing (the store's must exist)."""
-    with db.database.connection_context():
-        db.database.create_tables(ADMIN_MODELS, safe=True)
-        for statement in _STORE_INDEXES:
-            db.database.execute_sql(statement)
+    """Bring the admin's tables and indexes up to date (the store's must exist)."""
+    migrations.upgrade(db.database.obj, ADMIN_MODELS, ADMIN_MIGRATIONS)

@@ -15,6 +15,8 @@ from typing import Any
 import peewee
 from playhouse.db_url import connect
 
+from parley import migrations
+
 database = peewee.DatabaseProxy()
 
 
@@ -124,7 +126,8 @@ _opening = threading.Lock()
 
 
 def open_database(url: str) -> peewee.Database:
-    """Connect ``database`` to ``url`` (sqlite:///path, postgresql://...) and create tables.
+    """Connect ``database`` to ``url`` (sqlite:///path, postgresql://...) and bring its
+    schema up to date (:mod:`parley.migrations`: new tables, pending steps).
 
     Idempotent: the store and the span exporter of one process share one connection pool.
     """
@@ -141,7 +144,6 @@ def _open(url: str) -> peewee.Database:
     else:
         db = connect(url)
     database.initialize(db)
-    with database.connection_context():
-        database.create_tables(MODELS, safe=True)
+    migrations.upgrade(db, MODELS, migrations.STORE_MIGRATIONS)
     _opened[url] = db
     return db

@@ -10,6 +10,7 @@ connection tens of milliseconds for nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -159,10 +160,31 @@ class TokenCheck(grpc.aio.ServerInterceptor):
         return _refusal(handler, reason)
 
 
+# A refused client-streaming call is read (and dropped) until the client half-closes,
+# within these bounds, before the status is sent: a grpc.aio client still writing when
+# the status arrives reports "INTERNAL: Internal error from Core" instead of it
+# (grpc/grpc#36066). A batch transcription is a few dozen messages.
+DRAIN_MESSAGES, DRAIN_S = 256, 2.0
+
+
+async def _drain(requests: Any) -> None:
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            count = 0
+            async for _ in requests:
+                count += 1
+                if count >= DRAIN_MESSAGES:
+                    return
+    except (TimeoutError, grpc.aio.AioRpcError):
+        return
+
+
 def _refusal(handler: grpc.RpcMethodHandler, reason: str) -> grpc.RpcMethodHandler:
     """A handler of the same shape as ``handler`` that aborts with UNAUTHENTICATED."""
 
-    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        if handler.request_streaming:
+            await _drain(request)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 
     codecs = {
@@ -178,13 +200,8 @@ def _refusal(handler: grpc.RpcMethodHandler, reason: str) -> grpc.RpcMethodHandl
     return grpc.unary_unary_rpc_method_handler(refuse, **codecs)
 
 
-class SendToken(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds ``authorization: Bearer <token>`` to every call on a channel."""
+class _SendToken:
+    """Adds ``authorization: Bearer <token>`` to a call's metadata."""
 
     def __init__(self, token: str) -> None:
         self._token = token
@@ -194,17 +211,31 @@ class SendToken(
         metadata.add(AUTH_METADATA, f"Bearer {self._token}")
         return details._replace(metadata=metadata)  # type: ignore[attr-defined,no-any-return]
 
+
+class _UnaryUnary(_SendToken, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _UnaryStream(_SendToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _StreamUnary(_SendToken, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
+
+class _StreamStream(_SendToken, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
+
+
+def send_token(token: str) -> list[grpc.aio.ClientInterceptor]:
+    """Client interceptors that send ``token`` on every call of a channel, one per call
+    shape (a grpc.aio channel files each interceptor under the first shape it matches)."""
+    return [cls(token) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
 
 def dial_worker(
@@ -223,5 +254,5 @@ def dial_worker(
             security.tls_server_name,
         )
     if security.token:
-        interceptors = [SendToken(security.token), *interceptors]
+        interceptors = [*send_token(security.token), *interceptors]
     return rpc.dial(address, interceptors=interceptors, tls=tls)

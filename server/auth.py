@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NEEDS_TOKEN = (
-    "this server needs a device token: create one on the server with "
+    "missing token: this server needs a device token: create one on the server with "
     "`parley device add {device}` and give it to the edge as PARLEY_EDGE_TOKEN"
 )
 

@@ -132,14 +132,14 @@ def verify(device: str, token: str) -> None:
         if hmac.compare_digest(str(row.digest), digest):
             if row.revoked_at is not None:
                 raise TokenRefused(
-                    f"the token of device {device!r} was revoked",
+                    f"revoked token: the token of device {device!r} was revoked",
                     f"revoked token {row.hint}… (revoked {row.revoked_at:%Y-%m-%d %H:%M} UTC)",
                 )
             return
     other = db.DeviceToken.get_or_none(db.DeviceToken.digest == digest)
     if other is not None:
         raise TokenRefused(
-            f"this token does not belong to device {device!r}",
+            f"wrong token: it belongs to another device, not {device!r}",
             f"token {other.hint}… of device {other.device!r} sent as {device!r}",
         )
-    raise TokenRefused(f"unknown token for device {device!r}")
+    raise TokenRefused(f"wrong token: not one this server issued (device {device!r})")

@@ -5,6 +5,7 @@ refusal to listen beyond loopback with no authentication, and what the store rec
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import grpc
@@ -12,8 +13,9 @@ import pytest
 
 from parley import db
 from parley.security import InsecureListenError
-from protos import edge_pb2
+from protos import edge_pb2, edge_pb2_grpc
 from server import devices
+from tests.edge.test_tls import certs  # noqa: F401 - the fixture
 from tests.fakes import FixedStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import (
     EdgeClient,
@@ -186,3 +188,62 @@ def test_device_names_are_checked(tmp_path: Path) -> None:
     with pytest.raises(devices.DeviceError, match="no active token"):
         _store(devices.revoke_device, "nobody")
     db.database.close()
+
+
+async def _welcome_over_mtls(address: str, certs: Path, first: edge_pb2.Hello) -> str:  # noqa: F811
+    from edge.tls import secure_dial
+
+    async def requests():  # type: ignore[no-untyped-def]
+        yield edge_pb2.EdgeEvent(hello=first)
+        await asyncio.sleep(30)
+
+    async with secure_dial(
+        address,
+        ca=str(certs / "ca.pem"),
+        cert=str(certs / "client.pem"),
+        key=str(certs / "client.key"),
+    ) as channel:
+        call = edge_pb2_grpc.EdgeStub(channel).Converse(requests(), timeout=10)
+        try:
+            async for event in call:
+                assert event.WhichOneof("event") == "welcome", event
+                return str(event.welcome.conversation_id)
+        finally:
+            call.cancel()
+    raise AssertionError("no event")
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl tool")
+async def test_mutual_tls_authenticates_devices_beyond_loopback(
+    stack: Stack,
+    certs: Path,  # noqa: F811
+) -> None:
+    tls = {
+        "tls_cert": str(certs / "server.pem"),
+        "tls_key": str(certs / "server.key"),
+        "tls_client_ca": str(certs / "ca.pem"),
+    }
+    await stack.start(ENGINES, listen="0.0.0.0:0", server=tls)  # no --insecure needed
+    address = f"localhost:{stack.server.port}"  # type: ignore[union-attr]
+    conversation = await _welcome_over_mtls(address, certs, hello(device_id="kitchen"))
+    assert _auth(conversation)[:2] == ("kitchen", "mTLS CN=client")
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl tool")
+async def test_require_token_wants_a_token_on_top_of_the_certificate(
+    stack: Stack,
+    certs: Path,  # noqa: F811
+) -> None:
+    tls = {
+        "tls_cert": str(certs / "server.pem"),
+        "tls_key": str(certs / "server.key"),
+        "tls_client_ca": str(certs / "ca.pem"),
+        "require_token": True,
+    }
+    await stack.start(ENGINES, server=tls)
+    token = _store(devices.add_device, "kitchen")
+    address = f"localhost:{stack.server.port}"  # type: ignore[union-attr]
+    with pytest.raises(AssertionError, match="missing token"):
+        await _welcome_over_mtls(address, certs, hello(device_id="kitchen"))
+    conversation = await _welcome_over_mtls(address, certs, hello(device_id="kitchen", token=token))
+    assert _auth(conversation)[:2] == ("kitchen", "device token + mTLS CN=client")

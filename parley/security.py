@@ -44,7 +44,12 @@ class InsecureListenError(ConfigError):
 
 
 def split_host(address: str) -> str:
-    """The host part of ``host:port`` / ``[v6]:port`` (brackets removed; "" for ``:port``)."""
+    """The host part of ``host:port`` / ``[v6]:port`` (brackets removed; "" for ``:port``);
+    an address without a port (``::1``, ``localhost``) is its own host."""
+    try:
+        return str(ipaddress.ip_address(address.strip("[]")))
+    except ValueError:
+        pass
     host = address.rsplit(":", 1)[0] if ":" in address else address
     return host.strip("[]")
 

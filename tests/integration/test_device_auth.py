@@ -5,6 +5,8 @@ refusal to listen beyond loopback with no authentication, and what the store rec
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import grpc
 import pytest
 
 from parley import db
+from parley.cli import main
 from parley.security import InsecureListenError
 from protos import edge_pb2, edge_pb2_grpc
 from server import devices
@@ -247,3 +250,46 @@ async def test_require_token_wants_a_token_on_top_of_the_certificate(
         await _welcome_over_mtls(address, certs, hello(device_id="kitchen"))
     conversation = await _welcome_over_mtls(address, certs, hello(device_id="kitchen", token=token))
     assert _auth(conversation)[:2] == ("kitchen", "device token + mTLS CN=client")
+
+
+def test_the_device_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    monkeypatch.setenv("PARLEY_HOME", str(tmp_path))
+    monkeypatch.delenv("PARLEY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["device", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, _ = run("list")
+    assert code == 0 and "no device tokens" in out
+    code, out, _ = run("add", "kitchen")
+    first = re.search(r"^PARLEY_EDGE_TOKEN=(pdt_[\w-]{43})$", out, re.M)
+    assert code == 0 and first
+    code, _, err = run("add", "kitchen")
+    assert code == 2 and "already has a token" in err and "--replace" in err
+    code, out, _ = run("add", "kitchen", "--replace")
+    second = re.search(r"^PARLEY_EDGE_TOKEN=(pdt_\S+)$", out, re.M)
+    assert code == 0 and second and second.group(1) != first.group(1)
+    code, out, _ = run("list")
+    assert out.count("kitchen") == 1 and first.group(1) not in out
+    code, out, _ = run("list", "--all", "--json")
+    rows = json.loads(out)
+    assert [(r["device"], r["revoked_at"] is None) for r in rows] == [
+        ("kitchen", True),
+        ("kitchen", False),
+    ]
+    assert all(second.group(1) not in r["token"] for r in rows)
+    assert run("revoke", "kitchen")[0] == 0
+    code, _, err = run("revoke", "kitchen")
+    assert code == 2 and "no active token" in err
+    code, _, err = run("add", "bad name")
+    assert code == 2 and "a device name has" in err
+    db.open_database(f"sqlite:///{tmp_path}/parley.db")
+    with db.database.connection_context():
+        with pytest.raises(devices.TokenRefused, match="revoked"):
+            devices.verify("kitchen", second.group(1))

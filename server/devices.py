@@ -104,7 +104,9 @@ class DeviceEntry:
 
 def list_devices(*, include_revoked: bool = False) -> list[DeviceEntry]:
     """Every device token, newest first per device (revoked ones with ``include_revoked``)."""
-    query = db.DeviceToken.select().order_by(db.DeviceToken.device, db.DeviceToken.created_at.desc())
+    query = db.DeviceToken.select().order_by(
+        db.DeviceToken.device, db.DeviceToken.created_at.desc()
+    )
     if not include_revoked:
         query = query.where(db.DeviceToken.revoked_at.is_null())
     rows = list(query)

@@ -79,7 +79,11 @@ class TurnStore:
                 device.last_seen, device.agent_version = _now(), agent_version
                 device.save()
             db.Conversation.create(
-                id=conversation_id, device=device, pipeline=pipeline, auth=auth, peer=peer[:128]
+                id=conversation_id,
+                device=device,
+                pipeline=pipeline,
+                auth=auth[:160],
+                peer=peer[:128],
             )
 
     @on_store_thread

@@ -17,6 +17,7 @@ from flask import Flask, g, render_template
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers.response import Response
 
 from admin import auth, formatting
@@ -87,6 +88,12 @@ def create_app(config: Config, *, secret_key: str | None = None) -> Flask:
         PARLEY_JAEGER_URL=config.admin.jaeger_url.rstrip("/"),
     )
     CSRFProtect(app)
+    if config.admin.trusted_proxies:
+        # The client address (the login throttle's key) is the one the proxies forwarded.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=config.admin.trusted_proxies, x_proto=1
+        )
+    auth.limiter.init_app(app)
     app.before_request(_connect)
     app.before_request(auth.gate)
     app.teardown_request(_disconnect)

@@ -4,19 +4,38 @@ Passwords are stored as werkzeug scrypt hashes. A signed session cookie carries 
 user's id plus a fingerprint of their password hash, so changing a password or
 deactivating an account ends every session of that user. Nothing but the login page is
 served without a session: pages, exports, media and static files all go through
-:func:`gate`. Repeated failed logins for one name are refused for a while.
+:func:`gate`.
+
+Logging in reveals nothing and locks nobody out: failed logins are throttled per client
+address (Flask-Limiter), never per account, so nobody can lock another user out; an
+unknown or deactivated name costs the same password hash as a real one (a dummy hash),
+so the time taken does not tell whether a user exists; and the page returned to after
+login (``next``) is only ever a path on this site (:func:`safe_next`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
+import ipaddress
+import secrets
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
-from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask import Response as FlaskResponse
+from flask_limiter import Limiter, RequestLimit
 from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers.response import Response
@@ -29,7 +48,9 @@ bp = Blueprint("auth", __name__)
 PUBLIC_ENDPOINTS = {"auth.login"}
 MIN_PASSWORD = 8
 PASSWORD_METHOD = "scrypt"  # werkzeug's default; the hash records its method
-MAX_FAILURES, LOCKOUT_S = 5, 300.0
+# Failed logins allowed from one client address (IPv6: one /64) in a moving window;
+# beyond that, logins from there are refused (429) until the oldest failure ages out.
+MAX_FAILURES, THROTTLE_MINUTES = 10, 5
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -64,29 +85,38 @@ def _fingerprint(user: User) -> str:
     return hashlib.sha256(str(user.password_hash).encode()).hexdigest()[:16]
 
 
-class _Throttle:
-    """Failed logins per user name; after MAX_FAILURES, refuse for LOCKOUT_S."""
-
-    def __init__(self) -> None:
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def locked(self, name: str) -> bool:
-        with self._lock:
-            recent = [t for t in self._failures.get(name, []) if time.monotonic() - t < LOCKOUT_S]
-            self._failures[name] = recent
-            return len(recent) >= MAX_FAILURES
-
-    def failed(self, name: str) -> None:
-        with self._lock:
-            self._failures.setdefault(name, []).append(time.monotonic())
-
-    def clear(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)
+def client_network() -> str:
+    """The throttle's key: the client's address (behind ``[admin] trusted_proxies`` the
+    one they forwarded), or its /64 for IPv6, which one host usually holds whole."""
+    address = request.remote_addr or ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address or "unknown"
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
-throttle = _Throttle()
+limiter = Limiter(
+    key_func=client_network,
+    storage_uri="memory://",
+    strategy="moving-window",
+    default_limits=[],
+    headers_enabled=False,
+)
+
+_dummy_hashes: dict[str, str] = {}
+
+
+def dummy_hash() -> str:
+    """A hash of a random password made like real ones (:data:`PASSWORD_METHOD`):
+    checking a password against it costs what checking a real user's costs."""
+    if PASSWORD_METHOD not in _dummy_hashes:
+        _dummy_hashes[PASSWORD_METHOD] = generate_password_hash(
+            secrets.token_urlsafe(24), method=PASSWORD_METHOD
+        )
+    return _dummy_hashes[PASSWORD_METHOD]
 
 
 def current_user() -> User | None:
@@ -133,11 +163,31 @@ def admin_required(view: F) -> F:
     return cast(F, wrapped)
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site paths: never an open redirect."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return url_for("admin.index")
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else the home page: never an open
+    redirect.
+
+    Only printable ASCII starting with a single "/" passes. Refused, whatever the
+    encoding: anything with a scheme or a host (``https://x``, ``//x``, ``/\\x``),
+    backslashes (browsers read them as "/"), whitespace and control characters
+    (browsers drop tabs and newlines, so "/", tab, "/x" becomes ``//x``), and paths whose
+    percent-decoded form would be one of those (for a proxy that decodes once more)."""
+    home = url_for("admin.index")
+    if not target or not target.isascii() or not target.startswith("/"):
+        return home
+    path = target.split("?", 1)[0]
+    decoded = path
+    for _ in range(3):  # %252F -> %2F -> /
+        decoded = unquote(decoded)
+    for text in (target, decoded):
+        if any(c <= " " or c == "\x7f" or c == "\\" for c in text):
+            return home
+    if target.startswith("//") or decoded.startswith("//"):
+        return home
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return home
+    return target
 
 
 class LoginForm(FlaskForm):
@@ -145,26 +195,37 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
+def _throttled(limit: RequestLimit) -> FlaskResponse:
+    """The login page, refused (429) while this address is over its failures."""
+    error = "Too many failed logins from your address; wait a few minutes."
+    page = render_template("parley/login.html", form=LoginForm(), error=error)
+    return make_response(page, 429)
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    f"{MAX_FAILURES} per {THROTTLE_MINUTES} minutes",
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code == 401,
+    on_breach=_throttled,
+)
 def login() -> Any:
     form = LoginForm()
     error = ""
     if form.validate_on_submit():
         name = str(form.name.data).strip()
         found = User.get_or_none((User.name == name) & (User.active == True))  # noqa: E712
-        if throttle.locked(name):
-            error = "Too many failed attempts; wait a few minutes."
-        elif found is None or not check_password_hash(found.password_hash, form.password.data):
-            throttle.failed(name)
+        # Unknown and deactivated names are checked against a dummy hash: the same work.
+        stored = str(found.password_hash) if found is not None else dummy_hash()
+        if not check_password_hash(stored, form.password.data) or found is None:
             error = "Wrong name or password."
         else:
-            throttle.clear(name)
             session.clear()  # a fresh session: no fixation
             session.permanent = True
             session["uid"], session["fp"] = found.id, _fingerprint(found)
             found.last_login = utcnow()
             found.save(only=[User.last_login])
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
     status = 401 if error else 200
     return render_template("parley/login.html", form=form, error=error), status
 

@@ -13,10 +13,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from parley.config import Config, load_config
+from parley.config import Config, WorkersConfig, load_config
 from parley.errors import ParleyError
 
 Handler = Callable[[argparse.Namespace, Config], int]
+INSECURE_HELP = (
+    "listen beyond loopback even with no authentication at all (a trusted network only; "
+    "see docs/security.md)"
+)
 
 
 def _options(pairs: Sequence[str]) -> dict[str, object]:
@@ -45,17 +49,17 @@ def cmd_server(args: argparse.Namespace, config: Config) -> int:
 
     if args.listen:
         host, _, port = args.listen.rpartition(":")
-        config = _replace_server(config, host or config.server.host, int(port))
+        config = _replace_server(config, host=host or config.server.host, port=int(port))
+    if args.insecure:
+        config = _replace_server(config, insecure=True)
     asyncio.run(serve(config))
     return 0
 
 
-def _replace_server(config: Config, host: str, port: int) -> Config:
+def _replace_server(config: Config, **changes: Any) -> Config:
     import dataclasses
 
-    return dataclasses.replace(
-        config, server=dataclasses.replace(config.server, host=host, port=port)
-    )
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, **changes))
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
@@ -66,11 +70,14 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
         pool = config.pool(args.pool)
         stage, engine, options = pool.stage, pool.engine, dict(pool.options)
         address = args.listen or pool.addresses[0]
+        security = pool.security
     else:
         if not (args.stage and args.engine):
             raise ParleyError("give STAGE and --engine, or --pool NAME")
         stage, engine, options = args.stage, args.engine, {}
         address = args.listen or "127.0.0.1:0"
+        security = config.workers
+    security = _worker_security(security, args)
     if args.model:
         options["model"] = args.model
     options.update(_options(args.option))
@@ -79,14 +86,34 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
         database_url=config.database_url,
         attributes={"parley.engine": engine},
     )
-    asyncio.run(serve_worker(stage, engine, options, address, telemetry))
+    asyncio.run(serve_worker(stage, engine, options, address, telemetry, security))
     return 0
+
+
+def _worker_security(security: WorkersConfig, args: argparse.Namespace) -> WorkersConfig:
+    """The worker's [workers]/pool settings with its command-line flags applied."""
+    import dataclasses
+
+    changes = {
+        key: value
+        for key in ("tls_cert", "tls_key", "tls_client_ca")
+        if (value := getattr(args, key))
+    }
+    if args.insecure:
+        changes["insecure"] = True
+    return dataclasses.replace(security, **changes)
 
 
 def cmd_edge(args: argparse.Namespace, config: Config) -> int:
     from parley.commands.edge import run_edge
 
     return run_edge(args, config)
+
+
+def cmd_device(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.device import run_device
+
+    return run_device(args, config)
 
 
 def cmd_up(args: argparse.Namespace, config: Config) -> int:
@@ -205,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="run the Converse server")
     p.add_argument("--listen", help="HOST:PORT (default from config)")
+    p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.set_defaults(handler=cmd_server)
 
     p = sub.add_parser("worker", help="run one stage worker (stt, llm or tts)")
@@ -220,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine option, repeatable (e.g. --option compute_type=int8)",
     )
     p.add_argument("--listen", help="HOST:PORT (default: the pool's first address)")
+    p.add_argument("--tls-cert", metavar="PEM", help="the worker's certificate (TLS)")
+    p.add_argument("--tls-key", metavar="PEM", help="the worker's key (TLS)")
+    p.add_argument("--tls-client-ca", metavar="PEM", help="require callers' certificates (mTLS)")
+    p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser(
@@ -230,7 +262,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="start the server and local workers, wait until healthy")
     p.add_argument("--pipeline", action="append", help="pipelines whose workers to start")
+    p.add_argument(
+        "--insecure", action="store_true", help="start the server and the workers --insecure"
+    )
     p.set_defaults(handler=cmd_up)
+
+    p = sub.add_parser("device", help="per-device tokens for edges (on the server's store)")
+    dsub = p.add_subparsers(dest="device_command", required=True)
+    add = dsub.add_parser("add", help="issue a token for a device and print it (shown once)")
+    add.add_argument("name", help="the device id the edge sends (its hostname by default)")
+    add.add_argument("--replace", action="store_true", help="revoke its current token first")
+    revoke = dsub.add_parser("revoke", help="revoke a device's token: its next Hello is refused")
+    revoke.add_argument("name")
+    listing = dsub.add_parser("list", help="devices with tokens, when made, when last seen")
+    listing.add_argument("--all", action="store_true", help="include revoked tokens")
+    listing.add_argument("--json", action="store_true", help="machine-readable list")
+    p.set_defaults(handler=cmd_device)
 
     p = sub.add_parser("demo", help="run one spoken turn end to end and print a summary")
     p.add_argument("--wav", help="speech recording (default: a bundled clip)")

@@ -53,9 +53,16 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     default_pipeline: str = "tiny"
-    # Shared secret the edge must send in Hello; empty disables the check.
-    # Set it through PARLEY_SERVER_TOKEN, not a file in the repository.
-    token: str = ""
+    # DEPRECATED: one secret shared by every device (PARLEY_SERVER_TOKEN). It still
+    # admits any device that sends it; give each device its own token instead
+    # (`parley device add NAME`, docs/security.md).
+    token: str = field(default="", repr=False)
+    # Let the server listen beyond loopback with neither device tokens nor mutual TLS
+    # (`parley server --insecure` does the same). Default false: it refuses to start.
+    insecure: bool = False
+    # Ask every edge for a token even on loopback and with mutual TLS (e.g. behind a
+    # proxy on this machine). Default false: see docs/security.md for when one is needed.
+    require_token: bool = False
     stt_timeout_s: float = 30.0  # deadline for a whole transcription
     llm_timeout_s: float = 120.0  # deadline for a whole generation
     tts_timeout_s: float = 120.0  # deadline for a whole synthesis call
@@ -82,6 +89,10 @@ class AdminConfig:
     secret_key: str = ""  # PARLEY_ADMIN_SECRET_KEY; empty: a random key kept in <home>
     jaeger_url: str = ""  # e.g. http://jaeger:16686: turn pages link to the trace there
     cookie_secure: bool = False  # session cookie over HTTPS only (behind a TLS proxy)
+    # Reverse proxies in front of the site whose X-Forwarded-For is believed (0: none).
+    # Behind one, set 1: else every login seems to come from the proxy and shares its
+    # failed-login throttle.
+    trusted_proxies: int = 0
     password: str = ""  # PARLEY_ADMIN_PASSWORD: for `parley admin create-user`, never a file
 
 
@@ -128,6 +139,35 @@ class EdgeConfig:
 
 
 @dataclass(frozen=True)
+class WorkersConfig:
+    """How stage workers are protected and dialled: `[workers]` holds the defaults for
+    every pool; a pool's table may override any key (and name its own token variable
+    with ``token_env``). See docs/security.md."""
+
+    # The token every worker call carries (PARLEY_WORKERS_TOKEN; the same value on the
+    # server and the workers). Empty: no token.
+    token: str = field(default="", repr=False)
+    # Let a worker listen beyond loopback with neither a token nor mutual TLS
+    # (`parley worker --insecure` does the same). Default false: it refuses to start.
+    insecure: bool = False
+    # Worker side: its certificate and key (PEM) turn TLS on; a client CA also requires
+    # the caller (the server) to present a certificate it signed (mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Server side, dialling the workers: a CA (PEM) to trust turns TLS on; a client
+    # certificate and key for mutual TLS; the name to check in the worker's certificate.
+    tls_ca: str = ""
+    tls_client_cert: str = ""
+    tls_client_key: str = ""
+    tls_server_name: str = ""
+
+    @property
+    def dials_tls(self) -> bool:
+        return bool(self.tls_ca or self.tls_client_cert or self.tls_client_key)
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     """A stage's workers: which engine they run and where they listen."""
 
@@ -138,6 +178,8 @@ class PoolConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     # `parley up` starts a worker for each loopback address of a local pool.
     local: bool = True
+    # Token and TLS of these workers: [workers] merged with the pool's own keys.
+    security: WorkersConfig = field(default_factory=WorkersConfig)
 
 
 @dataclass(frozen=True)
@@ -167,6 +209,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
     pools: Mapping[str, PoolConfig] = field(default_factory=dict)
     pipelines: Mapping[str, PipelineConfig] = field(default_factory=dict)
 
@@ -204,6 +247,7 @@ _SCALAR_SECTIONS = {
     "store": StoreConfig,
     "edge": EdgeConfig,
     "admin": AdminConfig,
+    "workers": WorkersConfig,
 }
 
 
@@ -260,10 +304,42 @@ def _expand(value: Any, home: Path) -> Any:
     return value
 
 
-def _pools(raw: Mapping[str, Any], home: Path) -> dict[str, PoolConfig]:
+_POOL_KEYS = {"stage", "engine", "addresses", "options", "local", "token_env"}
+_POOL_SECURITY_KEYS = {f.name for f in dataclasses.fields(WorkersConfig)} - {"token"}
+
+
+def _pool_security(
+    spec: Mapping[str, Any], defaults: WorkersConfig, env: Mapping[str, str], where: str
+) -> WorkersConfig:
+    """``defaults`` ([workers]) with the pool's own keys; ``token_env`` names the
+    environment variable that holds this pool's token (tokens never sit in files)."""
+    values = {
+        k: _coerce(WorkersConfig, k, spec[k], where) for k in _POOL_SECURITY_KEYS if k in spec
+    }
+    if "token_env" in spec:
+        values["token"] = env.get(str(spec["token_env"]), "")
+    return dataclasses.replace(defaults, **values)
+
+
+def _pools(
+    raw: Mapping[str, Any],
+    home: Path,
+    workers: WorkersConfig | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, PoolConfig]:
+    workers = workers or WorkersConfig()
     pools = {}
     for name, spec in raw.items():
         where = f"[pools.{name}]"
+        unknown = set(spec) - _POOL_KEYS - _POOL_SECURITY_KEYS
+        if "token" in unknown:
+            raise ConfigError(
+                f"{where}: a token does not belong in a file; put it in an environment "
+                "variable and name it with token_env"
+            )
+        if unknown:
+            known = ", ".join(sorted(_POOL_KEYS | _POOL_SECURITY_KEYS))
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} ({known})")
         try:
             stage, engine, addresses = spec["stage"], spec["engine"], spec["addresses"]
         except KeyError as exc:
@@ -281,6 +357,7 @@ def _pools(raw: Mapping[str, Any], home: Path) -> dict[str, PoolConfig]:
             addresses=tuple(addresses),
             options=_expand(dict(spec.get("options", {})), home),
             local=bool(spec.get("local", True)),
+            security=_pool_security(spec, workers, env or {}, where),
         )
     return pools
 
@@ -338,7 +415,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     sections = {
         name: _section(cls, raw.get(name, {}), env, name) for name, cls in _SCALAR_SECTIONS.items()
     }
-    pools = _pools(raw.get("pools", {}), home)
+    pools = _pools(raw.get("pools", {}), home, sections["workers"], env)
     pipelines = _pipelines(raw.get("pipelines", {}), pools)
     config = Config(home=home, pools=pools, pipelines=pipelines, **sections)
     config.pipeline(config.server.default_pipeline)  # fail early on a bad default

@@ -54,6 +54,10 @@ class Conversation(BaseModel):
     pipeline = peewee.CharField(index=True)
     started_at = peewee.DateTimeField(default=_now, index=True)
     ended_at = peewee.DateTimeField(null=True)
+    # How the device proved who it is: "device token", "shared token" (deprecated),
+    # "mTLS CN=<name>", or "none" (an open loopback or --insecure server).
+    auth = peewee.CharField(max_length=160, default="")
+    peer = peewee.CharField(max_length=128, default="")  # gRPC peer, e.g. ipv4:10.0.0.7:51234
 
 
 class Turn(BaseModel):
@@ -109,7 +113,21 @@ class Span(BaseModel):
         indexes = ((("trace_id", "span_id"), True),)
 
 
-MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span]
+class DeviceToken(BaseModel):
+    """A device's credential (``parley device add``): the SHA-256 of a random token.
+    The token itself is shown once and never stored; revoking keeps the row."""
+
+    device = peewee.CharField(max_length=128, index=True)  # the Hello's device_id
+    digest = peewee.CharField(max_length=64, unique=True)  # parley.security.token_digest
+    hint = peewee.CharField(max_length=16)  # the token's first characters, for listings
+    created_at = peewee.DateTimeField(default=_now)
+    revoked_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "device_token"
+
+
+MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span, DeviceToken]
 
 
 def write_transaction() -> Any:

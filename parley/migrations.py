@@ -92,8 +92,17 @@ def _baseline(schema: Schema) -> None:
     """The schema as first released: created from the models by step 1."""
 
 
+def _conversation_auth(schema: Schema) -> None:
+    """How each conversation's device authenticated, and from where (issue 9). The
+    ``device_token`` table is new, so step 1 creates it."""
+    from parley import db
+
+    schema.add_columns(db.Conversation, "auth", "peer")
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
+    Migration("i9sec-conversation-auth", _conversation_auth),
 ]
 
 

@@ -58,15 +58,63 @@ class ServerTls:
     key: str
     client_ca: str = ""
 
+    @classmethod
+    def configured(cls, cert: str, key: str, client_ca: str = "") -> ServerTls | None:
+        """TLS from settings: None when none is set; a client CA needs a certificate."""
+        if not (cert or key or client_ca):
+            return None
+        if not (cert and key):
+            raise ConfigError(
+                "TLS needs a certificate and its key (a client CA alone cannot be used)"
+            )
+        return cls(cert, key, client_ca)
+
+    @property
+    def mutual(self) -> bool:
+        return bool(self.client_ca)
+
     def credentials(self) -> grpc.ServerCredentials:
-        try:
-            pair = (Path(self.key).read_bytes(), Path(self.cert).read_bytes())
-            client_ca = Path(self.client_ca).read_bytes() if self.client_ca else None
-        except OSError as exc:
-            raise ConfigError(f"cannot read a TLS file: {exc}") from None
+        if not (self.cert and self.key):
+            raise ConfigError("TLS needs both a certificate and its key")
+        pair = (_read(self.key, "TLS key"), _read(self.cert, "TLS certificate"))
+        client_ca = _read(self.client_ca, "client CA file") if self.client_ca else None
         return grpc.ssl_server_credentials(
             [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
         )
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """Dialling over TLS: a CA to trust (PEM; empty: the system's roots), and a client
+    certificate and key (PEM) for servers that require one (mutual TLS).
+    ``server_name`` overrides the name checked in the server's certificate."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    server_name: str = ""
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if bool(self.cert) != bool(self.key):
+            raise ConfigError("mutual TLS needs both a client certificate and its key")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(self.ca, "CA file") if self.ca else None,
+            private_key=_read(self.key, "client key") if self.key else None,
+            certificate_chain=_read(self.cert, "client certificate") if self.cert else None,
+        )
+
+    def options(self) -> list[tuple[str, int | str]]:
+        extra: list[tuple[str, int | str]] = []
+        if self.server_name:
+            extra.append(("grpc.ssl_target_name_override", self.server_name))
+        return CHANNEL_OPTIONS + extra
 
 
 async def start_server(
@@ -100,9 +148,19 @@ async def start_server(
 
 
 def dial(
-    address: str, *, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+    address: str,
+    *,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    tls: ClientTls | None = None,
 ) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    """A channel to ``address``: plain, or over TLS when ``tls`` is given."""
+    if tls is None:
+        return grpc.aio.insecure_channel(
+            address, options=CHANNEL_OPTIONS, interceptors=interceptors
+        )
+    return grpc.aio.secure_channel(
+        address, tls.credentials(), options=tls.options(), interceptors=interceptors
+    )
 
 
 async def check_health(channel: grpc.aio.Channel, service: str = "", timeout: float = 1.0) -> bool:

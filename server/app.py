@@ -13,6 +13,7 @@ from parley import rpc
 from parley.config import Config
 from parley.telemetry import Telemetry, setup_telemetry
 from protos import edge_pb2_grpc
+from server.auth import DeviceGate
 from server.edge_service import EdgeServicer
 from server.store import TurnStore
 from server.vad import SileroVad
@@ -43,24 +44,29 @@ class RunningServer:
 async def start_server(
     config: Config, address: str | None = None, telemetry: Telemetry | None = None
 ) -> RunningServer:
-    """Open the store, load the VAD and listen (``address`` overrides the config).
+    """Open the store, check who may connect (server/auth.py: refuses to listen beyond
+    loopback with no authentication), load the VAD and listen (``address`` overrides
+    the config).
 
     ``telemetry`` defaults to tracing into the store's database (and OTLP if the
     OTEL_* variables ask for it)."""
-    if telemetry is None:
-        telemetry = setup_telemetry("parley-server", database_url=config.database_url)
+    address = address or f"{config.server.host}:{config.server.port}"
+    tls = rpc.ServerTls.configured(
+        config.server.tls_cert, config.server.tls_key, config.server.tls_client_ca
+    )
     store = TurnStore(config.database_url, config.data_dir)
     await store.open()
+    try:
+        gate = await DeviceGate.open(config.server, address, tls)  # may refuse to listen
+    except BaseException:
+        await store.close()
+        raise
+    if telemetry is None:
+        telemetry = setup_telemetry("parley-server", database_url=config.database_url)
     vad = SileroVad(config.vad.model_path or None)
     interceptors = telemetry.client_interceptors()
     pools = {name: WorkerPool(pool, interceptors) for name, pool in config.pools.items()}
-    servicer = EdgeServicer(config, store, vad, pools, telemetry)
-    address = address or f"{config.server.host}:{config.server.port}"
-    tls = None
-    if config.server.tls_cert or config.server.tls_key:
-        tls = rpc.ServerTls(
-            config.server.tls_cert, config.server.tls_key, config.server.tls_client_ca
-        )
+    servicer = EdgeServicer(config, store, vad, pools, telemetry, gate=gate)
     server, port, _ = await rpc.start_server(
         address,
         lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s),

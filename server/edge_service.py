@@ -7,7 +7,6 @@ matching gRPC status; everything after the Hello is the session's job.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +18,7 @@ from parley.audio import AudioFormatError, check_format
 from parley.config import Config, ConfigError
 from parley.telemetry import Telemetry
 from protos import edge_pb2, edge_pb2_grpc
+from server.auth import DeviceGate, Identity, TokenRefused
 from server.outbox import Outbox
 from server.pipeline import PipelineRunner
 from server.session import Session
@@ -46,8 +46,10 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         vad: SileroVad,
         pools: Mapping[str, WorkerPool],
         telemetry: Telemetry,
+        gate: DeviceGate | None = None,
     ) -> None:
         self.config = config
+        self.gate = gate or DeviceGate(config.server)  # default: a loopback server's
         self.telemetry = telemetry
         self.store = store
         self.vad = vad
@@ -61,11 +63,6 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
                 "the first message on a Converse stream must be a Hello",
             )
         hello = event.hello
-        expected = self.config.server.token
-        if expected and not hmac.compare_digest(hello.token.encode(), expected.encode()):
-            raise HelloRejected(
-                ErrorCode.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED, "wrong or missing token"
-            )
         if not hello.device_id:
             raise HelloRejected(
                 ErrorCode.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT, "Hello needs a device_id"
@@ -87,6 +84,15 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             ) from None
         return hello
 
+    async def _admit(self, hello: edge_pb2.Hello, context: grpc.aio.ServicerContext) -> Identity:
+        """The device's identity (server/auth.py), or UNAUTHENTICATED."""
+        try:
+            return await self.gate.admit(hello, context)
+        except TokenRefused as exc:
+            raise HelloRejected(
+                ErrorCode.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED, exc.reason
+            ) from None
+
     async def Converse(
         self,
         request_iterator: AsyncIterator[edge_pb2.EdgeEvent],
@@ -96,6 +102,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 first = await anext(request_iterator)
             hello = self._check_hello(first)
+            identity = await self._admit(hello, context)
         except (StopAsyncIteration, TimeoutError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no Hello received")
         except HelloRejected as exc:
@@ -111,7 +118,12 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         session_id = str(uuid.uuid4())
         outbox = Outbox(context)
         await self.store.start_conversation(
-            session_id, hello.device_id, pipeline.name, hello.agent_version
+            session_id,
+            hello.device_id,
+            pipeline.name,
+            hello.agent_version,
+            auth=identity.method,
+            peer=identity.peer,
         )
         session = Session(
             session_id=session_id,
@@ -124,8 +136,10 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             telemetry=self.telemetry,
         )
         log.info(
-            "device %s connected (pipeline %s, session %s)",
+            "device %s connected from %s (auth: %s; pipeline %s, session %s)",
             hello.device_id,
+            identity.peer,
+            identity.method,
             pipeline.name,
             session_id,
         )

@@ -61,8 +61,16 @@ class TurnStore:
 
     @on_store_thread
     def start_conversation(
-        self, conversation_id: str, device_id: str, pipeline: str, agent_version: str
+        self,
+        conversation_id: str,
+        device_id: str,
+        pipeline: str,
+        agent_version: str,
+        *,
+        auth: str = "",
+        peer: str = "",
     ) -> None:
+        """``auth``: how the device authenticated; ``peer``: its network address."""
         with db.write_transaction():
             device, created = db.Device.get_or_create(
                 id=device_id, defaults={"agent_version": agent_version}
@@ -70,7 +78,13 @@ class TurnStore:
             if not created:
                 device.last_seen, device.agent_version = _now(), agent_version
                 device.save()
-            db.Conversation.create(id=conversation_id, device=device, pipeline=pipeline)
+            db.Conversation.create(
+                id=conversation_id,
+                device=device,
+                pipeline=pipeline,
+                auth=auth[:160],
+                peer=peer[:128],
+            )
 
     @on_store_thread
     def end_conversation(self, conversation_id: str) -> None:

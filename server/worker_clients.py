@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from parley import rpc
 from parley.config import PoolConfig
+from parley.security import dial_worker
 from protos import workers_pb2 as pb
 from protos import workers_pb2_grpc as pb_grpc
 
@@ -42,6 +42,8 @@ def _stage_error(stage: str, address: str, exc: grpc.aio.AioRpcError) -> StageEr
         detail = f"worker at {address} unavailable ({detail})"
     elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
         detail = f"worker at {address} missed its deadline"
+    elif code is grpc.StatusCode.UNAUTHENTICATED:
+        detail = f"worker at {address} refused the server ({detail}): check the pool's token"
     return StageError(stage, detail, unavailable=unavailable)
 
 
@@ -51,9 +53,11 @@ class WorkerPool:
     ) -> None:
         self.config = config
         self.stage = config.stage
-        # ``interceptors``: tracing (a client span per call, trace context in metadata)
+        # ``interceptors``: tracing (a client span per call, trace context in metadata);
+        # the pool's security adds TLS and its token (parley/security.py)
         self._channels = {
-            address: rpc.dial(address, interceptors=interceptors) for address in config.addresses
+            address: dial_worker(address, config.security, interceptors)
+            for address in config.addresses
         }
         self._order = itertools.cycle(config.addresses)
         self._down_until: dict[str, float] = {}

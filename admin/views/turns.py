@@ -82,7 +82,9 @@ class TurnsView(SiteView):
         newest = request.args.get("order") != "oldest"
         order = db.Turn.created_at.desc() if newest else db.Turn.created_at.asc()
         rows = list(
-            query.select(db.Turn, db.Conversation.device)
+            query.select(
+                db.Turn, db.Conversation.device, db.Conversation.auth, db.Conversation.peer
+            )
             .join(db.Conversation)
             .order_by(order, db.Turn.id)
             .paginate(page, PAGE_SIZE)

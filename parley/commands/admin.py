@@ -23,6 +23,7 @@ EXTRA_HINT = "the admin needs the [admin] extra: pip install 'parley[admin]'"
 def require_extra() -> None:
     try:
         import flask_admin  # noqa: F401
+        import flask_limiter  # noqa: F401
         import flask_wtf  # noqa: F401
         import jiwer  # noqa: F401
     except ImportError as exc:

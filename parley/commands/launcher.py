@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parley import rpc
-from parley.config import Config
+from parley.config import Config, WorkersConfig
 from parley.errors import ParleyError
+from parley.security import dial_worker
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
 
@@ -32,11 +33,19 @@ class ProcessSpec:
     name: str
     address: str
     args: tuple[str, ...]  # after `python -m parley`
+    # A worker's pool security: its health is checked over the pool's TLS (health
+    # checks need no token). None: the server or the admin.
+    security: WorkersConfig | None = None
 
 
-def stack_specs(config: Config, pipelines: Iterable[str]) -> list[ProcessSpec]:
-    """The server plus one worker per loopback address of each local pool used."""
-    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", ("server",))]
+def stack_specs(
+    config: Config, pipelines: Iterable[str], *, insecure: bool = False
+) -> list[ProcessSpec]:
+    """The server plus one worker per loopback address of each local pool used; with
+    ``insecure`` each is started with --insecure. Workers take their token and TLS from
+    the pool (the same config file and environment are passed on)."""
+    flag = ("--insecure",) if insecure else ()
+    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", ("server", *flag))]
     seen: set[str] = set()
     for name in pipelines:
         pipeline = config.pipeline(name)
@@ -50,7 +59,8 @@ def stack_specs(config: Config, pipelines: Iterable[str]) -> list[ProcessSpec]:
                     ProcessSpec(
                         f"{pool.name}-{i}" if i else pool.name,
                         address,
-                        ("worker", "--pool", pool.name, "--listen", address),
+                        ("worker", "--pool", pool.name, "--listen", address, *flag),
+                        pool.security,
                     )
                 )
     return specs
@@ -73,9 +83,11 @@ class LocalStack:
         pipelines: Iterable[str],
         config_path: str | None = None,
         env: Mapping[str, str] | None = None,
+        *,
+        insecure: bool = False,
     ) -> None:
         self.config = config
-        self.specs = stack_specs(config, pipelines)
+        self.specs = stack_specs(config, pipelines, insecure=insecure)
         self.config_path = config_path
         self.env = dict(env or {})  # extra environment for the started processes
         self.started: dict[str, subprocess.Popen[bytes]] = {}
@@ -101,10 +113,14 @@ class LocalStack:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    async def _healthy(self, address: str) -> bool:
-        if address == self.server_address and self.config.server.tls_cert:
-            return await _port_open(address)  # a TLS server: its CA is not ours to know
-        async with rpc.dial(address) as channel:
+    async def _healthy(self, spec: ProcessSpec) -> bool:
+        if spec.security is not None:
+            channel = dial_worker(spec.address, spec.security)
+        elif spec.address == self.server_address and self.config.server.tls_cert:
+            return await _port_open(spec.address)  # a TLS server: its CA is not ours to know
+        else:
+            channel = rpc.dial(spec.address)
+        async with channel:
             return await rpc.check_health(channel, timeout=0.5)
 
     @property
@@ -114,7 +130,7 @@ class LocalStack:
     async def _wait(self, spec: ProcessSpec, timeout: float) -> None:
         process = self.started.get(spec.name)
         deadline = asyncio.get_running_loop().time() + timeout
-        while not await self._healthy(spec.address):
+        while not await self._healthy(spec):
             if process is not None and process.poll() is not None:
                 log = self.log_dir / f"{spec.name}.log"
                 raise ParleyError(
@@ -129,7 +145,7 @@ class LocalStack:
 
     async def start(self, timeout: float = 180.0) -> list[str]:
         """Start what is not already running; return the names started."""
-        running = await asyncio.gather(*(self._healthy(s.address) for s in self.specs))
+        running = await asyncio.gather(*(self._healthy(s) for s in self.specs))
         for spec, up in zip(self.specs, running, strict=True):
             if not up:
                 self.started[spec.name] = self._spawn(spec)

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from admin import auth
 from admin.app import create_app
-from admin.auth import create_user, throttle
+from admin.auth import create_user, limiter
 from parley import db
 from parley.config import Config, load_config
 
@@ -66,7 +66,7 @@ def app(config: Config) -> Iterator[Flask]:
         create_user("ada", PASSWORD, "admin")
         create_user("bob", PASSWORD, "annotator")
         create_user("cy", PASSWORD, "annotator")
-    throttle._failures.clear()
+    limiter.reset()
     yield application
     db.database.close()
 

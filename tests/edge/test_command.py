@@ -129,7 +129,7 @@ async def test_a_refused_token_stops_the_agent_with_a_clear_error(stack: Stack) 
         speaker=NullSpeaker(),
         dial=lambda: secure_dial(stack.address),
     )
-    with pytest.raises(AgentRejected, match="refused this edge: wrong or missing token"):
+    with pytest.raises(AgentRejected, match="refused this edge: wrong token"):
         async with running(agent):
             pass
 

@@ -21,6 +21,7 @@ from parley.config import (
     ServerConfig,
     StageConfig,
     StoreConfig,
+    WorkersConfig,
 )
 from parley.telemetry import Telemetry
 from protos import edge_pb2
@@ -48,10 +49,12 @@ class Stack:
         self.addresses: dict[str, str] = {}
         self.server: RunningServer | None = None
         self.config: Config | None = None
+        self.security = WorkersConfig()  # the workers' token and TLS, as served and dialled
 
     async def start_worker(self, stage: str, engine: Any, address: str | None = None) -> str:
         address = address or self.addresses.get(stage) or free_address()
-        server, _ = await serve_engine(stage, type(engine).__name__, engine, address)
+        name = type(engine).__name__
+        server, _ = await serve_engine(stage, name, engine, address, security=self.security)
         self.workers[stage] = server
         self.addresses[stage] = address
         return address
@@ -67,16 +70,24 @@ class Stack:
         server: Mapping[str, Any] | None = None,
         dead: tuple[str, ...] = (),
         telemetry: Telemetry | None = None,
+        workers: WorkersConfig | None = None,
+        listen: str = "127.0.0.1:0",
+        dial: WorkersConfig | None = None,
     ) -> Config:
         """Serve ``engines`` (stage -> engine); stages in ``dead`` get an address
-        where nothing listens. Returns the config the server runs with."""
+        where nothing listens. ``workers``: the workers' token and TLS (also how the
+        server dials them, unless ``dial`` differs); ``listen``: the server's address.
+        Returns the config the server runs with."""
+        self.security = workers or WorkersConfig()
         for stage in ("stt", "llm", "tts"):
             if stage in dead:
                 self.addresses[stage] = free_address()
             else:
                 await self.start_worker(stage, engines[stage])
         pools = {
-            f"test-{s}": PoolConfig(f"test-{s}", s, "fake", (self.addresses[s],))
+            f"test-{s}": PoolConfig(
+                f"test-{s}", s, "fake", (self.addresses[s],), security=dial or self.security
+            )
             for s in ("stt", "llm", "tts")
         }
         stages = {
@@ -93,7 +104,7 @@ class Stack:
             pipelines={"test": PipelineConfig("test", **stages)},
         )
         self.config = config
-        self.server = await start_server(config, "127.0.0.1:0", telemetry)
+        self.server = await start_server(config, listen, telemetry)
         return config
 
     @property

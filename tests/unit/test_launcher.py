@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from parley.commands.launcher import ProcessSpec, is_loopback, stack_specs
-from parley.config import Config, load_config
+from parley.config import Config, WorkersConfig, load_config
 from parley.errors import ConfigError
 
 
@@ -34,7 +34,8 @@ def config(tmp_path: Path, toml: str = "") -> Config:
 
 
 def worker(pool: str, address: str, name: str | None = None) -> ProcessSpec:
-    return ProcessSpec(name or pool, address, ("worker", "--pool", pool, "--listen", address))
+    args = ("worker", "--pool", pool, "--listen", address)
+    return ProcessSpec(name or pool, address, args, WorkersConfig())
 
 
 def test_server_plus_one_worker_per_stage(tmp_path: Path) -> None:
@@ -113,3 +114,26 @@ def test_pool_with_only_remote_addresses_starts_nothing(tmp_path: Path) -> None:
 def test_unknown_pipeline_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'ghost'"):
         stack_specs(config(tmp_path), ["ghost"])
+
+
+def test_up_insecure_starts_every_process_insecure(tmp_path: Path) -> None:
+    specs = stack_specs(config(tmp_path), ["tiny"], insecure=True)
+    assert all(spec.args[-1] == "--insecure" for spec in specs)
+    assert specs[0].args == ("server", "--insecure")
+
+
+def test_workers_get_their_pools_security(tmp_path: Path) -> None:
+    toml = (
+        '[workers]\ntls_ca = "/ca.pem"\n'
+        '[pools.tiny-llm]\ntls_cert = "/llm.pem"\ntls_key = "/llm.key"\ntoken_env = "LLM_TOKEN"\n'
+    )
+    path = tmp_path / "user.toml"
+    path.write_text(toml)
+    loaded = load_config(path, {"PARLEY_HOME": str(tmp_path), "LLM_TOKEN": "s3cret"})
+    by_name = {s.name: s for s in stack_specs(loaded, ["tiny"])}
+    llm = by_name["tiny-llm"].security
+    assert llm is not None
+    assert (llm.tls_ca, llm.tls_cert, llm.token) == ("/ca.pem", "/llm.pem", "s3cret")
+    stt = by_name["tiny-stt"].security
+    assert stt is not None and (stt.tls_ca, stt.tls_cert, stt.token) == ("/ca.pem", "", "")
+    assert by_name["server"].security is None

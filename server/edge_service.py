@@ -67,6 +67,11 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             raise HelloRejected(
                 ErrorCode.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT, "Hello needs a device_id"
             )
+        return hello
+
+    def _check_request(self, hello: edge_pb2.Hello) -> None:
+        """What an admitted device asks for: a configured pipeline, an audio format we
+        take (checked after authentication, so strangers learn no pipeline names)."""
         try:
             self.config.pipeline(hello.pipeline or self.config.server.default_pipeline)
         except ConfigError as exc:
@@ -82,7 +87,6 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             raise HelloRejected(
                 ErrorCode.BAD_AUDIO_FORMAT, grpc.StatusCode.INVALID_ARGUMENT, str(exc)
             ) from None
-        return hello
 
     async def _admit(self, hello: edge_pb2.Hello, context: grpc.aio.ServicerContext) -> Identity:
         """The device's identity (server/auth.py), or UNAUTHENTICATED."""
@@ -103,6 +107,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
                 first = await anext(request_iterator)
             hello = self._check_hello(first)
             identity = await self._admit(hello, context)
+            self._check_request(hello)
         except (StopAsyncIteration, TimeoutError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no Hello received")
         except HelloRejected as exc:

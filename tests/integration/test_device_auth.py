@@ -107,6 +107,18 @@ async def test_device_tokens_admit_their_own_device_only(stack: Stack) -> None:
     assert "revoked" in await _refused(stack.address, hello(device_id="kitchen", token=kitchen))
 
 
+async def test_strangers_are_refused_before_learning_the_pipeline_names(stack: Stack) -> None:
+    await stack.start(ENGINES)
+    token = _store(devices.add_device, "kitchen")
+    unknown = hello(device_id="kitchen", pipeline="no-such-pipeline")
+    message = await _refused(stack.address, unknown)
+    assert "test" not in message and "configured" not in message  # no pipeline names
+    # An admitted device asking for an unknown pipeline is told which ones exist.
+    unknown.token = token
+    event, _ = await _first(stack.address, unknown)
+    assert event.error.code == Code.UNKNOWN_PIPELINE and "test" in event.error.message
+
+
 async def test_a_turn_with_a_device_token_is_stored_with_its_device(stack: Stack) -> None:
     await stack.start(ENGINES)
     token = _store(devices.add_device, "kitchen")

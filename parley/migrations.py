@@ -92,8 +92,17 @@ def _baseline(schema: Schema) -> None:
     """The schema as first released: created from the models by step 1."""
 
 
+def _turn_spoken(schema: Schema) -> None:
+    """Turns keep the LLM's reasoning apart from its response, and the sentences sent
+    to the TTS (issue 8)."""
+    from parley import db  # the models import this module
+
+    schema.add_columns(db.Turn, "reasoning", "spoken")
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
+    Migration("i8-turn-spoken", _turn_spoken),
 ]
 
 

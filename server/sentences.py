@@ -4,7 +4,8 @@ complete.
 Sentence boundaries come from pysbd (rule-based sentence boundary disambiguation, the
 "Golden Rules" set): it keeps list numbers with their items ("1. Open the app."),
 abbreviations ("Dr.", "e.g.", "a.m."), initials, decimals, times and ellipses inside
-their sentence, and ends sentences at Chinese and Japanese terminators (。！？) as well.
+their sentence, and ends sentences at Chinese and Japanese terminators (U+3002 ideographic
+full stop, full-width ! and ?) as well.
 
 Streaming: the text so far is segmented again as it grows; every sentence but the last
 is released as soon as the next one has begun with a letter or digit. That is what
@@ -82,7 +83,8 @@ class SentenceSegmenter:
 
     def _segments(self, text: str) -> list[str]:
         """pysbd's segments as consecutive pieces of ``text`` (nothing lost or added)."""
-        pieces, start = [], 0
+        pieces: list[str] = []
+        start = 0
         for segment in self._pysbd.segment(text):
             core = segment.strip()
             at = text.find(core, start) if core else -1
@@ -107,7 +109,7 @@ def _join_inside_urls(text: str, pieces: list[str]) -> list[str]:
         return pieces
     joined, at = [pieces[0]], len(pieces[0])
     for piece in pieces[1:]:
-        if any(at in span and text[at:span.stop].strip(".!?") for span in inside):
+        if any(at in span and text[at : span.stop].strip(".!?") for span in inside):
             joined[-1] += piece
         else:
             joined.append(piece)

@@ -28,9 +28,7 @@ from markdown_it.token import Token
 _MARKDOWN = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify", "strikethrough"])
 _READ_SYMBOLS = frozenset("°©®™℃℉№℗")
 # Emphasis marks left over where a span was cut by a sentence end ("**Step one.").
-_STRAY_MARKS = re.compile(
-    r"[*_~]{2,}|`+|(?<![^\W_])[*_~](?=[^\W_])|(?<=[^\W_])[*_~](?![^\W_])"
-)
+_STRAY_MARKS = re.compile(r"[*_~]{2,}|`+|(?<![^\W_])[*_~](?=[^\W_])|(?<=[^\W_])[*_~](?![^\W_])")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:\u3002\uff01\uff1f\uff0c])")
 _WORD = re.compile(r"[^\W_]")
 

@@ -118,3 +118,31 @@ def test_the_store_records_its_steps_on_open(tmp_path: Path):
     url = f"sqlite:///{tmp_path}/parley.db"
     opened = db.open_database(url)
     assert migrations.applied(opened) == [m.name for m in migrations.STORE_MIGRATIONS]
+
+
+def test_an_old_store_gains_the_turns_reasoning_and_spoken_columns(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    opened = db.open_database(url)
+    # Make it the schema from before issue 8, with a turn in it.
+    for statement in (
+        "ALTER TABLE turn DROP COLUMN spoken",
+        "ALTER TABLE turn DROP COLUMN reasoning",
+        "DELETE FROM schema_migration WHERE name = 'i8-turn-spoken'",
+        "INSERT INTO device (id, first_seen, last_seen, agent_version) "
+        "VALUES ('d', '2025-01-01', '2025-01-01', '')",
+        "INSERT INTO conversation (id, device_id, pipeline, started_at) "
+        "VALUES ('c', 'd', 'p', '2025-01-01')",
+        "INSERT INTO turn (id, conversation_id, position, pipeline, created_at, status, "
+        "transcript, response, error, error_stage, speech_seconds, trace_id, latency) "
+        "VALUES ('t', 'c', 0, 'p', '2025-01-01', 'done', 'hi', 'Hello.', '', '', 1.0, '', '{}')",
+    ):
+        opened.execute_sql(statement)
+    opened.close()
+    ran = migrations.upgrade(opened, db.MODELS, migrations.STORE_MIGRATIONS)
+    assert ran == ["i8-turn-spoken"]
+    with db.database.connection_context():
+        turn = db.Turn.get_by_id("t")
+        assert (turn.response, turn.reasoning, turn.spoken) == ("Hello.", "", [])
+        turn.spoken = ["Hello."]
+        turn.save()
+        assert db.Turn.get_by_id("t").spoken == ["Hello."]

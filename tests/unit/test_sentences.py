@@ -72,7 +72,10 @@ def test_line_breaks_end_a_sentence_and_are_not_kept() -> None:
 def test_a_url_is_not_cut_at_its_question_mark_or_dots() -> None:
     text = "See https://example.com/a.b?c=1 for more. Then rest."
     for step in (1, 100):
-        assert sentences(text, step=step) == ["See https://example.com/a.b?c=1 for more.", "Then rest."]
+        assert sentences(text, step=step) == [
+            "See https://example.com/a.b?c=1 for more.",
+            "Then rest.",
+        ]
 
 
 def test_empty_and_whitespace_only_input_give_nothing() -> None:

@@ -27,7 +27,10 @@ SPOKEN = [
     ("Ask Dr. Smith about it. Then go.", ["Ask Dr. Smith about it.", "Then go."]),
     ("Bring fruit, e.g. apples. Eat them.", ["Bring fruit, e.g. apples.", "Eat them."]),
     ("Mr. and Mrs. Jones vs. St. Louis. Next.", ["Mr. and Mrs. Jones vs. St. Louis.", "Next."]),
-    ("J. R. R. Tolkien wrote it. He was British.", ["J. R. R. Tolkien wrote it.", "He was British."]),
+    (
+        "J. R. R. Tolkien wrote it. He was British.",
+        ["J. R. R. Tolkien wrote it.", "He was British."],
+    ),
     ("Meet me at 10 a.m. tomorrow. OK?", ["Meet me at 10 a.m. tomorrow.", "OK?"]),
     ("The alarm is set for 7:30. Sleep well.", ["The alarm is set for 7:30.", "Sleep well."]),
     ("It is 21.5 °C. Version 2.0.1 is out.", ["It is 21.5 °C.", "Version 2.0.1 is out."]),
@@ -39,8 +42,14 @@ SPOKEN = [
     ("No. I cannot do that.", ["No.", "I cannot do that."]),
     # --- sentence ends that are not . ! ?
     ("你好。今天天气很好！你要去哪里？", ["你好。", "今天天气很好！", "你要去哪里？"]),
-    ("こんにちは。元気ですか？はい、元気です。", ["こんにちは。", "元気ですか？", "はい、元気です。"]),
-    ("Here you go:\n1. Open the app.\n2. Tap lights.", ["Here you go:", "1. Open the app.", "2. Tap lights."]),
+    (
+        "こんにちは。元気ですか？はい、元気です。",
+        ["こんにちは。", "元気ですか？", "はい、元気です。"],
+    ),
+    (
+        "Here you go:\n1. Open the app.\n2. Tap lights.",
+        ["Here you go:", "1. Open the app.", "2. Tap lights."],
+    ),
     # --- reasoning blocks
     (
         "<think>The user wants the lamp on.</think>Sure, the lamp is on now.",
@@ -52,7 +61,10 @@ SPOKEN = [
     # --- markdown
     ("**Bold** and *italic* and _this_. Done.", ["Bold and italic and this.", "Done."]),
     ("# Lamp control\nTap the lamp.", ["Lamp control", "Tap the lamp."]),
-    ("## Steps:\n- Open the app\n* Tap lights\n+ Done", ["Steps:", "Open the app", "Tap lights", "Done"]),
+    (
+        "## Steps:\n- Open the app\n* Tap lights\n+ Done",
+        ["Steps:", "Open the app", "Tap lights", "Done"],
+    ),
     ("1. **Open** the app.\n2) Tap *Lights*.", ["1. Open the app.", "2. Tap Lights."]),
     ("Run `parley up` now.", ["Run parley up now."]),
     ("Code:\n```python\nprint('a. b')\n```\nThat is all.", ["Code:", "That is all."]),

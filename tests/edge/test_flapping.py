@@ -5,6 +5,7 @@ the backoff. Against a real gRPC server on loopback that does exactly that."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -62,7 +63,7 @@ async def run_uplink(servicer: FlappingEdgeServer, seconds: float, **settings: o
 
 
 def gaps(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 async def test_a_server_that_drops_every_stream_sees_a_bounded_reconnect_rate() -> None:

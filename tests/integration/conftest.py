@@ -21,6 +21,7 @@ from parley.config import (
     ServerConfig,
     StageConfig,
     StoreConfig,
+    VadConfig,
 )
 from parley.telemetry import Telemetry
 from protos import edge_pb2
@@ -65,6 +66,7 @@ class Stack:
         *,
         params: Mapping[str, Mapping[str, Any]] | None = None,
         server: Mapping[str, Any] | None = None,
+        vad: Mapping[str, Any] | None = None,
         dead: tuple[str, ...] = (),
         telemetry: Telemetry | None = None,
     ) -> Config:
@@ -88,6 +90,7 @@ class Stack:
             server=dataclasses.replace(
                 ServerConfig(default_pipeline="test", port=0), **dict(server or {})
             ),
+            vad=dataclasses.replace(VadConfig(), **dict(vad or {})),
             store=StoreConfig(database_url=f"sqlite:///{self.home}/test.db"),
             pools=pools,
             pipelines={"test": PipelineConfig("test", **stages)},

@@ -190,6 +190,8 @@ class EdgeAgent:
         elif turn.kind == edge_pb2.TurnEvent.SPEECH_ENDED:
             self.stats.turns += 1
             log.info("turn %s: speech ended, waiting for the answer", turn.turn_id)
+        elif turn.kind == edge_pb2.TurnEvent.NO_SPEECH:
+            log.info("turn %s: heard no words (noise?); not answered", turn.turn_id)
         elif turn.kind == edge_pb2.TurnEvent.FINISHED:
             v2v = turn.latency_ms.get("voice_to_voice_ms")
             note = " (interrupted)" if turn.interrupted else ""

@@ -43,6 +43,7 @@ class TurnReport:
     transcript: str = ""
     response: str = ""
     interrupted: bool = False
+    no_speech: bool = False  # the server heard no words: not answered
     error: str = ""
     traceparent: str = ""
     speech_end_edge: float | None = None
@@ -68,6 +69,7 @@ class TurnReport:
             "transcript": self.transcript,
             "response": self.response,
             "interrupted": self.interrupted,
+            "no_speech": self.no_speech,
             "error": self.error,
             "answer_audio_seconds": round(self.audio_seconds, 3),
             "voice_to_voice_ms": self.voice_to_voice_ms,
@@ -232,6 +234,9 @@ class HeadlessEdge:
             self._pending.add(turn.turn_id)
             report.speech_end_edge = turn.edge_time
             log.info("turn %s: speech ended", turn.turn_id)
+        elif turn.kind == kinds.NO_SPEECH:
+            report.no_speech = True
+            log.info("turn %s: heard no words; not answered", turn.turn_id)
         elif turn.kind == kinds.FINISHED:
             report.latency_ms = dict(turn.latency_ms)
             report.interrupted = turn.interrupted

@@ -7,6 +7,10 @@ sends a Ping every ``PING_S`` and abandons a stream on which the server has said
 nothing for ``STALL_S`` (gRPC keepalive catches dead TCP connections; this catches a
 server that accepts but does not answer). Audio the stream never took goes back to
 the ring, so it is sent on the next stream, once.
+
+The backoff starts again from its shortest delay only after a stream has stayed up
+``HEALTHY_S`` seconds past the server's Welcome: a server that welcomes and then drops
+every stream (a crash loop behind a proxy) sees the capped reconnect rate, not a storm.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ log = logging.getLogger("edge")
 PING_S = 5.0
 STALL_S = 20.0
 REMIND_S = 60.0  # while the server stays unreachable, say so again this often
+HEALTHY_S = 10.0  # a stream that lasted this long after Welcome resets the backoff
 FATAL_STATUS = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -67,6 +72,8 @@ class Uplink:
         self._holding: list[edge_pb2.AudioChunk] = []  # taken from the ring, not yet queued
         self._dropping = False
         self._last_event = 0.0
+        self.healthy_s = HEALTHY_S
+        self._welcomed_at: float | None = None  # when the open stream's Welcome came
 
     def push(self, chunk: edge_pb2.AudioChunk) -> None:
         """A new chunk of audio: straight onto the open stream when nothing older is
@@ -114,7 +121,7 @@ class Uplink:
         last_reason, remind_at = "", 0.0
         while not self.stopping:
             try:
-                await self._stream(backoff)
+                await self._stream()
                 reason = "the server ended the stream"
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in FATAL_STATUS:
@@ -128,6 +135,9 @@ class Uplink:
             self.connected.clear()
             if self.stopping:
                 return
+            welcomed, self._welcomed_at = self._welcomed_at, None
+            if welcomed is not None and time.monotonic() - welcomed >= self.healthy_s:
+                backoff.reset()  # that stream was healthy: this is a fresh failure
             delay = backoff.next()
             now = time.monotonic()
             if was_connected:
@@ -154,7 +164,7 @@ class Uplink:
             last_reason = reason
             await asyncio.sleep(delay)
 
-    async def _stream(self, backoff: Backoff) -> None:
+    async def _stream(self) -> None:
         """One Converse stream, until it ends."""
         conn = Connection(self.dial(), self.hello())
         self.conn = conn
@@ -164,7 +174,7 @@ class Uplink:
             async for event in conn.events():
                 self._last_event = time.monotonic()
                 if event.HasField("welcome"):
-                    self._on_welcome(event.welcome, backoff)
+                    self._on_welcome(event.welcome)
                     reader = asyncio.current_task()
                     helpers.append(asyncio.create_task(self._send(conn)))
                     helpers.append(asyncio.create_task(self._ping(conn, reader)))
@@ -186,8 +196,8 @@ class Uplink:
             self._holding.clear()
             await conn.close()
 
-    def _on_welcome(self, welcome: edge_pb2.Welcome, backoff: Backoff) -> None:
-        backoff.reset()
+    def _on_welcome(self, welcome: edge_pb2.Welcome) -> None:
+        self._welcomed_at = time.monotonic()
         self.session_id = welcome.session_id
         self.stats.connects += 1
         self.connected.set()

@@ -69,9 +69,12 @@ class Turn(BaseModel):
     position = peewee.IntegerField()  # 0, 1, ... within the conversation
     pipeline = peewee.CharField(index=True)
     created_at = peewee.DateTimeField(default=_now, index=True)
-    status = peewee.CharField(default="running", index=True)  # running|done|failed|interrupted
+    # running | done | failed | interrupted | no_speech (a transcript without words)
+    status = peewee.CharField(default="running", index=True)
     transcript = peewee.TextField(default="")
-    response = peewee.TextField(default="")
+    response = peewee.TextField(default="")  # the LLM's text, without reasoning blocks
+    reasoning = peewee.TextField(default="")  # the LLM's <think> blocks, if any
+    spoken = JSONField(default=list)  # the sentences sent to the TTS, in order
     error = peewee.TextField(default="")
     error_stage = peewee.CharField(default="")
     speech_seconds = peewee.FloatField(default=0.0)

@@ -25,9 +25,10 @@ branches merge without renumbering.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import peewee
@@ -100,9 +101,18 @@ def _conversation_auth(schema: Schema) -> None:
     schema.add_columns(db.Conversation, "auth", "peer")
 
 
+def _turn_spoken(schema: Schema) -> None:
+    """Turns keep the LLM's reasoning apart from its response, and the sentences sent
+    to the TTS (issue 8)."""
+    from parley import db  # the models import this module
+
+    schema.add_columns(db.Turn, "reasoning", "spoken")
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
     Migration("i9sec-conversation-auth", _conversation_auth),
+    Migration("i8-turn-spoken", _turn_spoken),
 ]
 
 
@@ -120,6 +130,35 @@ def pending(database: peewee.Database, migrations: Sequence[Migration]) -> list[
     return [m.name for m in migrations if m.name not in done]
 
 
+class MigrationError(Exception):
+    """A step would leave the database inconsistent (the upgrade was rolled back)."""
+
+
+@contextlib.contextmanager
+def _foreign_keys_off(database: peewee.Database) -> Iterator[None]:
+    """SQLite rebuilds a table to change a column (playhouse copies it, drops the old one
+    and renames the copy); with foreign keys enforced, dropping ``conversation`` would
+    cascade-delete every turn. So, as SQLite's ALTER TABLE guide says, enforcement is
+    off during the upgrade and the keys are checked before it commits. The pragma is a
+    no-op inside a transaction, so this wraps the whole transaction."""
+    if not isinstance(database, peewee.SqliteDatabase):
+        yield
+        return
+    (enforced,) = database.execute_sql("PRAGMA foreign_keys").fetchone()
+    database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        database.execute_sql(f"PRAGMA foreign_keys = {int(enforced)}")
+
+
+def _check_foreign_keys(database: peewee.Database) -> None:
+    if isinstance(database, peewee.SqliteDatabase):
+        broken = database.execute_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise MigrationError(f"the upgrade would break foreign keys: {broken[:5]}")
+
+
 def _lock(database: peewee.Database) -> object:
     if isinstance(database, peewee.SqliteDatabase):
         return database.atomic(lock_type="IMMEDIATE")
@@ -134,12 +173,17 @@ def upgrade(
     """Create missing tables of ``models``, then run the steps not yet applied.
 
     Returns the names of the steps that ran. A step that fails rolls the whole upgrade
-    back and raises (the database is left as it was).
+    back and raises (the database is left as it was); :class:`MigrationError` when the
+    result would break a foreign key.
     """
     names = [m.name for m in migrations]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate migration names in {names}")
-    with database.connection_context(), _lock(database):  # type: ignore[attr-defined]
+    with (
+        database.connection_context(),
+        _foreign_keys_off(database),
+        _lock(database),  # type: ignore[attr-defined]
+    ):
         if isinstance(database, peewee.PostgresqlDatabase):
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
         models = list(models)
@@ -159,6 +203,7 @@ def upgrade(
                     name=step.name, applied_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)
                 )
                 ran.append(step.name)
+            _check_foreign_keys(database)
     if ran:
         log.info("database upgraded: %s", ", ".join(ran))
     return ran

@@ -133,10 +133,12 @@ class TurnEvent(_message.Message):
         SPEECH_STARTED: _ClassVar[TurnEvent.Kind]
         SPEECH_ENDED: _ClassVar[TurnEvent.Kind]
         FINISHED: _ClassVar[TurnEvent.Kind]
+        NO_SPEECH: _ClassVar[TurnEvent.Kind]
     KIND_UNSPECIFIED: TurnEvent.Kind
     SPEECH_STARTED: TurnEvent.Kind
     SPEECH_ENDED: TurnEvent.Kind
     FINISHED: TurnEvent.Kind
+    NO_SPEECH: TurnEvent.Kind
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]

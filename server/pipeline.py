@@ -1,9 +1,11 @@
-"""Run one turn across the workers: STT -> LLM (streamed) -> sentences -> TTS (streamed).
+"""Run one turn across the workers: STT -> LLM (streamed) -> speech text -> TTS (streamed).
 
-The LLM and the TTS run concurrently: each sentence goes to the TTS worker as soon as
-the LLM completes it, and each audio chunk goes to the edge as soon as the TTS makes it.
-Partial results are kept in ``TurnResult`` as they arrive, so a turn cancelled by
-barge-in or failed by a worker is still stored with what it had.
+The LLM and the TTS run concurrently: the LLM's text goes through the speech-text stage
+(:mod:`server.speech_text`), each sentence goes to the TTS worker as soon as it is
+complete, and each audio chunk goes to the edge as soon as the TTS makes it. A
+transcript with no words (:mod:`server.no_speech`) is not answered. Partial results are
+kept in ``TurnResult`` as they arrive, so a turn cancelled by barge-in or failed by a
+worker is still stored with what it had.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from protos import edge_pb2
 from protos import workers_pb2 as wpb
 from server import worker_clients as clients
 from server.latency import TurnLatency
+from server.no_speech import is_no_speech
 from server.outbox import Emit
-from server.sentences import SentenceSplitter
+from server.playback import AnswerPlayback
+from server.speech_text import SpeechText
 from server.turn_trace import TurnTrace
 from server.worker_clients import WorkerPool
 
@@ -62,9 +66,13 @@ class TurnInput:
 @dataclass
 class TurnResult:
     transcript: str = ""
-    response: str = ""
+    no_speech: bool = False  # the transcript has no words: not answered
+    response: str = ""  # the LLM's text without reasoning blocks
+    reasoning: str = ""  # the LLM's reasoning blocks (not spoken, not remembered)
+    spoken: list[str] = field(default_factory=list)  # the sentences sent to the TTS
     audio: bytearray = field(default_factory=bytearray)  # PCM16LE mono answer audio
     audio_rate: int = 0
+    playback: AnswerPlayback = field(default_factory=AnswerPlayback)
 
 
 def _str_map(values: Mapping[str, Any] | None) -> dict[str, str]:
@@ -103,7 +111,8 @@ class PipelineRunner:
     ) -> None:
         """Run the turn, filling ``result``; raises StageError when a stage fails."""
         await self._transcribe(turn, latency, emit, result)
-        if result.transcript.strip():
+        result.no_speech = is_no_speech(result.transcript)
+        if not result.no_speech:
             await self._answer(turn, latency, emit, result)
 
     def _stt_config(self, sample_rate: int) -> wpb.SttConfig:
@@ -168,16 +177,26 @@ class PipelineRunner:
         )
 
     def _messages(self, turn: TurnInput, transcript: str) -> list[wpb.ChatMessage]:
+        """System prompt, the history as the user heard it, then the new transcript.
+
+        An exchange whose answer the user never heard has no assistant message; its
+        words join the next user message, so roles still alternate (strict templates
+        refuse two user messages in a row)."""
         params = self.pipeline.llm.params
         messages = []
         if params.get("system_prompt"):
             messages.append(wpb.ChatMessage(role="system", content=str(params["system_prompt"])))
         keep = self.history_turns
+        said: list[str] = []
         for exchange in list(turn.history)[-keep:] if keep > 0 else []:
-            messages.append(wpb.ChatMessage(role="user", content=exchange.user))
-            messages.append(wpb.ChatMessage(role="assistant", content=exchange.assistant))
+            said.append(exchange.user)
+            if exchange.assistant.strip():
+                messages.append(wpb.ChatMessage(role="user", content="\n".join(said)))
+                messages.append(wpb.ChatMessage(role="assistant", content=exchange.assistant))
+                said = []
         images = [jpeg for _, jpeg in turn.frames[-1:]] if params.get("vision") else []
-        messages.append(wpb.ChatMessage(role="user", content=transcript, images=images))
+        content = "\n".join([*said, transcript])
+        messages.append(wpb.ChatMessage(role="user", content=content, images=images))
         return messages
 
     async def _answer(
@@ -243,32 +262,33 @@ class PipelineRunner:
         result: TurnResult,
         sentences: asyncio.Queue[str | None],
     ) -> None:
-        splitter = SentenceSplitter()
+        stage = SpeechText(language=self._text_language)
         started, tokens, first, finish = time.perf_counter(), 0, 0.0, ""
+
+        def forward(answer: str, ready: list[str], model_seconds: float) -> None:
+            result.response, result.reasoning = stage.response, stage.reasoning
+            if answer:  # the edge gets the answer's text (no reasoning, no tokens)
+                response = edge_pb2.ResponseText(turn_id=turn.turn_id, delta=answer)
+                emit(edge_pb2.ServerEvent(response=response))
+            for sentence in ready:
+                if "first_sentence" not in latency.marks:
+                    latency.mark("first_sentence")
+                    latency.model_time("llm", model_seconds)
+                sentences.put_nowait(sentence)
+
+        model_seconds = 0.0
         async for delta in clients.generate(
             self.llm_pool, request, timeout=self.server.llm_timeout_s
         ):
             finish = delta.finish_reason or finish
+            model_seconds = delta.model_seconds or model_seconds
             if not delta.text:
                 continue
             tokens += 1
             first = first or time.perf_counter() - started
             latency.mark("llm_first_token")
-            result.response += delta.text
-            emit(
-                edge_pb2.ServerEvent(
-                    response=edge_pb2.ResponseText(turn_id=turn.turn_id, delta=delta.text)
-                )
-            )
-            for sentence in splitter.feed(delta.text):
-                if "first_sentence" not in latency.marks:
-                    latency.mark("first_sentence")
-                    latency.model_time("llm", delta.model_seconds)
-                sentences.put_nowait(sentence)
-        rest = splitter.flush()
-        if rest:
-            latency.mark("first_sentence")
-            sentences.put_nowait(rest)
+            forward(*stage.feed(delta.text), model_seconds)
+        forward(*stage.flush(), model_seconds)
         emit(edge_pb2.ServerEvent(response=edge_pb2.ResponseText(turn_id=turn.turn_id, final=True)))
         elapsed = time.perf_counter() - started
         span.set_attributes(
@@ -279,6 +299,11 @@ class PipelineRunner:
                 "parley.llm.tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
             }
         )
+
+    @property
+    def _text_language(self) -> str:
+        """pysbd's language code for the speech-text stage's sentence rules."""
+        return str(self.pipeline.tts.params.get("text_language", "en"))
 
     @property
     def _voice(self) -> str:
@@ -305,6 +330,7 @@ class PipelineRunner:
             nonlocal characters
             while (sentence := await sentences.get()) is not None:
                 characters += len(sentence)
+                result.spoken.append(sentence)  # what the TTS is asked to say
                 yield sentence
 
         async for audio in clients.synthesize(
@@ -318,6 +344,7 @@ class PipelineRunner:
                 span.set_attribute("parley.tts.ttfb_s", time.perf_counter() - started)
             result.audio_rate = audio.sample_rate
             result.audio += audio.pcm
+            result.playback.sent(audio.sentence, len(audio.pcm) / 2 / (audio.sample_rate or 1))
             emit(
                 _audio_event(turn.turn_id, seq, audio.pcm, audio.sample_rate),
                 on_sent=lambda: latency.mark("first_audio_sent"),

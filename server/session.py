@@ -1,8 +1,12 @@
 """One Session per Converse stream: audio in -> turns -> pipeline -> events out.
 
 The session owns its background work: at most one running turn task (a new turn, or
-speech during the answer, cancels it: barge-in), plus the store writes it started.
-Everything is cancelled and awaited when the stream ends.
+speech while the answer is made or may still be playing, cancels it: barge-in), plus
+the store writes it started. Everything is cancelled and awaited when the stream ends.
+
+A turn cut at ``max_turn_s`` is answered, and the speech that goes on is the next turn:
+it does not barge in on the first; it is answered after it, with it in its history.
+The history the LLM gets is what the user heard (:class:`server.playback.HeardTurn`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from server.edge_clock import RATE, EdgeClock
 from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
+from server.playback import AnswerPlayback, HeardTurn
 from server.store import TurnStore
 from server.turn_trace import TurnTrace
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
@@ -38,7 +43,13 @@ log = logging.getLogger(__name__)
 # what is left when the turn closes is sent at once).
 STREAM_AHEAD_SAMPLES = RATE // 10
 RECENT_TURNS = 16
+HISTORY_KEEP = 256  # earlier turns kept for the LLM's history (it uses history_turns)
 ErrorCode = edge_pb2.Error.Code
+_PLAYBACK_KINDS = {
+    edge_pb2.PlaybackEvent.STARTED: "started",
+    edge_pb2.PlaybackEvent.FINISHED: "finished",
+    edge_pb2.PlaybackEvent.INTERRUPTED: "interrupted",
+}
 
 
 @dataclass
@@ -46,13 +57,15 @@ class ActiveTurn:
     turn_id: str
     task: asyncio.Task[None]
     latency: TurnLatency
-    playing: bool = False
-    finished: bool = False
+    playback: AnswerPlayback
+    # A turn cut at max_turn_s that this one continues: answered first, never cancelled
+    # by this one, cancelled with it by a barge-in.
+    previous: ActiveTurn | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # done | failed | interrupted
+    status: str  # done | failed | interrupted | no_speech
     error: str = ""
     stage: str = ""
 
@@ -82,16 +95,21 @@ class Session:
         self.detector = TurnDetector(vad_config, vad, RATE)
         self.clock = EdgeClock()
         self.samples_in = 0
-        self.history: list[Exchange] = []
+        self.history: collections.deque[HeardTurn] = collections.deque(maxlen=HISTORY_KEEP)
         self.frames: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=64)
         self.turn_index = 0
         self.active: ActiveTurn | None = None
         # The open turn's transcription call, fed while the user speaks, and how far.
         self.listening: Listening | None = None
         self.streamed_upto = 0
-        # Recent turns' latency records, for playback reports that arrive late (bounded:
-        # a device's stream can live for days).
+        # Recent turns' latency records and answer playback, for playback reports that
+        # arrive late (bounded: a device's stream can live for days).
         self.latencies: collections.OrderedDict[str, TurnLatency] = collections.OrderedDict()
+        self.playbacks: collections.OrderedDict[str, AnswerPlayback] = collections.OrderedDict()
+        # Where the last turn was cut at max_turn_s (-1: it was not): speech that goes
+        # on from there continues it (the opening turn then ``continues``).
+        self.cut_at = -1
+        self.continues = False
         self.telemetry = telemetry
         self.tracer = telemetry.tracer("parley.server")
         self.opening: TurnTrace | None = None  # the trace of the turn being spoken
@@ -168,11 +186,19 @@ class Session:
 
     async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
         if isinstance(event, SpeechStarted):
-            self._barge_in()
+            # Speech that starts within a pause's length of a max_turn_s cut is the
+            # same speech going on, not the user interrupting the answer.
+            gap_ms = (event.start_sample - self.cut_at) * 1000 / RATE
+            self.continues = self.cut_at >= 0 and gap_ms <= self.vad_config.min_silence_ms
+            self.cut_at = -1
+            if not self.continues:
+                self._barge_in()
             self._open_turn(event)
         else:
-            self._barge_in()
+            if not self.continues:
+                self._barge_in()
             self._start_turn(event)
+            self.cut_at = event.end_sample if event.forced else -1
 
     def _open_turn(self, started: SpeechStarted) -> None:
         """Speech started: the turn gets its id and trace, and its STT call opens."""
@@ -204,9 +230,9 @@ class Session:
 
     async def _on_playback(self, playback: edge_pb2.PlaybackEvent) -> None:
         latency = self.latencies.get(playback.turn_id)
-        active = self.active
-        if active is not None and active.turn_id == playback.turn_id:
-            active.playing = playback.kind == edge_pb2.PlaybackEvent.STARTED
+        answer = self.playbacks.get(playback.turn_id)
+        if answer is not None and playback.kind in _PLAYBACK_KINDS:
+            answer.report(_PLAYBACK_KINDS[playback.kind], playback.edge_time)
         if latency is None or playback.kind != edge_pb2.PlaybackEvent.STARTED:
             return
         if latency.first_played_edge is None:
@@ -224,19 +250,17 @@ class Session:
     # ------------------------------------------------------------------ turns
 
     def _barge_in(self) -> None:
-        """New speech while an answer is being made or played: stop it."""
+        """New speech while an answer is being made or may still be playing: stop it
+        (and the turn it continues, if any)."""
         active = self.active
-        if active is None or (active.finished and not active.playing):
-            return
-        if not active.task.done():
-            active.task.cancel()
-        self.emit(
-            edge_pb2.ServerEvent(
-                stop=edge_pb2.StopPlayback(turn_id=active.turn_id, reason="barge-in")
-            )
-        )
-        active.playing = False
-        active.finished = True
+        while active is not None:
+            running = not active.task.done()
+            if running or active.playback.may_be_playing():
+                active.task.cancel()
+                active.playback.stop()
+                stop = edge_pb2.StopPlayback(turn_id=active.turn_id, reason="barge-in")
+                self.emit(edge_pb2.ServerEvent(stop=stop))
+            active = active.previous
 
     def _start_turn(self, ended: TurnEnded) -> None:
         turn_id, turn_trace = self.opening_id, self.opening
@@ -262,17 +286,35 @@ class Session:
         listening, self.listening = self.listening, None
         if listening is not None:  # send the rest of the turn's audio
             listening.stream.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
-        turn = TurnInput(turn_id, pcm, RATE, tuple(self.history), frames, turn_trace, listening)
+        turn = TurnInput(turn_id, pcm, RATE, (), frames, turn_trace, listening)
         index = self.turn_index
         self.turn_index += 1
+        result = TurnResult(playback=AnswerPlayback(self.clock.now))
         self.latencies[turn_id] = latency
+        self.playbacks[turn_id] = result.playback
         while len(self.latencies) > RECENT_TURNS:
             self.latencies.popitem(last=False)
-        task = asyncio.create_task(self._run_turn(turn, index, latency), name=f"turn-{turn_id}")
-        self.active = ActiveTurn(turn_id, task, latency)
+        while len(self.playbacks) > RECENT_TURNS:
+            self.playbacks.popitem(last=False)
+        previous = self.active if self.continues else None
+        task = asyncio.create_task(
+            self._run_turn(turn, index, latency, result, previous.task if previous else None),
+            name=f"turn-{turn_id}",
+        )
+        self.active = ActiveTurn(turn_id, task, latency, result.playback, previous)
+        self.continues = False
 
-    async def _run_turn(self, turn: TurnInput, index: int, latency: TurnLatency) -> None:
-        result = TurnResult()
+    def _heard_history(self) -> tuple[Exchange, ...]:
+        return tuple(Exchange(heard.user, heard.answer) for heard in self.history)
+
+    async def _run_turn(
+        self,
+        turn: TurnInput,
+        index: int,
+        latency: TurnLatency,
+        result: TurnResult,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
         status, error, stage = "done", "", ""
         turn_event = edge_pb2.TurnEvent(
             turn_id=turn.turn_id,
@@ -293,7 +335,16 @@ class Session:
         )
         try:
             self.emit(edge_pb2.ServerEvent(turn=turn_event))
+            if after is not None:  # the turn this one continues is answered first
+                await asyncio.wait([after])
+            turn.history = self._heard_history()
             await self.runner.run(turn, latency, self.emit, result)
+            if result.no_speech:
+                status = "no_speech"
+                no_speech = edge_pb2.TurnEvent(
+                    turn_id=turn.turn_id, kind=edge_pb2.TurnEvent.NO_SPEECH
+                )
+                self.emit(edge_pb2.ServerEvent(turn=no_speech))
         except asyncio.CancelledError:
             status = "interrupted"
         except StageError as exc:
@@ -308,10 +359,8 @@ class Session:
             if turn.listening is not None:
                 turn.listening.stream.cancel()  # no-op once it has answered
             latency.done()
-            if self.active is not None and self.active.turn_id == turn.turn_id:
-                self.active.finished = True
-            if result.transcript:
-                self.history.append(Exchange(result.transcript, result.response))
+            if result.transcript and not result.no_speech:
+                self.history.append(HeardTurn(result.transcript, result.spoken, result.playback))
             # The store write is owned by the session (close() waits for it), so it
             # lands even if this task is cancelled again while waiting for it.
             outcome = Outcome(status, error, stage)
@@ -347,6 +396,8 @@ class Session:
                 status=outcome.status,
                 transcript=result.transcript,
                 response=result.response,
+                reasoning=result.reasoning,
+                spoken=list(result.spoken),
                 latency=record,
                 error=outcome.error,
                 error_stage=outcome.stage,
@@ -386,8 +437,11 @@ class Session:
             self.listening.span.end()
         if self.opening is not None:
             self.opening.finish(status="interrupted", error="stream ended", latency_ms={})
-        if self.active is not None and not self.active.task.done():
-            self.active.task.cancel()
-            await asyncio.gather(self.active.task, return_exceptions=True)
+        active = self.active
+        while active is not None:
+            if not active.task.done():
+                active.task.cancel()
+                await asyncio.gather(active.task, return_exceptions=True)
+            active = active.previous
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -17,6 +17,11 @@ class ModelNotFound(EngineError):
     """The configured model files are missing or unreadable."""
 
 
+class BadResponse(EngineError):
+    """A backend answered with something the engine cannot use (an audio format it cannot
+    read): a configuration problem, not a passing one."""
+
+
 class EngineUnavailable(EngineError):
     """A backend the engine depends on (a remote API, a device) cannot be reached."""
 

@@ -18,7 +18,13 @@ from opentelemetry import trace
 from protos import workers_pb2 as pb
 from protos import workers_pb2_grpc as pb_grpc
 from workers import engines
-from workers.errors import EngineUnavailable, InvalidRequest, MissingExtra, ModelNotFound
+from workers.errors import (
+    BadResponse,
+    EngineUnavailable,
+    InvalidRequest,
+    MissingExtra,
+    ModelNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,7 @@ _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelNotFound, grpc.StatusCode.FAILED_PRECONDITION),
     (MissingExtra, grpc.StatusCode.FAILED_PRECONDITION),
+    (BadResponse, grpc.StatusCode.FAILED_PRECONDITION),
     (EngineUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 

@@ -73,6 +73,7 @@ async def _demo(args: argparse.Namespace, config: Config, pipeline: str) -> dict
         "trace_id": turn.trace_id if turn else "",
         "transcript": turn.transcript if turn else "",
         "response": turn.response if turn else "",
+        "spoken": stored_spoken(config.database_url, turn.turn_id) if turn else [],
         "voice_to_voice_ms": turn.voice_to_voice_ms if turn else None,
         "latency_ms": turn.latency_ms if turn else {},
         "turns": [t.as_dict() for t in report.turns],
@@ -82,10 +83,21 @@ async def _demo(args: argparse.Namespace, config: Config, pipeline: str) -> dict
     }
 
 
+def stored_spoken(database_url: str, turn_id: str) -> list[str]:
+    """The sentences the server sent to the TTS for ``turn_id``, as it stored them."""
+    from parley import db
+
+    db.open_database(database_url)
+    with db.database.connection_context():
+        turn = db.Turn.get_or_none(db.Turn.id == turn_id)
+    return list(turn.spoken) if turn is not None else []
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     print(f"pipeline:   {summary['pipeline']}")
     print(f"heard:      {summary['transcript']!r}")
     print(f"answered:   {summary['response']!r}")
+    print(f"spoke:      {' | '.join(summary['spoken'])!r}")
     print(f"answer WAV: {summary['output']}")
     print(f"turn id:    {summary['turn_id']} (stored in {summary['database']})")
     print(f"trace:      parley trace show {summary['trace_id']}")

@@ -114,6 +114,25 @@ def test_csv_export_defuses_spreadsheet_formulas(bob: FlaskClient) -> None:
     assert row["transcript"].startswith("'=") and row["response"].startswith("'@")
 
 
+def test_turn_page_shows_what_was_spoken_next_to_the_response(bob: FlaskClient) -> None:
+    add_turn("t2", response="Sure. **1.** Open the app 🎉", status="no_speech")
+    with db.database.connection_context():
+        db.Turn.update(
+            spoken=["Sure.", "1. Open the app"], reasoning="The user <wants> the app."
+        ).where(db.Turn.id == "t2").execute()
+    page = bob.get("/turns/t2").text
+    response = page.index('id="response"')
+    spoken = page.index('id="spoken"')
+    assert response < spoken
+    assert "Sure. **1.** Open the app 🎉" in page[response:spoken]
+    assert "<li>Sure.</li><li>1. Open the app</li>" in page[spoken:]
+    assert "The user &lt;wants&gt; the app." in page  # escaped, apart from the answer
+    assert "status-no_speech" in page
+    add_turn("t3")  # no reasoning: no reasoning section; nothing spoken: a dash
+    plain = bob.get("/turns/t3").text
+    assert 'id="reasoning"' not in plain and 'id="spoken">—</dd>' in plain
+
+
 def test_turn_page_shows_everything_about_a_turn(config: object, bob: FlaskClient) -> None:
     add_turn(
         "t1",

@@ -57,6 +57,8 @@ def test_demo_runs_a_spoken_turn_through_real_processes_and_stores_it(tmp_path: 
         assert turn.status == "done"
         assert turn.transcript == summary["transcript"] != ""
         assert turn.response == summary["response"] != ""
+        # What the TTS was asked to say: the answer's sentences, as stored.
+        assert turn.spoken == summary["spoken"] != []
         assert turn.latency["voice_to_voice_ms"] == pytest.approx(
             summary["voice_to_voice_ms"], abs=50
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import threading
 import time
 import tomllib
@@ -219,6 +220,26 @@ async def test_llama_stops_generating_when_the_consumer_goes_away(llama: Any) ->
     # The lock is free again: the next request runs.
     after = [d async for d in llama.run(story_request(8))]
     assert after[-1].finish_reason in ("stop", "length")
+
+
+async def test_llama_stops_at_chat_template_tokens(
+    llama: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A random model never leaks "<|im_end|>"; a word it does write stands in for it.
+    request = LlmRequest(story_request(40).messages, temperature=0.0, max_tokens=40)
+
+    async def text() -> str:
+        return "".join([d.text async for d in llama.run(request)])
+
+    full = await text()
+    word = next(w for w in full.split()[2:] if len(w) >= 4 and full.index(w) > 0)
+    module = importlib.import_module(type(llama).__module__)
+    monkeypatch.setattr(module, "STOP_STRINGS", (word,))
+    cut = await text()
+    assert word not in cut
+    assert cut.strip() == full[: full.index(word)].strip()
+    llama.template_stops = False  # the option turns the guard off
+    assert await text() == full
 
 
 async def test_llama_cancelled_task_stops_generation(llama: Any) -> None:

@@ -21,6 +21,7 @@ from parley.config import (
     ServerConfig,
     StageConfig,
     StoreConfig,
+    VadConfig,
     WorkersConfig,
 )
 from parley.telemetry import Telemetry
@@ -68,6 +69,7 @@ class Stack:
         *,
         params: Mapping[str, Mapping[str, Any]] | None = None,
         server: Mapping[str, Any] | None = None,
+        vad: Mapping[str, Any] | None = None,
         dead: tuple[str, ...] = (),
         telemetry: Telemetry | None = None,
         workers: WorkersConfig | None = None,
@@ -99,6 +101,7 @@ class Stack:
             server=dataclasses.replace(
                 ServerConfig(default_pipeline="test", port=0), **dict(server or {})
             ),
+            vad=dataclasses.replace(VadConfig(), **dict(vad or {})),
             store=StoreConfig(database_url=f"sqlite:///{self.home}/test.db"),
             pools=pools,
             pipelines={"test": PipelineConfig("test", **stages)},

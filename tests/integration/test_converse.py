@@ -91,7 +91,7 @@ async def test_history_is_sent_to_the_llm_on_the_next_turn(stack: Stack):
     assert [(m.role, m.content) for m in second] == [
         ("system", "Be brief."),
         ("user", "lamp please"),
-        ("assistant", "Sure thing. "),
+        ("assistant", "Sure thing."),  # what was spoken (and heard)
         ("user", "lamp please"),
     ]
 

@@ -1,11 +1,14 @@
 """Fixtures for the OpenAI engines: a real llama.cpp OpenAI-compatible server on the
-stories260K model, and a small fake of the OpenAI audio and chat endpoints."""
+stories260K model, and a small scripted fake of the OpenAI audio and chat endpoints
+(chat answers streamed chunk by chunk with chosen timing, chosen transcripts, speech as
+WAV or raw PCM at a chosen rate), which records every request and when it came."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -91,9 +94,22 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # ----------------------------------------------------------------- fake OpenAI
 
 
-def fake_pcm(text: str) -> bytes:
-    """The PCM16 the fake speaks for ``text``: 100 samples per character, a ramp."""
-    return bytes((i * 7 + len(text)) % 256 for i in range(200 * len(text)))
+def fake_pcm(text: str, samples_per_char: int = 100) -> bytes:
+    """The PCM16 the fake speaks for ``text``: ``samples_per_char`` samples per character."""
+    return bytes((i * 7 + len(text)) % 256 for i in range(2 * samples_per_char * len(text)))
+
+
+def streamed_wav_header(rate: int, channels: int = 1) -> bytes:
+    """A WAV header as a server streaming it writes one: unknown sizes (0xFFFFFFFF), and
+    a LIST chunk before the data, as some servers add."""
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    info = b"INFOISFT\x06\x00\x00\x00fake\x00\x00"
+    return (
+        b"RIFF\xff\xff\xff\xffWAVE"
+        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+        + b"LIST" + struct.pack("<I", len(info)) + info
+        + b"data\xff\xff\xff\xff"
+    )  # fmt: skip
 
 
 def byte_pieces(data: bytes) -> list[bytes]:
@@ -110,24 +126,59 @@ class Received:
     json: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
     file: tuple[str, str, bytes] | None = None  # filename, content type, data
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
+    done_at: float | None = None  # when the fake finished streaming its answer
+
+
+@dataclass
+class ChatScript:
+    """One streamed chat answer: ``deltas`` sent one chunk each, ``pause`` seconds apart,
+    after ``first_pause`` seconds."""
+
+    deltas: tuple[str, ...]
+    pause: float = 0.03
+    first_pause: float = 0.0
+
+    @classmethod
+    def pieces(cls, text: str, size: int = 3, **timing: float) -> ChatScript:
+        """``text`` cut into deltas of ``size`` characters."""
+        return cls(tuple(text[i : i + size] for i in range(0, len(text), size)), **timing)
 
 
 @dataclass
 class FakeOpenAI:
-    """What the tests need to know about the fake (they use it only through the fixture)."""
+    """What the tests need to know about the fake (they use it only through the fixture).
+
+    Tests script it by setting the fields: ``chat_scripts`` answer chat requests in
+    order (then ``chat_deltas``), ``transcripts`` answer transcriptions in order (then a
+    description of the audio), speech is ``speech_samples_per_char`` samples per
+    character at ``speech_rate`` Hz, as WAV or raw PCM (``pcm_content_type``)."""
 
     base_url: str
     received: list[Received] = field(default_factory=list)
     api_key: str = API_KEY
     missing_model: str = MISSING_MODEL
     chat_deltas: tuple[str, ...] = CHAT_DELTAS
+    chat_scripts: list[ChatScript] = field(default_factory=list)
+    transcripts: list[str] = field(default_factory=list)
+    speech_rate: int = 24000
+    speech_channels: int = 1
+    speech_samples_per_char: int = 100
+    pcm_content_type: str = "audio/pcm"
+    wav_header: bytes | None = None  # None: streamed_wav_header(speech_rate, channels)
 
-    @staticmethod
-    def pcm_for(text: str) -> bytes:
-        return fake_pcm(text)
+    def pcm_for(self, text: str) -> bytes:
+        return fake_pcm(text, self.speech_samples_per_char)
 
     def last(self, path: str) -> Received:
         return [r for r in self.received if r.path == path][-1]
+
+    def requests(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    def spoken(self) -> list[str]:
+        """The texts the speech endpoint was asked to say, in order."""
+        return [r.json["input"] for r in self.requests("/v1/audio/speech")]
 
 
 def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], list[Any]]:
@@ -161,8 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self._body()
+        fake = self.server.fake
         received = Received(self.path, {k.lower(): v for k, v in self.headers.items()})
-        self.server.fake.received.append(received)
+        fake.received.append(received)
         if self.headers.get("Authorization") != f"Bearer {API_KEY}":
             return self._error(401, "Incorrect API key provided", code="invalid_api_key")
         if self.path == "/v1/audio/transcriptions":
@@ -174,18 +226,36 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             with wave.open(BytesIO(data)) as wav:
                 heard = f"{wav.getnframes()} frames at {wav.getframerate()} Hz"
-            return self._json(200, {"text": f"  {heard}, language {received.fields['language']} "})
+            language = received.fields.get("language", "")
+            text = (
+                fake.transcripts.pop(0) if fake.transcripts else f"  {heard}, language {language} "
+            )
+            return self._json(200, {"text": text})
         received.json = json.loads(body)
         if self._missing_model(received.json.get("model")):
             return
         if self.path == "/v1/audio/speech":
-            if received.json.get("response_format") != "pcm":
-                return self._error(400, "this fake speaks pcm only")
-            return self._chunked(byte_pieces(fake_pcm(received.json["input"])))
+            pcm = fake.pcm_for(received.json["input"])
+            if fake.speech_channels > 1:
+                frames = [pcm[i : i + 2] * fake.speech_channels for i in range(0, len(pcm), 2)]
+                pcm = b"".join(frames)
+            form = received.json.get("response_format")
+            if form == "wav":
+                header = fake.wav_header
+                if header is None:
+                    header = streamed_wav_header(fake.speech_rate, fake.speech_channels)
+                return self._chunked(byte_pieces(header + pcm), "audio/wav", received)
+            if form == "pcm":
+                return self._chunked(byte_pieces(pcm), fake.pcm_content_type, received)
+            return self._error(400, f"this fake speaks wav or pcm, not {form!r}")
         if self.path == "/v1/chat/completions":
             if received.json.get("temperature", 1) > 2:
                 return self._error(400, "temperature must be at most 2")
-            return self._chunked(_sse_chunks())
+            script = fake.chat_scripts.pop(0) if fake.chat_scripts else ChatScript(CHAT_DELTAS)
+            time.sleep(script.first_pause)
+            return self._chunked(
+                _sse_chunks(script.deltas), "text/event-stream", received, script.pause
+            )
         self._error(404, f"no route {self.path}")
 
     def _body(self) -> bytes:
@@ -216,22 +286,29 @@ class _Handler(BaseHTTPRequestHandler):
         error = {"message": message, "type": "invalid_request_error", "code": code}
         self._json(status, {"error": error})
 
-    def _chunked(self, pieces: list[bytes]) -> None:
-        """Stream ``pieces`` as separate HTTP chunks, pausing so each arrives on its own."""
-        sse = self.path.endswith("/completions")
+    def _chunked(
+        self, pieces: list[bytes], content_type: str, received: Received, pause: float = 0.03
+    ) -> None:
+        """Stream ``pieces`` as separate HTTP chunks, pausing so each arrives on its own.
+        A client that hangs up (barge-in) ends the answer early."""
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream" if sse else "audio/pcm")
+        self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for piece in pieces:
-            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        try:
+            for piece in pieces:
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.flush()
+                time.sleep(pause)
+            self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-            time.sleep(0.03)
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            received.done_at = time.monotonic()
 
 
-def _sse_chunks() -> list[bytes]:
+def _sse_chunks(deltas: tuple[str, ...]) -> list[bytes]:
     def event(delta: dict[str, str], finish: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         chunk = {
@@ -241,7 +318,7 @@ def _sse_chunks() -> list[bytes]:
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
     first = [event({"role": "assistant", "content": ""}, None)]
-    deltas = [event({"content": text}, None) for text in CHAT_DELTAS]
+    deltas = [event({"content": text}, None) for text in deltas]
     return [*first, *deltas, event({}, "stop"), b"data: [DONE]\n\n"]
 
 

@@ -13,6 +13,7 @@ from typing import TypeVar, cast
 
 import pytest
 
+from parley.chat_tokens import STOP_STRINGS
 from workers.engines import (
     LlmEngine,
     LlmRequest,
@@ -24,6 +25,7 @@ from workers.engines import (
     TtsRequest,
     create_engine,
 )
+from workers.errors import BadResponse, InvalidRequest
 from workers.llm.openai_engine import OpenAILlmEngine
 from workers.stt.openai_engine import OpenAISttEngine
 from workers.tts.openai_engine import OpenAITtsEngine
@@ -51,8 +53,8 @@ def test_registry_builds_each_openai_engine() -> None:
     assert isinstance(stt, OpenAISttEngine) and isinstance(stt, SttEngine)
     assert isinstance(llm, OpenAILlmEngine) and isinstance(llm, LlmEngine)
     assert isinstance(tts, OpenAITtsEngine) and isinstance(tts, TtsEngine)
-    assert (stt.model, llm.model, tts.voice, tts.sample_rate) == (
-        "gpt-4o-mini-transcribe", "m", "alloy", 24000,
+    assert (stt.model, llm.model, tts.voice, tts.response_format) == (
+        "gpt-4o-mini-transcribe", "m", "alloy", "wav",
     )  # fmt: skip
 
 
@@ -99,7 +101,9 @@ async def test_llm_sends_images_and_typed_options(fake_openai) -> None:
     body = fake_openai.last("/v1/chat/completions").json
     assert body["stream"] is True and body["model"] == "gpt-4o-mini"
     assert (body["temperature"], body["max_tokens"]) == (0.3, 20)
-    assert (body["top_p"], body["seed"], body["stop"]) == (0.5, 3, ["\n", "User:"])
+    # A compatible server is also asked to stop at leaked chat-template tokens.
+    assert (body["top_p"], body["seed"]) == (0.5, 3)
+    assert body["stop"] == ["\n", "User:", *STOP_STRINGS]
     assert "top_k" not in body
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     text, *images = body["messages"][1]["content"]
@@ -172,7 +176,7 @@ async def test_tts_streams_pcm_per_text_in_order(fake_openai) -> None:
     assert [b["input"] for b in bodies] == texts
     for body in bodies:
         assert body["model"] == "gpt-4o-mini-tts" and body["voice"] == "nova"
-        assert body["response_format"] == "pcm" and body["speed"] == 1.25
+        assert body["response_format"] == "wav" and body["speed"] == 1.25
 
 
 async def test_tts_blank_text_keeps_sentence_numbering(fake_openai) -> None:
@@ -196,3 +200,94 @@ async def test_tts_stopped_early_then_reused(fake_openai) -> None:
     again = [s async for s in engine.run(TtsRequest(), stream(["Again."]))]
     await engine.aclose()
     assert b"".join(s.pcm for s in again) == fake_openai.pcm_for("Again.")
+
+
+async def test_template_stops_only_for_a_compatible_server(fake_openai) -> None:
+    openai_api = OpenAILlmEngine(api_key="sk-test")  # api.openai.com: no network needed
+    compatible = OpenAILlmEngine(base_url=fake_openai.base_url, api_key="test-key")
+    forced = OpenAILlmEngine(api_key="sk-test", template_stops=True)
+    try:
+        assert openai_api._stops(["x"]) == ["x"]
+        assert compatible._stops([]) == list(STOP_STRINGS)
+        assert forced._stops(["<|im_end|>"]) == list(STOP_STRINGS)  # no duplicates
+    finally:
+        for engine in (openai_api, compatible, forced):
+            await engine.aclose()
+
+
+# ----------------------------------------------------------------- TTS sample rates
+
+
+async def speak_all(engine: OpenAITtsEngine, texts: list[str]) -> list[Speech]:
+    try:
+        return [s async for s in engine.run(TtsRequest(), stream(texts))]
+    finally:
+        await engine.aclose()
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 44100])
+async def test_tts_takes_the_rate_from_the_wav_header(fake_openai, rate: int) -> None:
+    fake_openai.speech_rate = rate
+    engine = OpenAITtsEngine(base_url=fake_openai.base_url, api_key="test-key")
+    speech = await speak_all(engine, ["Hello there.", "Bye."])
+    assert {s.sample_rate for s in speech} == {rate}
+    for index, text in enumerate(["Hello there.", "Bye."]):
+        pcm = b"".join(s.pcm for s in speech if s.sentence == index)
+        assert pcm == fake_openai.pcm_for(text)  # the header is not played as sound
+
+
+async def test_tts_mixes_a_stereo_wav_down_to_mono(fake_openai) -> None:
+    fake_openai.speech_channels = 2
+    engine = OpenAITtsEngine(base_url=fake_openai.base_url, api_key="test-key")
+    speech = await speak_all(engine, ["Stereo."])
+    assert b"".join(s.pcm for s in speech) == fake_openai.pcm_for("Stereo.")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "option", "rate"),
+    [
+        ("audio/pcm;rate=22050", 0, 22050),
+        ("audio/L16; rate=16000; channels=1", 24000, 16000),  # the response wins
+        ("audio/pcm", 24000, 24000),  # said nothing: the configured rate
+    ],
+)
+async def test_raw_pcm_rate_comes_from_the_response_or_the_option(
+    fake_openai, content_type: str, option: int, rate: int
+) -> None:
+    fake_openai.pcm_content_type = content_type
+    engine = OpenAITtsEngine(
+        base_url=fake_openai.base_url, api_key="test-key", response_format="pcm", sample_rate=option
+    )
+    speech = await speak_all(engine, ["Raw."])
+    assert {s.sample_rate for s in speech} == {rate}
+    assert fake_openai.last("/v1/audio/speech").json["response_format"] == "pcm"
+
+
+async def test_raw_pcm_of_unknown_rate_is_a_clear_error(fake_openai) -> None:
+    engine = OpenAITtsEngine(
+        base_url=fake_openai.base_url, api_key="test-key", response_format="pcm"
+    )
+    with pytest.raises(BadResponse, match=r"without its sample rate.*response_format = 'wav'"):
+        await speak_all(engine, ["Raw."])
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"ID3\x03\x00\x00\x00\x00\x00\x00\x00\x00", "did not send WAV"),  # an MP3 instead
+        (b"RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + bytes(16) + b"data\xff\xff\xff\xff",
+         "unreadable WAV header"),
+    ],
+)  # fmt: skip
+async def test_a_response_that_is_not_16_bit_wav_is_a_clear_error(
+    fake_openai, header: bytes, message: str
+) -> None:
+    fake_openai.wav_header = header
+    engine = OpenAITtsEngine(base_url=fake_openai.base_url, api_key="test-key")
+    with pytest.raises(BadResponse, match=message):
+        await speak_all(engine, ["Hello."])
+
+
+def test_an_unknown_response_format_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="response_format"):
+        OpenAITtsEngine(response_format="mp3")

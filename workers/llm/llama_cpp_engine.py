@@ -4,6 +4,10 @@
 chat formats ("chatml", "alpaca", ...); left unset, the chat template stored in the
 GGUF is used. Images in messages are ignored: this engine is text-only (a vision
 pipeline needs an engine with a multimodal chat handler).
+
+Generation also stops at the chat-template tokens of :mod:`parley.chat_tokens`
+(``template_stops``, on by default), so a model run with the wrong template does not go
+on to write the user's next turn.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, cast
 
 import llama_cpp
 
+from parley.chat_tokens import STOP_STRINGS
 from workers.engines import LlmRequest, TextDelta
 from workers.errors import EngineError, InvalidRequest, ModelNotFound
 from workers.llm.options import CONVERTERS, parse_options
@@ -45,6 +50,7 @@ class LlamaCppEngine:
         n_gpu_layers: int = 0,
         seed: int = -1,
         verbose: bool = False,
+        template_stops: bool = True,
     ) -> None:
         self.model = model
         self.chat_format = chat_format
@@ -53,6 +59,7 @@ class LlamaCppEngine:
         self.n_gpu_layers = n_gpu_layers
         self.seed = seed
         self.verbose = verbose
+        self.template_stops = bool(template_stops)
         self._llama: llama_cpp.Llama | None = None
         self._lock = threading.Lock()
 
@@ -94,6 +101,8 @@ class LlamaCppEngine:
             "max_tokens": request.max_tokens if request.max_tokens > 0 else None,
             **parse_options(request.options, CONVERTERS),
         }
+        if self.template_stops:
+            kwargs["stop"] = [*kwargs.get("stop", []), *STOP_STRINGS]
         llama, lock = self.llama, self._lock
 
         def produce(stop: threading.Event) -> Iterator[TextDelta]:

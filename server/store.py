@@ -64,6 +64,7 @@ class TurnStore:
         self, conversation_id: str, device_id: str, pipeline: str, agent_version: str
     ) -> None:
         with db.write_transaction():
+            agent_version = db.clip(db.Device.agent_version, agent_version)
             device, created = db.Device.get_or_create(
                 id=device_id, defaults={"agent_version": agent_version}
             )

@@ -42,8 +42,9 @@ def free_address() -> str:
 class Stack:
     """Workers for fake/real engines plus the server, all torn down at the end."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, database_url: str = "") -> None:
         self.home = home
+        self.database_url = database_url or f"sqlite:///{home}/test.db"
         self.workers: dict[str, grpc.aio.Server] = {}
         self.addresses: dict[str, str] = {}
         self.server: RunningServer | None = None
@@ -88,7 +89,7 @@ class Stack:
             server=dataclasses.replace(
                 ServerConfig(default_pipeline="test", port=0), **dict(server or {})
             ),
-            store=StoreConfig(database_url=f"sqlite:///{self.home}/test.db"),
+            store=StoreConfig(database_url=self.database_url),
             pools=pools,
             pipelines={"test": PipelineConfig("test", **stages)},
         )
@@ -109,8 +110,13 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    running = Stack(tmp_path)
+async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    """The stack, storing into SQLite; a test that also asks for ``database_url`` runs
+    on every backend (tests/conftest.py)."""
+    url = ""
+    if "database_url" in request.fixturenames:
+        url = request.getfixturevalue("database_url")
+    running = Stack(tmp_path, url)
     yield running
     await running.close()
 

@@ -73,12 +73,12 @@ def stored_trace(turn_id: str) -> tuple[str, set[str]]:
 
 
 async def test_spans_reach_an_otlp_receiver_and_the_database_survives_its_loss(
-    stack: Stack, receiver, tmp_path, monkeypatch
+    stack: Stack, receiver, monkeypatch, database_url: str
 ):
     servicer, server, port = receiver
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
-    telemetry = setup_telemetry("parley-server", database_url=f"sqlite:///{tmp_path}/test.db")
+    telemetry = setup_telemetry("parley-server", database_url=stack.database_url)
     assert len(telemetry.processors) == 2  # database and OTLP, both at once
     engines = {"stt": FixedStt(), "llm": ScriptedLlm("Done."), "tts": ToneTts()}
     await stack.start(engines, telemetry=telemetry)
@@ -135,11 +135,13 @@ async def test_a_full_span_queue_never_delays_the_answer_audio(stack: Stack):
     processor.shutdown()
 
 
-async def test_edge_spans_are_stored_only_for_the_sessions_own_turns(stack: Stack, tmp_path):
+async def test_edge_spans_are_stored_only_for_the_sessions_own_turns(
+    stack: Stack, database_url: str
+):
     from edge.tracing import EdgeTracer
     from parley.telemetry import trace_id_of
 
-    telemetry = setup_telemetry("parley-server", database_url=f"sqlite:///{tmp_path}/test.db")
+    telemetry = setup_telemetry("parley-server", database_url=stack.database_url)
     engines = {"stt": FixedStt(), "llm": ScriptedLlm("Done."), "tts": ToneTts()}
     await stack.start(engines, telemetry=telemetry)
     samples, rate = speech()

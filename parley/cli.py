@@ -113,6 +113,12 @@ def cmd_trace(args: argparse.Namespace, config: Config) -> int:
     return run_trace(args, config)
 
 
+def cmd_db(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.db import run_db
+
+    return run_db(args, config)
+
+
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     if args.bench_command == "tracing":
         from parley.commands.bench_tracing import run_bench_tracing
@@ -254,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("trace_id")
     show.add_argument("--json", action="store_true", help="machine-readable list of spans")
     p.set_defaults(handler=cmd_trace)
+
+    p = sub.add_parser("db", help="the store's schema: status, upgrade")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    status = dsub.add_parser("status", help="applied and pending schema steps")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    dsub.add_parser("upgrade", help="create missing tables, apply pending steps")
+    p.set_defaults(handler=cmd_db)
 
     p = sub.add_parser("admin", help="the annotation and benchmark site (needs parley[admin])")
     asub = p.add_subparsers(dest="admin_command", required=True)

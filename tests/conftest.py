@@ -37,7 +37,7 @@ def postgres() -> Iterator[Cluster]:
     cluster.stop()
 
 
-def _execute(url: str, *statements: str) -> list[tuple[object, ...]]:
+def execute(url: str, *statements: str) -> list[tuple[object, ...]]:
     """Run ``statements`` on ``url`` outside a transaction; the last one's rows."""
     import psycopg2
 
@@ -55,13 +55,13 @@ def _execute(url: str, *statements: str) -> list[tuple[object, ...]]:
 def new_database(cluster: Cluster) -> str:
     """A new, empty database on ``cluster``; returns its URL."""
     name = f"parley_test_{os.getpid()}_{next(_databases)}"
-    _execute(cluster.url(), f'CREATE DATABASE "{name}"')
+    execute(cluster.url(), f'CREATE DATABASE "{name}"')
     return cluster.url(name)
 
 
 def drop_database(cluster: Cluster, url: str) -> None:
     """Drop the database at ``url``, disconnecting whoever is still connected."""
-    _execute(cluster.url(), f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    execute(cluster.url(), f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -81,14 +81,14 @@ def postgres_store(postgres: Cluster) -> str:
 def empty_tables(url: str) -> None:
     """Disconnect every other client of ``url``'s database, then empty all its tables but
     the record of applied migrations (about 40 ms; a new database costs 250)."""
-    (tables,) = _execute(
+    (tables,) = execute(
         url,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
         " WHERE datname = current_database() AND pid <> pg_backend_pid()",
         "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables"
         " WHERE schemaname = 'public' AND tablename <> 'schema_migration'",
     )
-    _execute(url, f"TRUNCATE {tables[0]} RESTART IDENTITY CASCADE")
+    execute(url, f"TRUNCATE {tables[0]} RESTART IDENTITY CASCADE")
 
 
 def _close_this_threads_connection() -> None:

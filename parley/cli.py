@@ -41,21 +41,9 @@ def _options(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def cmd_server(args: argparse.Namespace, config: Config) -> int:
-    from server.app import serve
+    from parley.commands.server import run_server
 
-    if args.listen:
-        host, _, port = args.listen.rpartition(":")
-        config = _replace_server(config, host or config.server.host, int(port))
-    asyncio.run(serve(config))
-    return 0
-
-
-def _replace_server(config: Config, host: str, port: int) -> Config:
-    import dataclasses
-
-    return dataclasses.replace(
-        config, server=dataclasses.replace(config.server, host=host, port=port)
-    )
+    return run_server(args, config)
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
@@ -211,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="run the Converse server")
     p.add_argument("--listen", help="HOST:PORT (default from config)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="server processes sharing the port (default [server] processes: one per core)",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="one process that shares its port with other `parley server`s (SO_REUSEPORT)",
+    )
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     p.set_defaults(handler=cmd_server)
 
     p = sub.add_parser("worker", help="run one stage worker (stt, llm or tts)")
@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="start the server and local workers, wait until healthy")
     p.add_argument("--pipeline", action="append", help="pipelines whose workers to start")
+    p.add_argument(
+        "--processes", type=int, metavar="N", help="server processes (default: one per core)"
+    )
     p.set_defaults(handler=cmd_up)
 
     p = sub.add_parser("demo", help="run one spoken turn end to end and print a summary")

@@ -34,9 +34,13 @@ class ProcessSpec:
     args: tuple[str, ...]  # after `python -m parley`
 
 
-def stack_specs(config: Config, pipelines: Iterable[str]) -> list[ProcessSpec]:
-    """The server plus one worker per loopback address of each local pool used."""
-    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", ("server",))]
+def stack_specs(
+    config: Config, pipelines: Iterable[str], processes: int | None = None
+) -> list[ProcessSpec]:
+    """The server (``processes`` server processes; None: the config's default) plus one
+    worker per loopback address of each local pool used."""
+    server = ("server",) if processes is None else ("server", "--processes", str(processes))
+    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", server)]
     seen: set[str] = set()
     for name in pipelines:
         pipeline = config.pipeline(name)
@@ -73,9 +77,10 @@ class LocalStack:
         pipelines: Iterable[str],
         config_path: str | None = None,
         env: Mapping[str, str] | None = None,
+        processes: int | None = None,
     ) -> None:
         self.config = config
-        self.specs = stack_specs(config, pipelines)
+        self.specs = stack_specs(config, pipelines, processes)
         self.config_path = config_path
         self.env = dict(env or {})  # extra environment for the started processes
         self.started: dict[str, subprocess.Popen[bytes]] = {}

@@ -39,7 +39,7 @@ def run_up(args: argparse.Namespace, config: Config) -> int:
     pipelines = args.pipeline or [config.server.default_pipeline]
     for name in pipelines:
         ensure_models(config, name)
-    stack = LocalStack(config, pipelines, args.config)
+    stack = LocalStack(config, pipelines, args.config, processes=args.processes)
     try:
         asyncio.run(_up(stack))
     finally:

@@ -164,8 +164,17 @@ def audio_events(
 class EdgeClient:
     """A scripted edge: send events when told, record every server event."""
 
-    def __init__(self, address: str, first: edge_pb2.Hello | edge_pb2.EdgeEvent) -> None:
+    def __init__(
+        self,
+        address: str,
+        first: edge_pb2.Hello | edge_pb2.EdgeEvent,
+        *,
+        own_connection: bool = False,
+    ) -> None:
+        """``own_connection``: a TCP connection of its own, as each real edge has (by
+        default gRPC shares one between channels to the same address)."""
         self.address = address
+        self.options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
         self.first = (
             first if isinstance(first, edge_pb2.EdgeEvent) else edge_pb2.EdgeEvent(hello=first)
         )
@@ -175,7 +184,7 @@ class EdgeClient:
         self._new_event = asyncio.Event()
 
     async def __aenter__(self) -> EdgeClient:
-        self.channel = grpc.aio.insecure_channel(self.address)
+        self.channel = grpc.aio.insecure_channel(self.address, options=self.options)
         from protos import edge_pb2_grpc
 
         self.call = edge_pb2_grpc.EdgeStub(self.channel).Converse(self._requests())

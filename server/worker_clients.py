@@ -232,24 +232,63 @@ async def synthesize(
     *,
     timeout: float,
 ) -> AsyncIterator[pb.TtsAudio]:
-    """Stream texts in and audio out over one call (the text stream cannot be replayed,
-    so there is no failover mid-call; an unreachable worker is marked down)."""
+    """Stream texts in and audio out over one call. A call that fails as unreachable
+    before any audio came back is made again on another worker of the pool (once),
+    given first the texts the failed call had taken: nothing is lost. Once audio has
+    arrived there is no failover (the edge has heard part of the answer)."""
+    pending: asyncio.Queue[str | None] = asyncio.Queue()
+    taken: list[str] = []
+    ended = False
+
+    async def pump() -> None:
+        # Read ``texts`` in a task of its own: a failed call cancels its request
+        # stream, which must not end ``texts`` for the next call.
+        try:
+            async for text in texts:
+                pending.put_nowait(text)
+        finally:
+            pending.put_nowait(None)
 
     async def requests() -> AsyncIterator[pb.TtsRequest]:
+        nonlocal ended
         yield pb.TtsRequest(config=config)
-        async for text in texts:
+        for earlier in list(taken):
+            yield pb.TtsRequest(text=earlier)
+        while not ended:
+            text = await pending.get()
+            if text is None:
+                ended = True
+                break
+            taken.append(text)
             yield pb.TtsRequest(text=text)
 
-    address, channel = pool.pick()
-    call = pb_grpc.TtsStub(channel).Synthesize(requests(), timeout=timeout)
+    reader = asyncio.create_task(pump(), name="tts-texts")
+    tried: list[str] = []
     try:
-        async for audio in call:
-            yield audio
-        pool.mark_up(address)
-    except grpc.aio.AioRpcError as exc:
-        error = _stage_error("tts", address, exc)
-        if error.unavailable:
-            pool.mark_down(address)
-        raise error from None
+        while True:
+            address, channel = pool.pick(exclude=tried)
+            call = pb_grpc.TtsStub(channel).Synthesize(requests(), timeout=timeout)
+            received = False
+            try:
+                async for audio in call:
+                    received = True
+                    yield audio
+                pool.mark_up(address)
+                break
+            except grpc.aio.AioRpcError as exc:
+                error = _stage_error("tts", address, exc)
+                if error.unavailable:
+                    pool.mark_down(address)
+                tried.append(address)
+                if (
+                    received
+                    or not error.unavailable
+                    or len(tried) >= min(2, len(pool.config.addresses))
+                ):
+                    raise error from None
+            finally:
+                call.cancel()
+        if ended:
+            await reader  # if ``texts`` failed: its error, not a short answer
     finally:
-        call.cancel()
+        reader.cancel()

@@ -66,7 +66,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class Cluster:
     """One PostgreSQL server on ``host``:``port`` (port None: a free one), its data in a
-    new temporary directory. ``wrap`` prefixes every command (e.g. ``ip netns exec NS``).
+    new temporary directory. ``wrap`` prefixes every command (e.g. ``ip netns exec NS``);
+    ``clients`` (a CIDR network) may connect too, beside the loopback addresses.
     """
 
     def __init__(
@@ -76,11 +77,13 @@ class Cluster:
         host: str = "127.0.0.1",
         port: int | None = None,
         wrap: Sequence[str] = (),
+        clients: str = "",
     ) -> None:
         self.bindir = bindir
         self.host = host
         self.port = port or free_port(host)
         self.wrap = list(wrap)
+        self.clients = clients
         self.account = unprivileged_account()
         self.directory = Path(tempfile.mkdtemp(prefix="parley-pg-"))
         self.data = self.directory / "data"
@@ -107,6 +110,9 @@ class Cluster:
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"listen_addresses = '{self.host}'\nport = {self.port}\n")
             conf.writelines(f"{key} = {value}\n" for key, value in SETTINGS.items())
+        if self.clients:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.clients} trust\n")
         done = subprocess.run(
             self._as_owner("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "start"),
             capture_output=True,
@@ -122,12 +128,14 @@ class Cluster:
 
     def createdb(self, name: str) -> str:
         """Create database ``name`` with the cluster's own client; returns its URL."""
-        subprocess.run(
+        done = subprocess.run(
             [*self.wrap, str(self.bindir / "createdb"), "-h", self.host, "-p", str(self.port),
              "-U", SUPERUSER, name],
-            check=True,
             capture_output=True,
+            text=True,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"createdb {name} failed: {done.stderr.strip()}")
         return self.url(name)
 
     def stop(self) -> None:

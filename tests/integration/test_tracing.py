@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -21,30 +21,9 @@ from parley.telemetry import Telemetry, setup_telemetry
 from protos import edge_pb2
 from tests.fakes import FixedStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import EdgeClient, Stack, audio_events, hello, is_turn, speech
+from tests.otlp_receiver import Receiver
 
 FINISHED = edge_pb2.TurnEvent.FINISHED
-
-
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """An OTLP/gRPC trace receiver, as a collector or Jaeger runs on port 4317."""
-
-    def __init__(self) -> None:
-        self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
-
-    async def Export(self, request, context):
-        self.requests.append(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def spans(self) -> dict[str, tuple[str, str]]:
-        """span name -> (service.name, trace id)"""
-        out = {}
-        for request in self.requests:
-            for resource_spans in request.resource_spans:
-                attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                for scope in resource_spans.scope_spans:
-                    for span in scope.spans:
-                        out[span.name] = (attrs["service.name"], span.trace_id.hex())
-        return out
 
 
 @pytest.fixture

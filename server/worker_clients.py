@@ -45,6 +45,25 @@ def _stage_error(stage: str, address: str, exc: grpc.aio.AioRpcError) -> StageEr
     return StageError(stage, detail, unavailable=unavailable)
 
 
+def _retry_elsewhere(
+    pool: WorkerPool,
+    stage: str,
+    address: str,
+    exc: grpc.aio.AioRpcError,
+    tried: list[str],
+    received: bool = False,
+) -> None:
+    """After a call to ``address`` failed: raise its StageError, unless the call may be
+    made again on another address (the worker was unreachable, nothing had come back
+    yet, and fewer than two addresses were tried). An unreachable address is marked down."""
+    error = _stage_error(stage, address, exc)
+    if error.unavailable:
+        pool.mark_down(address)
+    tried.append(address)
+    if received or not error.unavailable or len(tried) >= min(2, len(pool.config.addresses)):
+        raise error from None
+
+
 class WorkerPool:
     def __init__(
         self, config: PoolConfig, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
@@ -124,13 +143,7 @@ async def transcribe(
             pool.mark_up(address)
             return result
         except grpc.aio.AioRpcError as exc:
-            error = _stage_error("stt", address, exc)
-            if not error.unavailable:
-                raise error from None
-            pool.mark_down(address)
-            tried.append(address)
-            if len(tried) >= min(2, len(pool.config.addresses)):
-                raise error from None
+            _retry_elsewhere(pool, "stt", address, exc, tried)
 
 
 async def _final_transcript(call: AsyncIterator[pb.SttResponse], address: str) -> SttResult:
@@ -214,13 +227,7 @@ async def generate(
             pool.mark_up(address)
             return
         except grpc.aio.AioRpcError as exc:
-            error = _stage_error("llm", address, exc)
-            if received or not error.unavailable:
-                raise error from None
-            pool.mark_down(address)
-            tried.append(address)
-            if len(tried) >= min(2, len(pool.config.addresses)):
-                raise error from None
+            _retry_elsewhere(pool, "llm", address, exc, tried, received)
         finally:
             call.cancel()
 
@@ -276,16 +283,7 @@ async def synthesize(
                 pool.mark_up(address)
                 break
             except grpc.aio.AioRpcError as exc:
-                error = _stage_error("tts", address, exc)
-                if error.unavailable:
-                    pool.mark_down(address)
-                tried.append(address)
-                if (
-                    received
-                    or not error.unavailable
-                    or len(tried) >= min(2, len(pool.config.addresses))
-                ):
-                    raise error from None
+                _retry_elsewhere(pool, "tts", address, exc, tried, received)
             finally:
                 call.cancel()
         if ended:

@@ -149,6 +149,14 @@ def stored_statuses(database_url: str, turn_ids: list[str]) -> list[str]:
         return sorted(str(row.status) for row in rows)
 
 
+def turn_spans(database_url: str, turn_ids: list[str]) -> int:
+    """How many of these turns have their "turn" span in the span store."""
+    db.open_database(database_url)
+    with db.database.connection_context():
+        spans = db.Span.select().where((db.Span.name == "turn") & db.Span.turn_id.in_(turn_ids))
+        return int(spans.count())
+
+
 async def test_server_processes_share_the_port_store_every_turn_and_are_supervised(
     stack: Stack, tmp_path: Path, database_url: str
 ):
@@ -165,6 +173,11 @@ async def test_server_processes_share_the_port_store_every_turn_and_are_supervis
         assert sum(streams.values()) == STREAMS and set(streams) == first, streams
         assert all(streams[pid] > 0 for pid in first), streams
         assert stored_statuses(database_url, turn_ids) == ["done"] * STREAMS
+        # ... and every process exports its spans to the database (within its interval).
+        deadline = time.monotonic() + 20
+        while (traced := turn_spans(database_url, turn_ids)) < STREAMS:
+            assert time.monotonic() < deadline, f"{traced} of {STREAMS} turns traced"
+            await asyncio.sleep(0.5)
 
         # A process that dies is reported and replaced; the port keeps serving.
         victim = sorted(first)[0]

@@ -154,8 +154,7 @@ def connect_database(url: str) -> peewee.Database:
 
     SQLite files get WAL journaling, foreign keys and a 5 s busy timeout, so several
     processes can share one file. Raises ValueError for a URL peewee cannot use."""
-    scheme = url.partition(":")[0]
-    if scheme == "sqlite" and url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return connect(
             url, pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}

@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 
 from tests.admin.test_auth import _seed_for_every_route, _urls
 
-ODD_VALUES = ["abc", "-1", "99999999999999999999", "1.5", "²", "a\x00b", "x" * 5000, "' OR 1=1 --"]
+# One of each kind: not a number, negative, beyond 64 bits, a digit int() refuses, NUL,
+# longer than any column.
+ODD_VALUES = ["abc", "-1", "99999999999999999999", "²", "a\x00b", "x" * 5000]
 QUERY_KEYS = ["id", "page", "pipeline", "device", "conversation", "status", "from", "to",
               "annotated", "error", "q", "group", "order", "after", "sort", "desc", "search",
               "flt0_0", "page_size", "url"]  # fmt: skip
@@ -25,13 +27,14 @@ def test_odd_values_never_cause_a_server_error(
     app.config["PROPAGATE_EXCEPTIONS"] = False  # collect every 500 instead of the first
     seeded = _seed_for_every_route()
     routes = _urls(app, {name: quote(value, safe="") for name in seeded})
+    query = "?" + "&".join(f"{key}={quote(value, safe='')}" for key in QUERY_KEYS)
     failures = []
     for endpoint, url, methods in routes:
         if "GET" not in methods or endpoint in ("auth.logout", "static"):
             continue
-        for query in ("", "?" + "&".join(f"{key}={quote(value, safe='')}" for key in QUERY_KEYS)):
-            response = admin_client.get(url + query)
-            response.get_data()
-            if response.status_code >= 500:
-                failures.append((url, query[:80], response.status_code))
+        # the value in the path (where the route takes one) and in every query argument
+        response = admin_client.get(url + query)
+        response.get_data()
+        if response.status_code >= 500:
+            failures.append((url, response.status_code))
     assert not failures

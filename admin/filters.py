@@ -23,6 +23,20 @@ ANNOTATED = {
 }
 
 
+MAX_KEY = 2**31 - 1  # the largest value of an integer column (and of a page number)
+
+
+def as_key(text: object) -> int | None:
+    """``text`` as a non-negative integer an integer column can hold, else None: "abc",
+    "1.5", "²" or 10**20 are no row's id (PostgreSQL would reject comparing them with an
+    integer column, where SQLite just finds nothing)."""
+    value = str(text).strip()
+    if not value.isascii() or not value.isdecimal() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if number <= MAX_KEY else None
+
+
 def _date(text: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text) if text else None
@@ -59,7 +73,7 @@ class TurnFilters:
             annotated=text("annotated") if text("annotated") in ANNOTATED else "",
             error=text("error") if text("error") in ("yes", "no") else "",
             q=text("q"),
-            group=int(group) if group.isdigit() else None,
+            group=as_key(group) if group else None,
         )
 
     def args(self, **changes: object) -> dict[str, Any]:

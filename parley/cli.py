@@ -45,21 +45,9 @@ def _options(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def cmd_server(args: argparse.Namespace, config: Config) -> int:
-    from server.app import serve
+    from parley.commands.server import run_server
 
-    if args.listen:
-        host, _, port = args.listen.rpartition(":")
-        config = _replace_server(config, host=host or config.server.host, port=int(port))
-    if args.insecure:
-        config = _replace_server(config, insecure=True)
-    asyncio.run(serve(config))
-    return 0
-
-
-def _replace_server(config: Config, **changes: Any) -> Config:
-    import dataclasses
-
-    return dataclasses.replace(config, server=dataclasses.replace(config.server, **changes))
+    return run_server(args, config)
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
@@ -138,6 +126,12 @@ def cmd_trace(args: argparse.Namespace, config: Config) -> int:
     from parley.commands.trace import run_trace
 
     return run_trace(args, config)
+
+
+def cmd_db(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.db import run_db
+
+    return run_db(args, config)
 
 
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
@@ -233,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("server", help="run the Converse server")
     p.add_argument("--listen", help="HOST:PORT (default from config)")
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    p.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="server processes sharing the port (default [server] processes: one per core)",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="one process that shares its port with other `parley server`s (SO_REUSEPORT)",
+    )
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     p.set_defaults(handler=cmd_server)
 
     p = sub.add_parser("worker", help="run one stage worker (stt, llm or tts)")
@@ -264,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", action="append", help="pipelines whose workers to start")
     p.add_argument(
         "--insecure", action="store_true", help="start the server and the workers --insecure"
+    )
+    p.add_argument(
+        "--processes", type=int, metavar="N", help="server processes (default: one per core)"
     )
     p.set_defaults(handler=cmd_up)
 
@@ -301,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("trace_id")
     show.add_argument("--json", action="store_true", help="machine-readable list of spans")
     p.set_defaults(handler=cmd_trace)
+
+    p = sub.add_parser("db", help="the store's schema: status, upgrade")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    status = dsub.add_parser("status", help="applied and pending schema steps")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    dsub.add_parser("upgrade", help="create missing tables, apply pending steps")
+    p.set_defaults(handler=cmd_db)
 
     p = sub.add_parser("admin", help="the annotation and benchmark site (needs parley[admin])")
     asub = p.add_subparsers(dest="admin_command", required=True)

@@ -67,6 +67,9 @@ class ServerConfig:
     llm_timeout_s: float = 120.0  # deadline for a whole generation
     tts_timeout_s: float = 120.0  # deadline for a whole synthesis call
     history_turns: int = 8  # default conversation history sent to the LLM
+    # Server processes sharing the Converse port (SO_REUSEPORT), each with its own VAD,
+    # store connection and span export; 0: one per CPU core. `--processes` wins.
+    processes: int = 0
     # TLS for the Converse port: certificate and key (PEM); a client CA also requires
     # every edge to present a certificate it signed (mutual TLS).
     tls_cert: str = ""

@@ -11,9 +11,11 @@ import json
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import peewee
-from playhouse.db_url import connect
+from playhouse.db_url import connect, register_database
+from playhouse.pool import PooledPostgresqlDatabase as PooledPostgresqlBase
 
 from parley import migrations
 
@@ -133,6 +135,12 @@ class DeviceToken(BaseModel):
 MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span, DeviceToken]
 
 
+def clip(field: peewee.CharField, text: str) -> str:
+    """``text`` cut to ``field``'s ``max_length`` characters, for free text that goes into
+    a bounded column: PostgreSQL refuses longer text where SQLite would keep it."""
+    return text[: field.max_length]
+
+
 def write_transaction() -> Any:
     """A transaction that takes the write lock up front on SQLite (BEGIN IMMEDIATE), so
     that several processes writing at once wait for each other (busy_timeout) instead
@@ -142,12 +150,60 @@ def write_transaction() -> Any:
     return database.atomic()
 
 
+class PostgresqlDatabase(peewee.PostgresqlDatabase):
+    """PostgreSQL as the store uses it. Its text types cannot hold NUL characters (SQLite's
+    can, and an engine, an edge or a form may send one): a NUL in any string parameter is
+    stored as U+FFFD instead of failing the whole statement."""
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        if params:
+            params = [_without_nul(value) for value in params]
+        return super().execute_sql(sql, params)
+
+
+class PooledPostgresqlDatabase(PostgresqlDatabase, PooledPostgresqlBase):
+    """``postgresql+pool://``: the same, with peewee's connection pool."""
+
+
+def _without_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def connect_database(url: str) -> peewee.Database:
+    """A peewee database for ``url`` (``sqlite:///path``, ``postgresql://user:pass@host/db``;
+    user and password may be percent-encoded), not yet connected nor migrated.
+
+    SQLite files get WAL journaling, foreign keys and a 5 s busy timeout, so several
+    processes can share one file. Raises ValueError for a URL peewee cannot use."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return connect(
+            url, pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
+        )
+    try:
+        return connect(url, unquote_password=True, unquote_user=True)
+    except RuntimeError as exc:  # an unknown scheme
+        raise ValueError(f"unsupported database URL {redact(url)!r}: {exc}") from None
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+register_database(PostgresqlDatabase, "postgres", "postgresql")
+register_database(PooledPostgresqlDatabase, "postgres+pool", "postgresql+pool")
+
 _opened: dict[str, peewee.Database] = {}
 _opening = threading.Lock()
 
 
 def open_database(url: str) -> peewee.Database:
-    """Connect ``database`` to ``url`` (sqlite:///path, postgresql://...) and bring its
+    """Connect ``database`` to ``url`` (see :func:`connect_database`) and bring its
     schema up to date (:mod:`parley.migrations`: new tables, pending steps).
 
     Idempotent: the store and the span exporter of one process share one connection pool.
@@ -155,16 +211,8 @@ def open_database(url: str) -> peewee.Database:
     with _opening:
         if url in _opened and database.obj is _opened[url]:
             return _opened[url]
-        return _open(url)
-
-
-def _open(url: str) -> peewee.Database:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        db = connect(url, pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000})
-    else:
-        db = connect(url)
-    database.initialize(db)
-    migrations.upgrade(db, MODELS, migrations.STORE_MIGRATIONS)
-    _opened[url] = db
-    return db
+        db = connect_database(url)
+        database.initialize(db)
+        migrations.upgrade(db, MODELS, migrations.STORE_MIGRATIONS)
+        _opened[url] = db
+        return db

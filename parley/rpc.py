@@ -43,8 +43,8 @@ SERVER_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
-    # Several worker processes may share a port only when explicitly asked; by default a
-    # port that is taken is an error, not a silent second listener.
+    # Several processes may share a port only when explicitly asked (``reuse_port``); by
+    # default a port that is taken is an error, not a silent second listener.
     ("grpc.so_reuseport", 0),
 ]
 
@@ -124,14 +124,19 @@ async def start_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     tls: ServerTls | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Start a grpc.aio server on ``address`` (host:port, port 0 = any free port),
-    over TLS when ``tls`` is given.
+    over TLS when ``tls`` is given. With ``reuse_port`` the port may be shared with
+    other processes doing the same (SO_REUSEPORT: the kernel spreads new connections
+    across them).
 
     Returns the server, the bound port and its health servicer; every name in
     ``service_names`` (and the overall "") is marked SERVING once started.
     """
-    server = grpc.aio.server(interceptors=list(interceptors), options=SERVER_OPTIONS)
+    options = [(k, v) for k, v in SERVER_OPTIONS if k != "grpc.so_reuseport"]
+    options.append(("grpc.so_reuseport", int(reuse_port)))
+    server = grpc.aio.server(interceptors=list(interceptors), options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

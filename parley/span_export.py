@@ -103,21 +103,23 @@ def _status(span: ReadableSpan) -> str:
 
 
 def span_row(span: ReadableSpan) -> dict[str, object]:
+    """The Span table's row for ``span`` (free text cut to its columns' lengths)."""
     context = span.get_span_context()
     assert context is not None
     attributes = dict(span.attributes or {})
+    service = str(span.resource.attributes.get("service.name", ""))
     return {
         "trace_id": format_trace_id(context.trace_id),
         "span_id": format_span_id(context.span_id),
         "parent_id": format_span_id(span.parent.span_id) if span.parent else "",
-        "name": span.name,
-        "service": str(span.resource.attributes.get("service.name", "")),
+        "name": db.clip(db.Span.name, span.name),
+        "service": db.clip(db.Span.service, service),
         "kind": span.kind.name,
         "start_ns": span.start_time or 0,
         "end_ns": span.end_time or span.start_time or 0,
-        "status": _status(span),
+        "status": db.clip(db.Span.status, _status(span)),
         "attributes": {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()},
-        "turn_id": str(attributes.get(TURN_ID_ATTRIBUTE, "")),
+        "turn_id": db.clip(db.Span.turn_id, str(attributes.get(TURN_ID_ATTRIBUTE, ""))),
     }
 
 

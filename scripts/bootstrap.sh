@@ -83,3 +83,26 @@ if [ "$EXTRAS" = "dev" ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/d
     fi
 fi
 # ---- end of the admin browser test block -------------------------------------------
+
+# ---- PostgreSQL for the store/admin tests (dev set-up only) -------------------------
+# tests/conftest.py starts a throwaway PostgreSQL cluster (initdb in a temporary
+# directory, as an unprivileged account) so the store, span and admin tests also run on
+# PostgreSQL. Debian's postgresql-15 is installed only for `dev`, only when no initdb is
+# found, and only as root; otherwise those tests are skipped with the reason.
+if [ "$EXTRAS" = "dev" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    && ! command -v initdb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "==> installing Debian's postgresql-15 (for the PostgreSQL tests)"
+        if ! pg_log="$(apt-get update -qq 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                postgresql-15 2>&1)"; then
+            echo "$pg_log" | tail -5 >&2
+            echo "==> warning: could not install postgresql-15 (the PostgreSQL tests will be" \
+                "skipped)" >&2
+        fi
+    else
+        echo "==> note: PostgreSQL is missing (the PostgreSQL tests will be skipped);" \
+            "install it with: sudo apt-get install postgresql-15" >&2
+    fi
+fi
+# ---- end of the PostgreSQL block ----------------------------------------------------

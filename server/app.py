@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 
-from parley import rpc
+from parley import db, rpc
 from parley.config import Config
 from parley.telemetry import Telemetry, setup_telemetry
 from protos import edge_pb2_grpc
@@ -42,11 +43,15 @@ class RunningServer:
 
 
 async def start_server(
-    config: Config, address: str | None = None, telemetry: Telemetry | None = None
+    config: Config,
+    address: str | None = None,
+    telemetry: Telemetry | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Open the store, check who may connect (server/auth.py: refuses to listen beyond
     loopback with no authentication), load the VAD and listen (``address`` overrides
-    the config).
+    the config; with ``reuse_port`` other server processes may listen on the same port).
 
     ``telemetry`` defaults to tracing into the store's database (and OTLP if the
     OTEL_* variables ask for it)."""
@@ -72,15 +77,24 @@ async def start_server(
         lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s),
         [SERVICE_NAME],
         tls=tls,
+        reuse_port=reuse_port,
     )
     log.info(
-        "parley server listening on %s (port %d), store %s", address, port, config.database_url
+        "parley server listening on %s (port %d), store %s",
+        address,
+        port,
+        db.redact(config.database_url),
     )
     return RunningServer(server, port, servicer, store, pools, telemetry)
 
 
-async def serve(config: Config) -> None:
-    running = await start_server(config)
+async def serve(
+    config: Config, *, reuse_port: bool = False, on_ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM; ``on_ready(port)`` once listening."""
+    running = await start_server(config, reuse_port=reuse_port)
+    if on_ready is not None:
+        on_ready(running.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 import grpc
 
 import parley
+from parley import db
 from parley.audio import AudioFormatError, check_format
 from parley.config import Config, ConfigError
 from parley.telemetry import Telemetry
@@ -66,6 +67,12 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         if not hello.device_id:
             raise HelloRejected(
                 ErrorCode.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT, "Hello needs a device_id"
+            )
+        if len(hello.device_id) > db.Device.id.max_length:
+            raise HelloRejected(
+                ErrorCode.BAD_REQUEST,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"device_id is longer than {db.Device.id.max_length} characters",
             )
         return hello
 

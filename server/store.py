@@ -72,6 +72,7 @@ class TurnStore:
     ) -> None:
         """``auth``: how the device authenticated; ``peer``: its network address."""
         with db.write_transaction():
+            agent_version = db.clip(db.Device.agent_version, agent_version)
             device, created = db.Device.get_or_create(
                 id=device_id, defaults={"agent_version": agent_version}
             )

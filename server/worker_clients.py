@@ -47,6 +47,25 @@ def _stage_error(stage: str, address: str, exc: grpc.aio.AioRpcError) -> StageEr
     return StageError(stage, detail, unavailable=unavailable)
 
 
+def _retry_elsewhere(
+    pool: WorkerPool,
+    stage: str,
+    address: str,
+    exc: grpc.aio.AioRpcError,
+    tried: list[str],
+    received: bool = False,
+) -> None:
+    """After a call to ``address`` failed: raise its StageError, unless the call may be
+    made again on another address (the worker was unreachable, nothing had come back
+    yet, and fewer than two addresses were tried). An unreachable address is marked down."""
+    error = _stage_error(stage, address, exc)
+    if error.unavailable:
+        pool.mark_down(address)
+    tried.append(address)
+    if received or not error.unavailable or len(tried) >= min(2, len(pool.config.addresses)):
+        raise error from None
+
+
 class WorkerPool:
     def __init__(
         self, config: PoolConfig, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
@@ -128,13 +147,7 @@ async def transcribe(
             pool.mark_up(address)
             return result
         except grpc.aio.AioRpcError as exc:
-            error = _stage_error("stt", address, exc)
-            if not error.unavailable:
-                raise error from None
-            pool.mark_down(address)
-            tried.append(address)
-            if len(tried) >= min(2, len(pool.config.addresses)):
-                raise error from None
+            _retry_elsewhere(pool, "stt", address, exc, tried)
 
 
 async def _final_transcript(call: AsyncIterator[pb.SttResponse], address: str) -> SttResult:
@@ -218,13 +231,7 @@ async def generate(
             pool.mark_up(address)
             return
         except grpc.aio.AioRpcError as exc:
-            error = _stage_error("llm", address, exc)
-            if received or not error.unavailable:
-                raise error from None
-            pool.mark_down(address)
-            tried.append(address)
-            if len(tried) >= min(2, len(pool.config.addresses)):
-                raise error from None
+            _retry_elsewhere(pool, "llm", address, exc, tried, received)
         finally:
             call.cancel()
 
@@ -236,24 +243,54 @@ async def synthesize(
     *,
     timeout: float,
 ) -> AsyncIterator[pb.TtsAudio]:
-    """Stream texts in and audio out over one call (the text stream cannot be replayed,
-    so there is no failover mid-call; an unreachable worker is marked down)."""
+    """Stream texts in and audio out over one call. A call that fails as unreachable
+    before any audio came back is made again on another worker of the pool (once),
+    given first the texts the failed call had taken: nothing is lost. Once audio has
+    arrived there is no failover (the edge has heard part of the answer)."""
+    pending: asyncio.Queue[str | None] = asyncio.Queue()
+    taken: list[str] = []
+    ended = False
+
+    async def pump() -> None:
+        # Read ``texts`` in a task of its own: a failed call cancels its request
+        # stream, which must not end ``texts`` for the next call.
+        try:
+            async for text in texts:
+                pending.put_nowait(text)
+        finally:
+            pending.put_nowait(None)
 
     async def requests() -> AsyncIterator[pb.TtsRequest]:
+        nonlocal ended
         yield pb.TtsRequest(config=config)
-        async for text in texts:
+        for earlier in list(taken):
+            yield pb.TtsRequest(text=earlier)
+        while not ended:
+            text = await pending.get()
+            if text is None:
+                ended = True
+                break
+            taken.append(text)
             yield pb.TtsRequest(text=text)
 
-    address, channel = pool.pick()
-    call = pb_grpc.TtsStub(channel).Synthesize(requests(), timeout=timeout)
+    reader = asyncio.create_task(pump(), name="tts-texts")
+    tried: list[str] = []
     try:
-        async for audio in call:
-            yield audio
-        pool.mark_up(address)
-    except grpc.aio.AioRpcError as exc:
-        error = _stage_error("tts", address, exc)
-        if error.unavailable:
-            pool.mark_down(address)
-        raise error from None
+        while True:
+            address, channel = pool.pick(exclude=tried)
+            call = pb_grpc.TtsStub(channel).Synthesize(requests(), timeout=timeout)
+            received = False
+            try:
+                async for audio in call:
+                    received = True
+                    yield audio
+                pool.mark_up(address)
+                break
+            except grpc.aio.AioRpcError as exc:
+                _retry_elsewhere(pool, "tts", address, exc, tried, received)
+            finally:
+                call.cancel()
+        if ended:
+            await reader  # if ``texts`` failed: its error, not a short answer
     finally:
-        call.cancel()
+        reader.cancel()

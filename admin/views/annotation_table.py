@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, url_for
-from flask_admin.contrib.peewee import ModelView
 from markupsafe import Markup
 from wtforms import Form
 from wtforms.validators import NumberRange, Optional
@@ -15,6 +14,7 @@ from wtforms.validators import NumberRange, Optional
 from admin import auth, score_cache
 from admin.annotating import set_edit_counts
 from admin.models import Annotation, utcnow
+from admin.views.model_views import BoundedModelView
 from parley import db
 
 
@@ -25,7 +25,7 @@ def _turn_link(view: Any, context: Any, model: Annotation, name: str) -> Markup:
     )
 
 
-class AnnotationsView(ModelView):
+class AnnotationsView(BoundedModelView):
     can_create = False
     can_view_details = False
     page_size = 50

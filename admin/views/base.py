@@ -8,6 +8,7 @@ from flask import abort, request
 from flask_admin import BaseView
 
 from admin import auth
+from admin.filters import as_key
 
 PAGE_SIZE = 50
 
@@ -30,6 +31,8 @@ class SiteView(BaseView):
 
 
 def page_number() -> int:
-    """The ?page= argument (1-based, bad values are page 1)."""
-    text = request.args.get("page", "1")
-    return max(1, int(text)) if text.isdigit() else 1
+    """The ?page= argument (1-based, bad values are page 1, at most 10**6)."""
+    return min(max(1, as_key(request.args.get("page", "1")) or 1), MAX_PAGE)
+
+
+MAX_PAGE = 1_000_000

@@ -12,13 +12,15 @@ from flask_admin import expose
 
 from admin import auth
 from admin.annotating import GroupAnnotationForm, save_group_annotation
+from admin.filters import as_key
 from admin.models import GroupAnnotation, TurnGroup, TurnGroupMember, User, raw_rows
 from admin.views.base import PAGE_SIZE, SiteView, page_number
 from parley import db
 
 
 def get_group(group_id: int) -> TurnGroup:
-    group = TurnGroup.get_or_none(TurnGroup.id == group_id)
+    """The group, or a 404 (also for an id no integer column holds)."""
+    group = None if as_key(group_id) is None else TurnGroup.get_or_none(TurnGroup.id == group_id)
     if group is None:
         abort(404)
     return group
@@ -114,6 +116,7 @@ class GroupsView(SiteView):
     @expose("/<int:group_id>/remove/<turn_id>", methods=["POST"])
     @auth.admin_required
     def remove(self, group_id: int, turn_id: str) -> Any:
+        get_group(group_id)
         TurnGroupMember.delete().where(
             (TurnGroupMember.group == group_id) & (TurnGroupMember.turn == turn_id)
         ).execute()

@@ -24,8 +24,8 @@ def resolve(data_dir: Path, relative: str) -> Path | None:
 
 @bp.route("/media/<path:relative>")
 def serve(relative: str) -> Any:
-    row = db.Media.get_or_none(db.Media.path == relative)
     path = resolve(Path(current_app.config["PARLEY_DATA_DIR"]), relative)
+    row = None if path is None else db.Media.get_or_none(db.Media.path == relative)
     if row is None or path is None or not path.is_file():
         abort(404)
     response = send_file(path, mimetype=str(row.mime), conditional=True, max_age=0)

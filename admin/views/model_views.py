@@ -13,11 +13,29 @@ from wtforms import Form, PasswordField, SelectField
 from wtforms.validators import Optional
 
 from admin import auth
+from admin.filters import as_key
 from admin.models import ROLES, User
+from admin.views.base import MAX_PAGE
 from parley import db
 
 
-class LoggedInModelView(ModelView):
+class BoundedModelView(ModelView):
+    """Flask-Admin's peewee view with its URL values checked before they reach the
+    database: a page number out of range is the first or last allowed page, and an id
+    that the primary key cannot hold is no record (PostgreSQL rejects a negative OFFSET
+    or "abc" for an integer key where SQLite quietly answers)."""
+
+    def get_list(self, page: int | None, *args: Any, **kwargs: Any) -> Any:
+        return super().get_list(min(max(page or 0, 0), MAX_PAGE - 1), *args, **kwargs)
+
+    def get_one(self, id: Any) -> Any:
+        key = self.model._meta.primary_key
+        if isinstance(key, peewee.IntegerField) and as_key(id) is None:
+            return None
+        return super().get_one(id)
+
+
+class LoggedInModelView(BoundedModelView):
     admin_only = False
 
     def is_accessible(self) -> bool:

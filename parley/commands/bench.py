@@ -109,7 +109,11 @@ def scratch_stack(
         "PARLEY_SERVER_PORT": str(server.port),
         **(env or {}),
     }
-    return config, LocalStack(config, pipelines, os.environ.get("PARLEY_CONFIG"), env=stack_env)
+    # One server process: its CPU is what the figures count.
+    stack = LocalStack(
+        config, pipelines, os.environ.get("PARLEY_CONFIG"), env=stack_env, processes=1
+    )
+    return config, stack
 
 
 @dataclass

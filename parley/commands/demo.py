@@ -49,7 +49,7 @@ def choose_pipeline(config: Config, requested: str | None) -> tuple[str, str]:
 async def _demo(args: argparse.Namespace, config: Config, pipeline: str) -> dict[str, Any]:
     from edge.headless import HeadlessEdge
 
-    stack = LocalStack(config, [pipeline], args.config)
+    stack = LocalStack(config, [pipeline], args.config, processes=1)  # one turn: one process
     started = await stack.start()
     try:
         edge_config = dataclasses.replace(

@@ -39,13 +39,21 @@ class ProcessSpec:
 
 
 def stack_specs(
-    config: Config, pipelines: Iterable[str], *, insecure: bool = False
+    config: Config,
+    pipelines: Iterable[str],
+    processes: int | None = None,
+    *,
+    insecure: bool = False,
 ) -> list[ProcessSpec]:
-    """The server plus one worker per loopback address of each local pool used; with
-    ``insecure`` each is started with --insecure. Workers take their token and TLS from
-    the pool (the same config file and environment are passed on)."""
+    """The server (``processes`` server processes; None: the config's default) plus one
+    worker per loopback address of each local pool used; with ``insecure`` each is
+    started with --insecure. Workers take their token and TLS from the pool (the same
+    config file and environment are passed on)."""
     flag = ("--insecure",) if insecure else ()
-    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", ("server", *flag))]
+    server = (
+        ("server", *flag) if processes is None else ("server", *flag, "--processes", str(processes))
+    )
+    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", server)]
     seen: set[str] = set()
     for name in pipelines:
         pipeline = config.pipeline(name)
@@ -83,11 +91,12 @@ class LocalStack:
         pipelines: Iterable[str],
         config_path: str | None = None,
         env: Mapping[str, str] | None = None,
+        processes: int | None = None,
         *,
         insecure: bool = False,
     ) -> None:
         self.config = config
-        self.specs = stack_specs(config, pipelines, insecure=insecure)
+        self.specs = stack_specs(config, pipelines, processes, insecure=insecure)
         self.config_path = config_path
         self.env = dict(env or {})  # extra environment for the started processes
         self.started: dict[str, subprocess.Popen[bytes]] = {}

@@ -39,7 +39,9 @@ def run_up(args: argparse.Namespace, config: Config) -> int:
     pipelines = args.pipeline or [config.server.default_pipeline]
     for name in pipelines:
         ensure_models(config, name)
-    stack = LocalStack(config, pipelines, args.config, insecure=args.insecure)
+    stack = LocalStack(
+        config, pipelines, args.config, processes=args.processes, insecure=args.insecure
+    )
     try:
         asyncio.run(_up(stack))
     finally:

@@ -52,9 +52,14 @@ def fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def config(tmp_path: Path, database_url: str) -> Config:
+    """The admin's config: every admin test runs on SQLite and on PostgreSQL."""
     return load_config(
-        env={"PARLEY_HOME": str(tmp_path), "PARLEY_ADMIN_JAEGER_URL": "http://jaeger.local:16686"}
+        env={
+            "PARLEY_HOME": str(tmp_path),
+            "PARLEY_STORE_DATABASE_URL": database_url,
+            "PARLEY_ADMIN_JAEGER_URL": "http://jaeger.local:16686",
+        }
     )
 
 

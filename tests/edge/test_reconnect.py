@@ -65,6 +65,7 @@ class ServerProcess:
             "PARLEY_HOME": str(self.home),
             "PARLEY_CONFIG": str(self.config),
             "PARLEY_SERVER_PORT": self.port,
+            "PARLEY_SERVER_PROCESSES": "1",  # one process, killed as if it crashed
             "PATH": "/usr/bin:/bin",
         }
         self.starts += 1

@@ -44,8 +44,9 @@ def free_address() -> str:
 class Stack:
     """Workers for fake/real engines plus the server, all torn down at the end."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, database_url: str = "") -> None:
         self.home = home
+        self.database_url = database_url or f"sqlite:///{home}/test.db"
         self.workers: dict[str, grpc.aio.Server] = {}
         self.addresses: dict[str, str] = {}
         self.server: RunningServer | None = None
@@ -102,7 +103,7 @@ class Stack:
                 ServerConfig(default_pipeline="test", port=0), **dict(server or {})
             ),
             vad=dataclasses.replace(VadConfig(), **dict(vad or {})),
-            store=StoreConfig(database_url=f"sqlite:///{self.home}/test.db"),
+            store=StoreConfig(database_url=self.database_url),
             pools=pools,
             pipelines={"test": PipelineConfig("test", **stages)},
         )
@@ -123,8 +124,13 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    running = Stack(tmp_path)
+async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    """The stack, storing into SQLite; a test that also asks for ``database_url`` runs
+    on every backend (tests/conftest.py)."""
+    url = ""
+    if "database_url" in request.fixturenames:
+        url = request.getfixturevalue("database_url")
+    running = Stack(tmp_path, url)
     yield running
     await running.close()
 
@@ -172,8 +178,17 @@ def audio_events(
 class EdgeClient:
     """A scripted edge: send events when told, record every server event."""
 
-    def __init__(self, address: str, first: edge_pb2.Hello | edge_pb2.EdgeEvent) -> None:
+    def __init__(
+        self,
+        address: str,
+        first: edge_pb2.Hello | edge_pb2.EdgeEvent,
+        *,
+        own_connection: bool = False,
+    ) -> None:
+        """``own_connection``: a TCP connection of its own, as each real edge has (by
+        default gRPC shares one between channels to the same address)."""
         self.address = address
+        self.options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
         self.first = (
             first if isinstance(first, edge_pb2.EdgeEvent) else edge_pb2.EdgeEvent(hello=first)
         )
@@ -183,7 +198,7 @@ class EdgeClient:
         self._new_event = asyncio.Event()
 
     async def __aenter__(self) -> EdgeClient:
-        self.channel = grpc.aio.insecure_channel(self.address)
+        self.channel = grpc.aio.insecure_channel(self.address, options=self.options)
         from protos import edge_pb2_grpc
 
         self.call = edge_pb2_grpc.EdgeStub(self.channel).Converse(self._requests())

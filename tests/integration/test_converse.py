@@ -30,7 +30,9 @@ def stored_turn(turn_id: str) -> db.Turn:
         return db.Turn.get_by_id(turn_id)
 
 
-async def test_turn_events_arrive_in_order_and_audio_streams_while_llm_generates(stack: Stack):
+async def test_turn_events_arrive_in_order_and_audio_streams_while_llm_generates(
+    stack: Stack, database_url: str
+):
     llm = ScriptedLlm("The lamp is on now. Anything else I can do for you today?", delay=0.05)
     tts = ToneTts()
     await stack.start({"stt": FixedStt("turn on the lamp"), "llm": llm, "tts": tts})
@@ -96,7 +98,7 @@ async def test_history_is_sent_to_the_llm_on_the_next_turn(stack: Stack):
     ]
 
 
-async def test_barge_in_cancels_the_running_llm_and_tts_calls(stack: Stack):
+async def test_barge_in_cancels_the_running_llm_and_tts_calls(stack: Stack, database_url: str):
     # (grpc.aio ends a cancelled call's request stream first, so an idle TTS engine
     # sees its text stream end; a busy one is cancelled: either way the call is over.)
     llm = ScriptedLlm("One. " + "word " * 400, delay=0.02)  # would talk for 8 s
@@ -120,7 +122,7 @@ async def test_barge_in_cancels_the_running_llm_and_tts_calls(stack: Stack):
     assert 0 < len(row.response) < len(llm.text)
 
 
-async def test_dead_worker_gives_an_error_and_the_session_survives(stack: Stack):
+async def test_dead_worker_gives_an_error_and_the_session_survives(stack: Stack, database_url: str):
     llm = ScriptedLlm("Back again.")
     await stack.start({"stt": FixedStt(), "llm": llm, "tts": ToneTts()}, dead=("llm",))
     samples, rate = speech()
@@ -210,7 +212,9 @@ async def test_unexpected_messages_are_reported_and_the_session_goes_on(stack: S
     assert not finished.turn.interrupted
 
 
-async def test_frames_seen_during_the_turn_are_stored_and_reach_a_vision_llm(stack: Stack):
+async def test_frames_seen_during_the_turn_are_stored_and_reach_a_vision_llm(
+    stack: Stack, database_url: str
+):
     llm = ScriptedLlm("I see a lamp.")
     await stack.start(
         {"stt": FixedStt(), "llm": llm, "tts": ToneTts()}, params={"llm": {"vision": True}}

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -21,30 +21,9 @@ from parley.telemetry import Telemetry, setup_telemetry
 from protos import edge_pb2
 from tests.fakes import FixedStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import EdgeClient, Stack, audio_events, hello, is_turn, speech
+from tests.otlp_receiver import Receiver
 
 FINISHED = edge_pb2.TurnEvent.FINISHED
-
-
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """An OTLP/gRPC trace receiver, as a collector or Jaeger runs on port 4317."""
-
-    def __init__(self) -> None:
-        self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
-
-    async def Export(self, request, context):
-        self.requests.append(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def spans(self) -> dict[str, tuple[str, str]]:
-        """span name -> (service.name, trace id)"""
-        out = {}
-        for request in self.requests:
-            for resource_spans in request.resource_spans:
-                attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                for scope in resource_spans.scope_spans:
-                    for span in scope.spans:
-                        out[span.name] = (attrs["service.name"], span.trace_id.hex())
-        return out
 
 
 @pytest.fixture
@@ -73,12 +52,12 @@ def stored_trace(turn_id: str) -> tuple[str, set[str]]:
 
 
 async def test_spans_reach_an_otlp_receiver_and_the_database_survives_its_loss(
-    stack: Stack, receiver, tmp_path, monkeypatch
+    stack: Stack, receiver, monkeypatch, database_url: str
 ):
     servicer, server, port = receiver
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
-    telemetry = setup_telemetry("parley-server", database_url=f"sqlite:///{tmp_path}/test.db")
+    telemetry = setup_telemetry("parley-server", database_url=stack.database_url)
     assert len(telemetry.processors) == 2  # database and OTLP, both at once
     engines = {"stt": FixedStt(), "llm": ScriptedLlm("Done."), "tts": ToneTts()}
     await stack.start(engines, telemetry=telemetry)
@@ -135,11 +114,13 @@ async def test_a_full_span_queue_never_delays_the_answer_audio(stack: Stack):
     processor.shutdown()
 
 
-async def test_edge_spans_are_stored_only_for_the_sessions_own_turns(stack: Stack, tmp_path):
+async def test_edge_spans_are_stored_only_for_the_sessions_own_turns(
+    stack: Stack, database_url: str
+):
     from edge.tracing import EdgeTracer
     from parley.telemetry import trace_id_of
 
-    telemetry = setup_telemetry("parley-server", database_url=f"sqlite:///{tmp_path}/test.db")
+    telemetry = setup_telemetry("parley-server", database_url=stack.database_url)
     engines = {"stt": FixedStt(), "llm": ScriptedLlm("Done."), "tts": ToneTts()}
     await stack.start(engines, telemetry=telemetry)
     samples, rate = speech()

@@ -53,6 +53,11 @@ def test_server_address_follows_config(tmp_path: Path) -> None:
     assert specs == [ProcessSpec("server", "0.0.0.0:6000", ("server",))]
 
 
+def test_up_passes_the_server_process_count(tmp_path: Path) -> None:
+    (server,) = stack_specs(config(tmp_path), [], processes=3)
+    assert server.args == ("server", "--processes", "3")
+
+
 def test_two_pipelines_start_both_sets(tmp_path: Path) -> None:
     names = [s.name for s in stack_specs(config(tmp_path), ["tiny", "instant"])]
     assert names == [

@@ -12,8 +12,6 @@ import pytest
 from parley import db, migrations
 from parley.migrations import Migration, Schema
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-
 
 class OldThing(peewee.Model):
     name = peewee.CharField()
@@ -120,40 +118,3 @@ def test_the_store_records_its_steps_on_open(tmp_path: Path):
     url = f"sqlite:///{tmp_path}/parley.db"
     opened = db.open_database(url)
     assert set(migrations.applied(opened)) == {m.name for m in migrations.STORE_MIGRATIONS}
-
-
-def test_a_store_from_the_first_release_upgrades_to_the_current_schema(tmp_path: Path):
-    """The first release's schema (its SQLite DDL, frozen in tests/data) with a turn in
-    it: every step runs, every current model's columns exist, and the old rows read back
-    through the current models with the new fields at their defaults."""
-    from admin import models as admin_models
-
-    path = tmp_path / "release-0.1.0.db"
-    old = peewee.SqliteDatabase(str(path))
-    old.connection().executescript((DATA / "schema-0.1.0-sqlite.sql").read_text())
-    for statement in (
-        "INSERT INTO schema_migration VALUES ('0001-baseline', '2026-11-01')",
-        "INSERT INTO schema_migration VALUES ('admin-0001-store-indexes', '2026-11-01')",
-        "INSERT INTO device VALUES ('d', '2026-11-01', '2026-11-01', '0.1.0')",
-        "INSERT INTO conversation VALUES ('c', 'd', 'tiny', '2026-11-01', NULL)",
-        "INSERT INTO turn VALUES ('t', 'c', 0, 'tiny', '2026-11-01', 'done', 'hi', 'Hello.',"
-        " '', '', 1.0, '', '{}')",
-    ):
-        old.execute_sql(statement)
-    old.close()
-
-    opened = db.open_database(f"sqlite:///{path}")
-    admin_models.create_admin_tables()
-    for model in [*db.MODELS, *admin_models.ADMIN_MODELS]:
-        table = model._meta.table_name
-        wanted = {field.column_name for field in model._meta.sorted_fields}
-        assert wanted <= {c.name for c in opened.get_columns(table)}, table
-    assert set(migrations.applied(opened)) == {
-        m.name for m in [*migrations.STORE_MIGRATIONS, *admin_models.ADMIN_MIGRATIONS]
-    }
-    with db.database.connection_context():
-        turn = db.Turn.get_by_id("t")
-        assert (turn.transcript, turn.response, turn.status) == ("hi", "Hello.", "done")
-        for field in db.Turn._meta.sorted_fields:  # new fields read back as their defaults
-            getattr(turn, field.name)
-        assert db.Conversation.get_by_id("c").device_id == "d"

@@ -1,0 +1,59 @@
+"""The server's process count and the supervisor's start-up rules (the real thing, with
+gRPC, the store and kills, is tests/integration/test_server_processes.py)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from parley.commands.server import process_count
+from parley.config import load_config
+from parley.errors import ConfigError
+from server.processes import Supervisor, default_processes
+
+
+def test_process_count_defaults_to_one_per_core_and_the_flag_wins():
+    config = load_config(env={})
+    assert process_count(None, config) == default_processes() >= 1
+    assert process_count(3, config) == 3
+    assert process_count(None, load_config(env={"PARLEY_SERVER_PROCESSES": "2"})) == 2
+    with pytest.raises(ConfigError, match="0 \\(one per core\\) or more"):
+        process_count(-1, config)
+
+
+def _child(code: str) -> list[str]:
+    """A stand-in server: ``code`` runs with ``fd`` = the ready pipe (the supervisor
+    appends ``--ready-fd N``)."""
+    return [sys.executable, "-c", f"import os, sys, time; fd = int(sys.argv[2]); {code}"]
+
+
+def test_a_process_that_exits_while_starting_fails_the_whole_start():
+    started = time.monotonic()
+    assert Supervisor(_child("sys.exit(3)"), 3).run() == 3  # the failed process's own status
+    assert time.monotonic() - started < 10
+
+
+def test_a_process_that_exits_after_all_were_up_is_restarted(monkeypatch):
+    # Each child says it is ready, then exits after half a second: the supervisor
+    # restarts them (back-off shortened) until it is stopped.
+    monkeypatch.setattr("server.processes.BACKOFF_S", (0.05, 0.1))
+    supervisor = Supervisor(_child("os.write(fd, b'ready\\n'); time.sleep(0.5)"), 2)
+    deadline = time.monotonic() + 20
+
+    original = supervisor._step
+
+    def step() -> bool:
+        if supervisor.restarts >= 2 or time.monotonic() > deadline:
+            supervisor._stop_signal = 15
+        return original()
+
+    monkeypatch.setattr(supervisor, "_step", step)
+    assert supervisor.run() == 0
+    assert supervisor.restarts >= 2 and not supervisor.children
+
+
+def test_no_processes_is_refused():
+    with pytest.raises(ValueError):
+        Supervisor(["true"], 0)

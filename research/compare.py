@@ -1,0 +1,385 @@
+"""Compare runs item by item: the data behind `parley compare` and the admin's Compare
+page, as plain JSON-ready data (:func:`compare`).
+
+Runs are compared on the same dataset (any versions of one name: items pair up by their
+key). All figures cover the items selected (all, or those with a tag):
+
+- per run: items done / failed / not replayed; corpus WER and CER against the items'
+  reference transcripts (errors / reference length over the items that have one, jiwer
+  counts with admin/transcripts.py's normalisation); latency percentiles (nearest rank,
+  ms) of voice-to-voice (edge clock; real-time pace only), endpointing, VAD decision ->
+  first audio sent and the whole answer, and per stage its total, **model** time
+  (inside the worker) and **transfer** time (everything else: gRPC, queueing,
+  serialisation; the latency record's ``*_overhead_ms``); annotation score means;
+- per other run against the first (the baseline), for the items both runs did: the
+  difference of means / error rates (second minus first) with a 95 % bootstrap interval
+  (research/stats.py), and how many items each run did better on and how many tied;
+- one row per item: key, tags, references, and per run its status, error, transcript,
+  answer, WER, latency, turn ids and trace id (for links to turns, traces and audio).
+
+Items whose turn was annotated carry the annotators' scores (research/admin_tables.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from admin.models import raw_rows
+from parley import db
+from parley.errors import ParleyError
+from research import admin_tables
+from research.stats import FloatArray, percentiles, ratio_differences_ci
+
+# Latency figures shown per run: (name shown, latency record key).
+LATENCY = (
+    ("voice_to_voice_ms", "voice_to_voice_ms"),
+    ("endpointing_ms", "endpointing_ms"),
+    ("first_audio_ms", "first_audio_sent_ms"),  # VAD decision -> first answer audio sent
+    ("turn_total_ms", "turn_total_ms"),
+)
+STAGE_ORDER = ("stt", "llm", "tts", "send")  # stages found in the records come in this order
+# Paired metrics: (name, lower is better, tie tolerance in the metric's unit or None).
+PAIRED = (
+    ("voice_to_voice_ms", True, "latency"),
+    ("first_audio_ms", True, "latency"),
+    ("wer", True, "exact"),
+    ("cer", True, "exact"),
+    ("overall_score", False, "exact"),
+)
+STATUS = {1: "done", 0: "failed", -1: "not replayed"}
+
+
+class CompareError(ParleyError):
+    pass
+
+
+@dataclass
+class _Run:
+    """One run's figures as arrays over the compared rows (NaN: no value)."""
+
+    row: db.Run
+    dataset: db.Dataset
+    status: np.ndarray  # int8: 1 done, 0 failed, -1 not replayed
+    item_ids: np.ndarray  # int64: the item id in this run's dataset version, -1: none
+    edits: FloatArray  # (rows, 4): word errors, words, char errors, chars
+    latency: dict[str, FloatArray] = field(default_factory=dict)  # record key -> values
+    scores: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+
+    def value(self, name: str) -> FloatArray:
+        key = dict(LATENCY).get(name, name)
+        return self.latency.get(key, np.full(len(self.status), np.nan))
+
+
+def _find_runs(refs: Sequence[str | int]) -> list[db.Run]:
+    found: list[db.Run] = []
+    for ref in refs:
+        query = db.Run.select().where(
+            (db.Run.name == str(ref)) | (db.Run.id == (int(ref) if str(ref).isdigit() else -1))
+        )
+        run = query.order_by(db.Run.id).first()
+        if run is None:
+            recent = db.Run.select(db.Run.name).order_by(db.Run.started_at.desc()).limit(5)
+            names = ", ".join(r.name for r in recent) or "none yet"
+            raise CompareError(f"unknown run {ref!r} (recent runs: {names})")
+        if any(r.id == run.id for r in found):
+            raise CompareError(f"run {run.name!r} is named twice")
+        found.append(run)
+    return found
+
+
+def _rows(
+    datasets: Sequence[db.Dataset], tag: str
+) -> tuple[list[tuple[Any, ...]], dict[int, dict[int, int]], list[str]]:
+    """Compared rows (one per item key, in the first dataset's order, tag-filtered),
+    ``{dataset id: {item id: row}}`` and every tag seen."""
+    i = db.DatasetItem
+    columns = (i.id, i.key, i.position, i.tags, i.conversation, i.conversation_position)
+    rows: list[tuple[Any, ...]] = []
+    by_key: dict[str, int] = {}
+    item_rows: dict[int, dict[int, int]] = {}
+    tags: set[str] = set()
+    for dataset in datasets:
+        mapping = item_rows.setdefault(dataset.id, {})
+        query = i.select(*columns).where(i.dataset == dataset.id).order_by(i.position)
+        for item in raw_rows(query):
+            item = (*item[:3], json.loads(item[3] or "[]"), *item[4:])
+            tags.update(item[3])
+            if tag and tag not in item[3]:
+                continue
+            row = by_key.get(item[1])
+            if row is None:
+                row = by_key[item[1]] = len(rows)
+                rows.append(item)
+            mapping[item[0]] = row
+    return rows, item_rows, sorted(tags)
+
+
+def _load_run(run: db.Run, dataset: db.Dataset, item_rows: dict[int, int], size: int) -> _Run:
+    r = db.RunItem
+    status = np.full(size, -1, dtype=np.int8)
+    item_ids = np.full(size, -1, dtype=np.int64)
+    for item_id, row in item_rows.items():
+        item_ids[row] = item_id
+    edits = np.full((size, 4), np.nan)
+    keys = list(run.latency_keys or [])
+    latency = np.full((size, len(keys)), np.nan)
+    query = r.select(
+        r.item, r.status, r.word_errors, r.word_count, r.char_errors, r.char_count, r.latency
+    ).where(r.run == run.id)
+    for item_id, state, *counts, blob in raw_rows(query):
+        row = item_rows.get(item_id, -1)
+        if row < 0:  # filtered out by the tag
+            continue
+        status[row] = 1 if state == "done" else 0
+        if counts[1] is not None:
+            edits[row] = counts
+        if blob:
+            numbers = np.frombuffer(bytes(blob), dtype="<f8")
+            latency[row, : len(numbers)] = numbers
+    data = _Run(run, dataset, status, item_ids, edits)
+    data.latency = {key: latency[:, j] for j, key in enumerate(keys)}
+    return data
+
+
+def _add_scores(data: list[_Run]) -> None:
+    sums = admin_tables.score_sums([d.row.id for d in data])
+    for run in data:
+        per_item = sums.get(run.row.id, {})
+        size = len(run.status)
+        lookup = {int(item): row for row, item in enumerate(run.item_ids) if item >= 0}
+        for score in admin_tables.SCORES:
+            total, count = np.zeros(size), np.zeros(size)
+            for item_id, figures in per_item.items():
+                row = lookup.get(item_id)
+                if row is not None:
+                    total[row], count[row] = figures[score]
+            run.scores[score] = (total, count)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if not den else round(num / den, 6)
+
+
+def _summary(run: _Run) -> dict[str, Any]:
+    done = run.status == 1
+    edits = run.edits[done & ~np.isnan(run.edits[:, 1])]
+    stages = [s[: -len("_model_ms")] for s in run.latency if s.endswith("_model_ms")]
+    stages.sort(key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
+    return {
+        "run": run.row.name,
+        "pipeline": run.row.pipeline,
+        "items": len(run.status),
+        "done": int(done.sum()),
+        "failed": int((run.status == 0).sum()),
+        "not_replayed": int((run.status == -1).sum()),
+        "reference_items": len(edits),
+        "wer": _ratio(float(edits[:, 0].sum()), float(edits[:, 1].sum())),
+        "cer": _ratio(float(edits[:, 2].sum()), float(edits[:, 3].sum())),
+        "latency": {name: percentiles(run.value(name)[done]) for name, _ in LATENCY},
+        "stages": [
+            {
+                "stage": stage,
+                "total": percentiles(run.value(f"{stage}_ms")[done]),
+                "model": percentiles(run.value(f"{stage}_model_ms")[done]),
+                "transfer": percentiles(run.value(f"{stage}_overhead_ms")[done]),
+            }
+            for stage in stages
+        ],
+        "scores": {
+            score: {
+                "mean": _ratio(float(total[done].sum()), float(count[done].sum())),
+                "count": int(count[done].sum()),
+            }
+            for score, (total, count) in run.scores.items()
+        },
+    }
+
+
+def _metric(run: _Run, name: str) -> tuple[FloatArray, FloatArray]:
+    """(numerator, denominator) per row; NaN denominators where there is no value."""
+    if name in ("wer", "cer"):
+        column = 0 if name == "wer" else 2
+        return run.edits[:, column], np.where(
+            run.edits[:, column + 1] > 0, run.edits[:, column + 1], np.nan
+        )
+    if name == "overall_score":
+        total, count = run.scores.get(name, (np.zeros(len(run.status)), np.zeros(len(run.status))))
+        return total, np.where(count > 0, count, np.nan)
+    values = run.value(name)
+    return values, np.where(np.isnan(values), np.nan, 1.0)
+
+
+def _paired(
+    base: _Run, others: Sequence[_Run], *, tie_ms: float, resamples: int, seed: int
+) -> list[dict[str, Any]]:
+    columns: list[tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = []
+    partial: list[dict[str, Any]] = []
+    for other in others:
+        both = (base.status == 1) & (other.status == 1)
+        for name, lower_better, tie in PAIRED:
+            na, da = _metric(base, name)
+            nb, db_ = _metric(other, name)
+            valid = both & ~np.isnan(da) & ~np.isnan(db_) & ~np.isnan(na) & ~np.isnan(nb)
+            zero = np.zeros(len(valid))
+            cols = tuple(np.where(valid, x, zero) for x in (na, da, nb, db_))
+            columns.append(cols)  # type: ignore[arg-type]
+            per_a, per_b = na[valid] / da[valid], nb[valid] / db_[valid]
+            diff = per_b - per_a
+            tolerance = tie_ms if tie == "latency" else 1e-9
+            better_b = diff < -tolerance if lower_better else diff > tolerance
+            better_a = diff > tolerance if lower_better else diff < -tolerance
+            sum_a, sum_b = cols[0].sum(), cols[2].sum()
+            mean_a = _ratio(float(sum_a), float(cols[1].sum()))
+            mean_b = _ratio(float(sum_b), float(cols[3].sum()))
+            partial.append(
+                {
+                    "a": base.row.name,
+                    "b": other.row.name,
+                    "metric": name,
+                    "better": "lower" if lower_better else "higher",
+                    "n": int(valid.sum()),
+                    "mean_a": mean_a,
+                    "mean_b": mean_b,
+                    "difference": None
+                    if mean_a is None or mean_b is None
+                    else round(mean_b - mean_a, 6),
+                    "a_better": int(better_a.sum()),
+                    "ties": int(valid.sum() - better_a.sum() - better_b.sum()),
+                    "b_better": int(better_b.sum()),
+                }
+            )
+    intervals = ratio_differences_ci(columns, resamples=resamples, seed=seed)
+    for entry, (low, high) in zip(partial, intervals, strict=True):
+        entry["ci95"] = None if math.isnan(low) else [round(low, 6), round(high, 6)]
+    return partial
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 3)
+
+
+def _item_rows(
+    rows: Sequence[tuple[Any, ...]], data: Sequence[_Run], start: int, stop: int
+) -> list[dict[str, Any]]:
+    """The per-item table for rows ``start:stop`` (texts read for those rows only)."""
+    wanted = range(start, min(stop, len(rows)))
+    i, r = db.DatasetItem, db.RunItem
+    first_ids = [rows[n][0] for n in wanted]
+    query = i.select(i.id, i.reference_transcript, i.reference_answer)
+    references = {
+        item_id: (transcript, answer)
+        for item_id, transcript, answer in raw_rows(query.where(i.id.in_(first_ids)))
+    }
+    results: dict[tuple[int, int], tuple[Any, ...]] = {}
+    for run in data:
+        ids = [int(run.item_ids[n]) for n in wanted if run.item_ids[n] >= 0]
+        texts = r.select(
+            r.item, r.error, r.turn, r.turn_ids, r.trace_id, r.transcript, r.response
+        ).where((r.run == run.row.id) & r.item.in_(ids))
+        for item_id, error, turn, turn_ids, *rest in raw_rows(texts):
+            results[(run.row.id, item_id)] = (error, turn, json.loads(turn_ids or "[]"), *rest)
+    out = []
+    for n in wanted:
+        item_id, key, position, tags, conversation, conversation_position = rows[n]
+        reference, answer = references.get(item_id, ("", ""))
+        per_run = {}
+        for run in data:
+            found = results.get((run.row.id, int(run.item_ids[n])))
+            error, turn, turn_ids, trace, transcript, response = found or ("", None, [], "", "", "")
+            we, wc, ce, cc = run.edits[n]
+            total, count = run.scores["overall_score"]
+            per_run[run.row.name] = {
+                "status": STATUS[int(run.status[n])],
+                "error": error,
+                "turn_id": turn,
+                "turn_ids": turn_ids,
+                "trace_id": trace,
+                "transcript": transcript,
+                "response": response,
+                "word_errors": None if math.isnan(we) else int(we),
+                "word_count": None if math.isnan(wc) else int(wc),
+                "wer": _ratio(we, wc) if not math.isnan(wc) else None,
+                "cer": _ratio(ce, cc) if not math.isnan(cc) else None,
+                "voice_to_voice_ms": _number(run.value("voice_to_voice_ms")[n]),
+                "first_audio_ms": _number(run.value("first_audio_ms")[n]),
+                "overall_score": round(float(total[n] / count[n]), 3) if count[n] else None,
+            }
+        out.append(
+            {
+                "key": key,
+                "position": position,
+                "tags": tags,
+                "conversation": conversation,
+                "conversation_position": conversation_position,
+                "reference_transcript": reference,
+                "reference_answer": answer,
+                "runs": per_run,
+            }
+        )
+    return out
+
+
+def compare(
+    run_refs: Sequence[str | int],
+    *,
+    tag: str = "",
+    item_offset: int = 0,
+    item_limit: int | None = None,
+    resamples: int = 1000,
+    tie_ms: float = 10.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare runs (names or ids; the first is the baseline) on the items with ``tag``
+    (all items if ""). ``item_offset``/``item_limit`` choose the per-item rows returned
+    (None: all); every figure still covers all selected items. ``tie_ms``: latency
+    differences within it count as ties. Raises CompareError (unknown run, runs of
+    different datasets). The database must be open."""
+    if not run_refs:
+        raise CompareError("name at least one run")
+    found = _find_runs(run_refs)
+    datasets: dict[int, db.Dataset] = {}
+    for run in found:
+        datasets.setdefault(run.dataset_id, db.Dataset.get_by_id(run.dataset_id))
+    names = {d.name for d in datasets.values()}
+    if len(names) > 1:
+        raise CompareError(
+            f"these runs replayed different datasets ({', '.join(sorted(names))}): "
+            "only runs of one dataset can be compared item by item"
+        )
+    rows, item_rows, tags = _rows(list(datasets.values()), tag)
+    data = [
+        _load_run(run, datasets[run.dataset_id], item_rows[run.dataset_id], len(rows))
+        for run in found
+    ]
+    _add_scores(data)
+    stop = len(rows) if item_limit is None else item_offset + item_limit
+    return {
+        "dataset": next(iter(names)),
+        "runs": [
+            {
+                "name": d.row.name,
+                "id": d.row.id,
+                "pipeline": d.row.pipeline,
+                "dataset_version": d.dataset.version,
+                "pace": d.row.pace,
+                "git_revision": d.row.git_revision,
+                "started_at": str(d.row.started_at),
+                "finished_at": str(d.row.finished_at) if d.row.finished_at else None,
+                "config": d.row.config,
+            }
+            for d in data
+        ],
+        "tag": tag,
+        "tags": tags,
+        "items_total": len(rows),
+        "summary": [_summary(d) for d in data],
+        "paired": _paired(data[0], data[1:], tie_ms=tie_ms, resamples=resamples, seed=seed),
+        "item_offset": item_offset,
+        "items": _item_rows(rows, data, item_offset, stop),
+    }

@@ -176,8 +176,9 @@ class HeadlessEdge:
             if self._closed:  # the server ended the stream
                 return
             capture = start + offset / rate
-            if not self.fast:
-                await asyncio.sleep(max(0.0, capture - time.monotonic()))
+            if not self.fast:  # a microphone hands over a chunk once all of it is recorded
+                recorded = start + min(offset + step, len(audio)) / rate
+                await asyncio.sleep(max(0.0, recorded - time.monotonic()))
             while due and due[0][0] * rate < offset + step:
                 at, jpeg = due.pop(0)
                 frame = edge_pb2.VideoFrame(seq=self._frame_seq, jpeg=jpeg, capture_time=start + at)

@@ -36,7 +36,7 @@ def select_turns(group: str | None, filters: Mapping[str, str]) -> tuple[str, li
 def _chunked_turns(turn_ids: Sequence[str]) -> list[db.Turn]:
     out: list[db.Turn] = []
     for start in range(0, len(turn_ids), 500):
-        out += db.Turn.select().where(db.Turn.id.in_(list(turn_ids[start : start + 500])))
+        out.extend(db.Turn.select().where(db.Turn.id.in_(list(turn_ids[start : start + 500]))))
     return out
 
 

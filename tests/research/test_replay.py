@@ -187,7 +187,6 @@ async def test_a_conversation_replays_in_order_with_each_pipelines_own_history(
         },
         {"file": CLIPS[1].name},
     ]
-    (recordings.parent / "frame-a.jpg").write_bytes((DATA / "frames" / "frame-a.jpg").read_bytes())
     manifest = tmp_path / "conversation.jsonl"
     manifest.write_text("\n".join(json.dumps(line) for line in lines))
     folder = tmp_path / "folder"

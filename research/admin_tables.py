@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import peewee
 
 from admin.models import raw_rows
@@ -75,10 +76,13 @@ def corrections(turn_ids: Iterable[str]) -> dict[str, Correction]:
     return {t: Correction(*pair) for t, pair in found.items() if any(pair)}
 
 
-def score_sums(run_ids: Sequence[int]) -> dict[int, dict[int, dict[str, tuple[float, int]]]]:
-    """``{run id: {dataset item id: {score: (sum, count)}}}`` over the annotations of
-    each run's answering turns (every annotator's rating counts once): means over any
-    set of items follow, as do per-item means for paired comparisons."""
+def score_sums(
+    run_ids: Sequence[int],
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{run id: (dataset item ids, sums, counts)}`` of each score (columns in SCORES
+    order) over the annotations of each run's answering turns, per item (every
+    annotator's rating counts once): means over any set of items follow, as do per-item
+    means for paired comparisons."""
     annotation = _annotations()
     if annotation is None or not run_ids:
         return {}
@@ -92,13 +96,17 @@ def score_sums(run_ids: Sequence[int]) -> dict[int, dict[int, dict[str, tuple[fl
         .join(r, on=(r.turn == a.turn))
         .where(r.run.in_(list(run_ids)))
         .group_by(r.run, r.item)
+        .order_by(r.run)
     )
-    out: dict[int, dict[int, dict[str, tuple[float, int]]]] = {}
-    for run_id, item_id, *values in raw_rows(query):
-        out.setdefault(run_id, {})[item_id] = {
-            score: (float(values[2 * i] or 0), int(values[2 * i + 1]))
-            for i, score in enumerate(SCORES)
-        }
+    found = raw_rows(query)
+    if not found:
+        return {}
+    table = np.array(found, dtype=np.float64)  # SUM of no ratings is NULL: NaN, then 0
+    table = np.nan_to_num(table)
+    out = {}
+    for run_id in np.unique(table[:, 0]):
+        part = table[table[:, 0] == run_id]
+        out[int(run_id)] = (part[:, 1].astype(np.int64), part[:, 2::2], part[:, 3::2])
     return out
 
 

@@ -95,71 +95,96 @@ def _find_runs(refs: Sequence[str | int]) -> list[db.Run]:
 
 def _rows(
     datasets: Sequence[db.Dataset], tag: str
-) -> tuple[list[tuple[Any, ...]], dict[int, dict[int, int]], list[str]]:
+) -> tuple[list[tuple[Any, ...]], dict[int, _ItemIndex], list[str]]:
     """Compared rows (one per item key, in the first dataset's order, tag-filtered),
-    ``{dataset id: {item id: row}}`` and every tag seen."""
+    each dataset's item id -> row index, and every tag seen."""
     i = db.DatasetItem
     columns = (i.id, i.key, i.position, i.tags, i.conversation, i.conversation_position)
     rows: list[tuple[Any, ...]] = []
     by_key: dict[str, int] = {}
-    item_rows: dict[int, dict[int, int]] = {}
-    tags: set[str] = set()
+    indexes: dict[int, _ItemIndex] = {}
+    parsed: dict[str, list[str]] = {}  # tags as stored -> list (most items share a few)
     for dataset in datasets:
-        mapping = item_rows.setdefault(dataset.id, {})
+        mapping: dict[int, int] = {}
         query = i.select(*columns).where(i.dataset == dataset.id).order_by(i.position)
-        for item in raw_rows(query):
-            item = (*item[:3], json.loads(item[3] or "[]"), *item[4:])
-            tags.update(item[3])
-            if tag and tag not in item[3]:
+        for item_id, key, position, text, conversation, place in raw_rows(query):
+            tags = parsed.get(text)
+            if tags is None:
+                tags = parsed[text] = json.loads(text or "[]")
+            if tag and tag not in tags:
                 continue
-            row = by_key.get(item[1])
+            row = by_key.get(key)
             if row is None:
-                row = by_key[item[1]] = len(rows)
-                rows.append(item)
-            mapping[item[0]] = row
-    return rows, item_rows, sorted(tags)
+                row = by_key[key] = len(rows)
+                rows.append((item_id, key, position, tags, conversation, place))
+            mapping[item_id] = row
+        indexes[dataset.id] = _ItemIndex(mapping)
+    return rows, indexes, sorted({t for tags in parsed.values() for t in tags})
 
 
-def _load_run(run: db.Run, dataset: db.Dataset, item_rows: dict[int, int], size: int) -> _Run:
+class _ItemIndex:
+    """Dataset item ids -> compared row indexes, for whole arrays at once."""
+
+    def __init__(self, mapping: dict[int, int]) -> None:
+        ids = np.fromiter(mapping.keys(), dtype=np.int64, count=len(mapping))
+        rows = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
+        order = np.argsort(ids)
+        self.ids, self.rows = ids[order], rows[order]
+
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """The row of each item id; -1 for items not compared (filtered out)."""
+        if not len(self.ids):
+            return np.full(len(item_ids), -1, dtype=np.int64)
+        at = np.searchsorted(self.ids, item_ids).clip(0, len(self.ids) - 1)
+        return np.where(self.ids[at] == item_ids, self.rows[at], -1)
+
+
+def _load_run(run: db.Run, dataset: db.Dataset, index: _ItemIndex, size: int) -> _Run:
     r = db.RunItem
     status = np.full(size, -1, dtype=np.int8)
     item_ids = np.full(size, -1, dtype=np.int64)
-    for item_id, row in item_rows.items():
-        item_ids[row] = item_id
+    item_ids[index.rows] = index.ids
     edits = np.full((size, 4), np.nan)
     keys = list(run.latency_keys or [])
     latency = np.full((size, len(keys)), np.nan)
     query = r.select(
         r.item, r.status, r.word_errors, r.word_count, r.char_errors, r.char_count, r.latency
     ).where(r.run == run.id)
-    for item_id, state, *counts, blob in raw_rows(query):
-        row = item_rows.get(item_id, -1)
-        if row < 0:  # filtered out by the tag
-            continue
-        status[row] = 1 if state == "done" else 0
-        if counts[1] is not None:
-            edits[row] = counts
-        if blob:
-            numbers = np.frombuffer(bytes(blob), dtype="<f8")
-            latency[row, : len(numbers)] = numbers
+    found = raw_rows(query)
+    if found:
+        columns = list(zip(*found, strict=True))
+        rows = index.rows_of(np.array(columns[0], dtype=np.int64))
+        kept = rows >= 0  # the others are filtered out by the tag
+        status[rows[kept]] = (np.array(columns[1], dtype=object) == "done")[kept]
+        edits[rows[kept]] = np.array(columns[2:6], dtype=np.float64).T[kept]
+        blobs = [bytes(b) if b else b"" for b in columns[6]]
+        width = 8 * len(keys)
+        if all(len(b) == width for b in blobs):  # the usual case: one vectorised read
+            numbers = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(len(blobs), len(keys))
+            latency[rows[kept]] = numbers[kept]
+        else:  # keys were added during the run: older items have fewer numbers
+            for row, blob in zip(rows, blobs, strict=True):
+                if row >= 0 and blob:
+                    numbers = np.frombuffer(blob, dtype="<f8")
+                    latency[row, : len(numbers)] = numbers
     data = _Run(run, dataset, status, item_ids, edits)
     data.latency = {key: latency[:, j] for j, key in enumerate(keys)}
     return data
 
 
-def _add_scores(data: list[_Run]) -> None:
+def _add_scores(data: list[_Run], indexes: dict[int, _ItemIndex]) -> None:
     sums = admin_tables.score_sums([d.row.id for d in data])
     for run in data:
-        per_item = sums.get(run.row.id, {})
         size = len(run.status)
-        lookup = {int(item): row for row, item in enumerate(run.item_ids) if item >= 0}
-        for score in admin_tables.SCORES:
-            total, count = np.zeros(size), np.zeros(size)
-            for item_id, figures in per_item.items():
-                row = lookup.get(item_id)
-                if row is not None:
-                    total[row], count[row] = figures[score]
-            run.scores[score] = (total, count)
+        totals = np.zeros((size, len(admin_tables.SCORES)))
+        counts = np.zeros_like(totals)
+        if run.row.id in sums:
+            item_ids, total, count = sums[run.row.id]
+            rows = indexes[run.dataset.id].rows_of(item_ids)
+            kept = rows >= 0
+            totals[rows[kept]], counts[rows[kept]] = total[kept], count[kept]
+        for j, score in enumerate(admin_tables.SCORES):
+            run.scores[score] = (totals[:, j], counts[:, j])
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -352,12 +377,12 @@ def compare(
             f"these runs replayed different datasets ({', '.join(sorted(names))}): "
             "only runs of one dataset can be compared item by item"
         )
-    rows, item_rows, tags = _rows(list(datasets.values()), tag)
+    rows, indexes, tags = _rows(list(datasets.values()), tag)
     data = [
-        _load_run(run, datasets[run.dataset_id], item_rows[run.dataset_id], len(rows))
+        _load_run(run, datasets[run.dataset_id], indexes[run.dataset_id], len(rows))
         for run in found
     ]
-    _add_scores(data)
+    _add_scores(data, indexes)
     stop = len(rows) if item_limit is None else item_offset + item_limit
     return {
         "dataset": next(iter(names)),

@@ -43,6 +43,7 @@ LATENCY = (
     ("first_audio_ms", "first_audio_sent_ms"),  # VAD decision -> first answer audio sent
     ("turn_total_ms", "turn_total_ms"),
 )
+_RECORD_KEYS = dict(LATENCY)
 STAGE_ORDER = ("stt", "llm", "tts", "send")  # stages found in the records come in this order
 # Paired metrics: (name, lower is better, tie tolerance in the metric's unit or None).
 PAIRED = (
@@ -53,6 +54,7 @@ PAIRED = (
     ("overall_score", False, "exact"),
 )
 STATUS = {1: "done", 0: "failed", -1: "not replayed"}
+_FEW_ROWS = 500  # item rows read by id; more: read each run whole
 
 
 class CompareError(ParleyError):
@@ -72,8 +74,9 @@ class _Run:
     scores: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
 
     def value(self, name: str) -> FloatArray:
-        key = dict(LATENCY).get(name, name)
-        return self.latency.get(key, np.full(len(self.status), np.nan))
+        """A latency figure by its name here or in the record (all NaN if absent)."""
+        found = self.latency.get(_RECORD_KEYS.get(name, name))
+        return np.full(len(self.status), np.nan) if found is None else found
 
 
 def _find_runs(refs: Sequence[str | int]) -> list[db.Run]:
@@ -285,8 +288,26 @@ def _paired(
     return partial
 
 
-def _number(value: float) -> float | None:
-    return None if math.isnan(value) else round(float(value), 3)
+def _numbers(values: FloatArray, digits: int = 3) -> list[float | None]:
+    """Rounded values as Python numbers, None for NaN."""
+    return [None if v != v else v for v in np.round(values, digits).tolist()]
+
+
+def _item_columns(run: _Run, at: np.ndarray) -> dict[str, list[Any]]:
+    """A run's per-item figures for the rows ``at``, as lists (one entry per row)."""
+    edits = run.edits[at]
+    total, count = run.scores["overall_score"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "status": [STATUS[s] for s in run.status[at].tolist()],
+            "word_errors": _numbers(edits[:, 0], 0),
+            "word_count": _numbers(edits[:, 1], 0),
+            "wer": _numbers(np.where(edits[:, 1] > 0, edits[:, 0] / edits[:, 1], np.nan), 6),
+            "cer": _numbers(np.where(edits[:, 3] > 0, edits[:, 2] / edits[:, 3], np.nan), 6),
+            "voice_to_voice_ms": _numbers(run.value("voice_to_voice_ms")[at]),
+            "first_audio_ms": _numbers(run.value("first_audio_ms")[at]),
+            "overall_score": _numbers(np.where(count[at] > 0, total[at] / count[at], np.nan)),
+        }
 
 
 def _item_rows(
@@ -294,47 +315,41 @@ def _item_rows(
 ) -> list[dict[str, Any]]:
     """The per-item table for rows ``start:stop`` (texts read for those rows only)."""
     wanted = range(start, min(stop, len(rows)))
+    few = len(wanted) <= _FEW_ROWS  # else read whole runs: no long IN lists
     i, r = db.DatasetItem, db.RunItem
-    first_ids = [rows[n][0] for n in wanted]
     query = i.select(i.id, i.reference_transcript, i.reference_answer)
-    references = {
-        item_id: (transcript, answer)
-        for item_id, transcript, answer in raw_rows(query.where(i.id.in_(first_ids)))
-    }
-    results: dict[tuple[int, int], tuple[Any, ...]] = {}
+    if few:
+        query = query.where(i.id.in_([rows[n][0] for n in wanted]))
+    else:
+        query = query.where(i.dataset.in_(list({d.dataset.id for d in data})))
+    references = {item_id: (text, answer) for item_id, text, answer in raw_rows(query)}
+    at = np.arange(wanted.start, wanted.stop, dtype=np.int64)
+    columns = []
     for run in data:
-        ids = [int(run.item_ids[n]) for n in wanted if run.item_ids[n] >= 0]
         texts = r.select(
             r.item, r.error, r.turn, r.turn_ids, r.trace_id, r.transcript, r.response
-        ).where((r.run == run.row.id) & r.item.in_(ids))
-        for item_id, error, turn, turn_ids, *rest in raw_rows(texts):
-            results[(run.row.id, item_id)] = (error, turn, json.loads(turn_ids or "[]"), *rest)
+        ).where(r.run == run.row.id)
+        if few:
+            texts = texts.where(r.item.in_([int(run.item_ids[n]) for n in wanted]))
+        found = {item_id: rest for item_id, *rest in raw_rows(texts)}
+        figures = _item_columns(run, at)
+        missing = ("", None, "[]", "", "", "")
+        per_item = [found.get(item_id, missing) for item_id in run.item_ids[at].tolist()]
+        # The turn id lists, parsed in one go (a JSON array of them).
+        figures["turn_ids"] = json.loads("[" + ",".join(p[2] or "[]" for p in per_item) + "]")
+        columns.append((run.row.name, figures, per_item))
     out = []
-    for n in wanted:
+    for j, n in enumerate(wanted):
         item_id, key, position, tags, conversation, conversation_position = rows[n]
         reference, answer = references.get(item_id, ("", ""))
         per_run = {}
-        for run in data:
-            found = results.get((run.row.id, int(run.item_ids[n])))
-            error, turn, turn_ids, trace, transcript, response = found or ("", None, [], "", "", "")
-            we, wc, ce, cc = run.edits[n]
-            total, count = run.scores["overall_score"]
-            per_run[run.row.name] = {
-                "status": STATUS[int(run.status[n])],
-                "error": error,
-                "turn_id": turn,
-                "turn_ids": turn_ids,
-                "trace_id": trace,
-                "transcript": transcript,
-                "response": response,
-                "word_errors": None if math.isnan(we) else int(we),
-                "word_count": None if math.isnan(wc) else int(wc),
-                "wer": _ratio(we, wc) if not math.isnan(wc) else None,
-                "cer": _ratio(ce, cc) if not math.isnan(cc) else None,
-                "voice_to_voice_ms": _number(run.value("voice_to_voice_ms")[n]),
-                "first_audio_ms": _number(run.value("first_audio_ms")[n]),
-                "overall_score": round(float(total[n] / count[n]), 3) if count[n] else None,
-            }
+        for name, figures, per_item in columns:
+            error, turn, _, trace, transcript, response = per_item[j]
+            got = {field: values[j] for field, values in figures.items()}
+            got.update(
+                error=error, turn_id=turn, trace_id=trace, transcript=transcript, response=response
+            )
+            per_run[name] = got
         out.append(
             {
                 "key": key,

@@ -54,6 +54,15 @@ def import_recordings(folder: Path, config: Any, name: str = "clips") -> db.Data
         return create_dataset(name, rows, config.data_dir, source="test")
 
 
+def one_clip_dataset(recordings: Path, tmp_path: Path, config: Any, name: str) -> db.Dataset:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / CLIPS[0].name).write_bytes((recordings / CLIPS[0].name).read_bytes())
+    _, rows = read_folder(folder)
+    with db.database.connection_context():
+        return create_dataset(name, rows, config.data_dir, source="test")
+
+
 def turn(turn_id: str) -> db.Turn:
     with db.database.connection_context():
         return db.Turn.get_by_id(turn_id)
@@ -302,12 +311,7 @@ async def test_real_time_pace_records_voice_to_voice(
     research_stack: ResearchStack, recordings: Path, tmp_path: Path
 ):
     config = await research_stack.start({"instant": instant()})
-    folder = tmp_path / "one"
-    folder.mkdir()
-    (folder / CLIPS[0].name).write_bytes((recordings / CLIPS[0].name).read_bytes())
-    _, rows = read_folder(folder)
-    with db.database.connection_context():
-        dataset = create_dataset("live", rows, config.data_dir, source="test")
+    dataset = one_clip_dataset(recordings, tmp_path, config, "live")
     await research_stack.replay(dataset, ["instant"], run="live", fast=False)
     with db.database.connection_context():
         result = compare(["live"])
@@ -327,17 +331,13 @@ async def test_a_server_that_refuses_the_pipeline_stops_the_replay(
     import dataclasses
 
     config = await research_stack.start({"instant": instant()})
-    folder = tmp_path / "one"
-    folder.mkdir()
-    (folder / CLIPS[0].name).write_bytes((recordings / CLIPS[0].name).read_bytes())
-    _, rows = read_folder(folder)
+    dataset = one_clip_dataset(recordings, tmp_path, config, "refused")
     # This side knows a pipeline "elsewhere" that the server does not have.
     ours = dataclasses.replace(
         config,
         pipelines={**config.pipelines, "elsewhere": config.pipelines["instant"]},
     )
     with db.database.connection_context():
-        dataset = create_dataset("refused", rows, config.data_dir, source="test")
         run, created = open_run("refused", dataset, "elsewhere", ours, "fast")
     assert created
     from parley.config import EdgeConfig

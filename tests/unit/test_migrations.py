@@ -118,3 +118,28 @@ def test_the_store_records_its_steps_on_open(tmp_path: Path):
     url = f"sqlite:///{tmp_path}/parley.db"
     opened = db.open_database(url)
     assert migrations.applied(opened) == [m.name for m in migrations.STORE_MIGRATIONS]
+
+
+def test_a_store_from_before_datasets_gains_their_tables_and_keeps_its_turns(tmp_path: Path):
+    database = _database(tmp_path / "old.db")
+    before = [db.Device, db.Conversation, db.Turn, db.Media, db.Span]
+    migrations.upgrade(database, before, migrations.STORE_MIGRATIONS[:1])
+    with database.bind_ctx(before):
+        db.Device.create(id="pi")
+        db.Conversation.create(id="c", device="pi", pipeline="tiny")
+        db.Turn.create(id="t", conversation="c", position=0, pipeline="tiny")
+    assert "run_item" not in database.get_tables()
+
+    assert migrations.upgrade(database, db.MODELS, migrations.STORE_MIGRATIONS) == [
+        "i12-datasets-runs"
+    ]
+    assert {"dataset", "dataset_item", "run", "run_item"} <= set(database.get_tables())
+    with database.bind_ctx(db.MODELS):
+        dataset = db.Dataset.create(name="d")
+        item = db.DatasetItem.create(
+            dataset=dataset, position=0, key="k", audio_path="a.wav", sample_rate=16000, seconds=1
+        )
+        run = db.Run.create(name="r", dataset=dataset, pipeline="tiny")
+        db.RunItem.create(run=run, item=item, turn="t")
+        assert db.RunItem.get().turn.id == "t"
+        assert db.Turn.select().count() == 1

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from edge.scripted import ScriptedEdge, Utterance
+from edge.scripted import Conversation, ScriptedEdge, Utterance
 from parley import db
 from parley.audio import AudioConverter, float_to_pcm16, read_audio
 from parley.config import EdgeConfig
@@ -149,6 +149,25 @@ class Replayer:
             self._store.shutdown(wait=True)
         return list(tallies.values())
 
+    async def _speak(self, unit: list[db.DatasetItem], run: db.Run) -> Conversation:
+        try:
+            utterances = await asyncio.to_thread(load_unit, unit, self.data_dir)
+        except Exception as exc:  # a stored recording gone or damaged: this unit fails
+            return Conversation(error=f"cannot read its recording: {exc}")
+        edge = dataclasses.replace(
+            self.edge, pipeline=run.pipeline, device_id=self.options.device_id
+        )
+        speaker = ScriptedEdge(
+            edge, fast=self.options.fast, trailing_silence_s=self.options.trailing_silence_s
+        )
+        spoken = await speaker.converse(utterances, answer_timeout_s=self.options.answer_timeout_s)
+        if spoken.error and not spoken.session_id:
+            raise ReplayRefused(
+                f"the server at {self.edge.server} refused a stream for pipeline "
+                f"{run.pipeline!r}: {spoken.error}"
+            )
+        return spoken
+
     async def _unit(
         self,
         gate: asyncio.Semaphore,
@@ -157,21 +176,7 @@ class Replayer:
         tally: RunTally,
     ) -> None:
         async with gate:
-            utterances = await asyncio.to_thread(load_unit, unit, self.data_dir)
-            edge = dataclasses.replace(
-                self.edge, pipeline=run.pipeline, device_id=self.options.device_id
-            )
-            speaker = ScriptedEdge(
-                edge, fast=self.options.fast, trailing_silence_s=self.options.trailing_silence_s
-            )
-            spoken = await speaker.converse(
-                utterances, answer_timeout_s=self.options.answer_timeout_s
-            )
-        if spoken.error and not spoken.session_id:
-            raise ReplayRefused(
-                f"the server at {self.edge.server} refused a stream for pipeline "
-                f"{run.pipeline!r}: {spoken.error}"
-            )
+            spoken = await self._speak(unit, run)
         outcomes = await self._on_store(runs.record, run, unit, spoken.turns, spoken.error)
         for item, (status, error) in zip(unit, outcomes, strict=True):
             if status == "done":

@@ -346,3 +346,21 @@ async def test_a_server_that_refuses_the_pipeline_stops_the_replay(
     edge = EdgeConfig(server=research_stack.address, device_id="test")
     with pytest.raises(ReplayRefused, match="unknown pipeline 'elsewhere'"):
         await Replayer(edge, config.data_dir, ReplayOptions(fast=True)).replay(dataset, [run])
+
+
+async def test_a_recording_missing_from_the_store_fails_its_item_only(
+    research_stack: ResearchStack, recordings: Path, tmp_path: Path
+):
+    config = await research_stack.start({"instant": instant()})
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for clip in CLIPS[:2]:
+        (folder / clip.name).write_bytes((recordings / clip.name).read_bytes())
+    _, rows = read_folder(folder)
+    with db.database.connection_context():
+        dataset = create_dataset("gone", rows, config.data_dir, source="test")
+        first = db.DatasetItem.get(db.DatasetItem.position == 0)
+    (config.data_dir / first.audio_path).unlink()
+    (tally,) = await research_stack.replay(dataset, ["instant"], run="gone")
+    assert (tally.done, tally.failed) == (1, 1)
+    assert tally.errors[0].startswith(f"{first.key}: cannot read its recording")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,14 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("recordings")
     for clip in CLIPS:
         soundfile.write(str(folder / clip.name), _variant(clip), clip.rate)
+    return folder
+
+
+def copy_clips(recordings: Path, folder: Path, clips: Sequence[Clip]) -> Path:
+    """A new folder holding some of the recordings."""
+    folder.mkdir(parents=True)
+    for clip in clips:
+        (folder / clip.name).write_bytes((recordings / clip.name).read_bytes())
     return folder
 
 

@@ -16,7 +16,7 @@ from parley.errors import ParleyError
 from research import datasets
 from research.importing import DatasetExists, create_dataset
 from research.manifests import ManifestError, read_folder
-from tests.research.conftest import CLIPS, DATA
+from tests.research.conftest import CLIPS, DATA, copy_clips
 
 
 def imported(config: Config, folder: Path, references: Path | None = None, **kw) -> db.Dataset:
@@ -139,9 +139,7 @@ def test_export_then_import_gives_the_same_dataset_and_versions_add_up(
     store: Config, recordings: Path, tmp_path: Path
 ):
     frame = DATA / "frames" / "frame-a.jpg"
-    (tmp_path / "src").mkdir()
-    for clip in CLIPS[:3]:
-        (tmp_path / "src" / clip.name).write_bytes((recordings / clip.name).read_bytes())
+    copy_clips(recordings, tmp_path / "src", CLIPS[:3])
     (tmp_path / "src" / "frame.jpg").write_bytes(frame.read_bytes())
     manifest = tmp_path / "m.jsonl"
     lines = [
@@ -184,11 +182,7 @@ def test_export_then_import_gives_the_same_dataset_and_versions_add_up(
 
 @pytest.fixture
 def folder(recordings: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "in"
-    out.mkdir()
-    for clip in CLIPS[:2]:
-        (out / clip.name).write_bytes((recordings / clip.name).read_bytes())
-    return out
+    return copy_clips(recordings, tmp_path / "in", CLIPS[:2])
 
 
 def assert_nothing_imported(config: Config) -> None:

@@ -16,7 +16,7 @@ from research import datasets
 from research.from_turns import rows_from_turns, select_turns
 from research.importing import create_dataset
 from research.manifests import read_folder
-from tests.research.conftest import CLIPS, DATA, ResearchStack
+from tests.research.conftest import CLIPS, DATA, ResearchStack, copy_clips
 from tests.research.test_replay import instant
 
 
@@ -24,10 +24,7 @@ async def test_turns_become_a_dataset_with_the_annotators_references(
     research_stack: ResearchStack, recordings: Path, tmp_path: Path
 ):
     config = await research_stack.start({"instant": instant()})
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for clip in CLIPS[:3]:
-        (folder / clip.name).write_bytes((recordings / clip.name).read_bytes())
+    folder = copy_clips(recordings, tmp_path / "in", CLIPS[:3])
     (folder / "f.jpg").write_bytes((DATA / "frames" / "frame-b.jpg").read_bytes())
     manifest = tmp_path / "m.tsv"
     manifest.write_text(

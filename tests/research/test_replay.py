@@ -20,7 +20,14 @@ from research.importing import create_dataset
 from research.manifests import read_folder
 from research.replay import ReplayRefused
 from research.runs import open_run
-from tests.research.conftest import CLIPS, DATA, CountingLlm, ResearchStack, SpeechLengthStt
+from tests.research.conftest import (
+    CLIPS,
+    DATA,
+    CountingLlm,
+    ResearchStack,
+    SpeechLengthStt,
+    copy_clips,
+)
 from workers.engines import LlmRequest, TextDelta
 from workers.errors import EngineError
 from workers.instant import InstantLlmEngine, InstantSttEngine, InstantTtsEngine
@@ -55,10 +62,7 @@ def import_recordings(folder: Path, config: Any, name: str = "clips") -> db.Data
 
 
 def one_clip_dataset(recordings: Path, tmp_path: Path, config: Any, name: str) -> db.Dataset:
-    folder = tmp_path / "one"
-    folder.mkdir()
-    (folder / CLIPS[0].name).write_bytes((recordings / CLIPS[0].name).read_bytes())
-    _, rows = read_folder(folder)
+    _, rows = read_folder(copy_clips(recordings, tmp_path / "one", CLIPS[:1]))
     with db.database.connection_context():
         return create_dataset(name, rows, config.data_dir, source="test")
 
@@ -198,10 +202,7 @@ async def test_a_conversation_replays_in_order_with_each_pipelines_own_history(
     ]
     manifest = tmp_path / "conversation.jsonl"
     manifest.write_text("\n".join(json.dumps(line) for line in lines))
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    for clip in CLIPS[:4]:
-        (folder / clip.name).write_bytes((recordings / clip.name).read_bytes())
+    folder = copy_clips(recordings, tmp_path / "folder", CLIPS[:4])
     (folder / "frame-a.jpg").write_bytes((DATA / "frames" / "frame-a.jpg").read_bytes())
     _, rows = read_folder(folder, manifest)
     with db.database.connection_context():
@@ -262,10 +263,7 @@ async def test_failed_items_are_recorded_and_a_resumed_run_repeats_nothing_done(
 ):
     engines = {"stt": InstantSttEngine(), "llm": FailingSecondLlm(), "tts": InstantTtsEngine()}
     config = await research_stack.start({"instant": engines})
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    for clip in CLIPS[:3]:
-        (folder / clip.name).write_bytes((recordings / clip.name).read_bytes())
+    folder = copy_clips(recordings, tmp_path / "folder", CLIPS[:3])
     write_wav(folder / "zz-silence.wav", bytes(2 * 16000 * 2), 16000)  # 2 s of nothing
     _, rows = read_folder(folder)
     with db.database.connection_context():
@@ -352,11 +350,7 @@ async def test_a_recording_missing_from_the_store_fails_its_item_only(
     research_stack: ResearchStack, recordings: Path, tmp_path: Path
 ):
     config = await research_stack.start({"instant": instant()})
-    folder = tmp_path / "two"
-    folder.mkdir()
-    for clip in CLIPS[:2]:
-        (folder / clip.name).write_bytes((recordings / clip.name).read_bytes())
-    _, rows = read_folder(folder)
+    _, rows = read_folder(copy_clips(recordings, tmp_path / "two", CLIPS[:2]))
     with db.database.connection_context():
         dataset = create_dataset("gone", rows, config.data_dir, source="test")
         first = db.DatasetItem.get(db.DatasetItem.position == 0)

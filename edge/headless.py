@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ class HeadlessEdge:
         self._settled = asyncio.Event()
         self._pong = asyncio.Event()
         self._closed = False
+        self._audio_seq = 0
+        self._frame_seq = 0
         self.spans = TurnSpans(config.device_id)
 
     def _hello(self, rate: int, channels: int) -> edge_pb2.Hello:
@@ -153,26 +156,55 @@ class HeadlessEdge:
         return self.report
 
     async def _stream(self, link: Connection, samples: np.ndarray, rate: int) -> None:
+        await self._speak(link, samples, rate)
+        await self._settle(link)
+        link.close_send()
+
+    async def _speak(
+        self,
+        link: Connection,
+        samples: np.ndarray,
+        rate: int,
+        frames: Sequence[tuple[float, bytes]] = (),
+    ) -> None:
+        """Stream one recording plus the trailing silence (paced unless ``fast``);
+        ``frames`` are (seconds into the recording, JPEG), each sent when due."""
         silence = np.zeros((int(self.trailing_silence_s * rate), *samples.shape[1:]), np.int16)
         audio = np.concatenate([samples, silence])
         step = max(1, rate * self.config.chunk_ms // 1000)
+        due = sorted(frames, key=lambda frame: frame[0])
         start = time.monotonic()
-        for seq, offset in enumerate(range(0, len(audio), step)):
+        for offset in range(0, len(audio), step):
             if self._closed:  # the server ended the stream
                 return
             capture = start + offset / rate
-            if not self.fast:
-                await asyncio.sleep(max(0.0, capture - time.monotonic()))
+            if not self.fast:  # a microphone hands over a chunk once all of it is recorded
+                recorded = start + min(offset + step, len(audio)) / rate
+                await asyncio.sleep(max(0.0, recorded - time.monotonic()))
+            while due and due[0][0] * rate < offset + step:
+                at, jpeg = due.pop(0)
+                frame = edge_pb2.VideoFrame(seq=self._frame_seq, jpeg=jpeg, capture_time=start + at)
+                self._frame_seq += 1
+                await link.send(edge_pb2.EdgeEvent(frame=frame))
             chunk = edge_pb2.AudioChunk(
-                seq=seq, pcm=audio[offset : offset + step].tobytes(), capture_time=capture
+                seq=self._audio_seq,
+                pcm=audio[offset : offset + step].tobytes(),
+                capture_time=capture,
             )
+            self._audio_seq += 1
             await link.send(edge_pb2.EdgeEvent(audio=chunk))
-        # Barrier: the server answers a Ping after handling all audio sent before it.
+
+    async def _settle(self, link: Connection) -> None:
+        """Wait until the server has handled everything sent so far and every turn it
+        started has finished (the server answers a Ping after all audio before it)."""
+        if self._closed:
+            return
+        self._pong.clear()
+        self._settled.clear()
         await link.send(edge_pb2.EdgeEvent(ping=edge_pb2.Ping(edge_time=time.monotonic())))
         await self._pong.wait()
         self._check_settled()
         await self._settled.wait()
-        link.close_send()
 
     def _check_settled(self) -> None:
         if self._pong.is_set() and not self._pending and not self._speaking:

@@ -134,7 +134,29 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
     return run_db(args, config)
 
 
+def cmd_dataset(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.dataset import run_dataset
+
+    return run_dataset(args, config)
+
+
+def cmd_replay(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.replay import run_replay
+
+    return run_replay(args, config)
+
+
+def cmd_compare(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.compare import run_compare
+
+    return run_compare(args, config)
+
+
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
+    if args.bench_command == "replay":
+        from parley.commands.bench_replay import run_bench_replay
+
+        return run_bench_replay(args, config)
     if args.bench_command == "tracing":
         from parley.commands.bench_tracing import run_bench_tracing
 
@@ -331,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("users", help="list the accounts")
     p.set_defaults(handler=cmd_admin)
 
+    _research_parsers(sub)
+
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_command", required=True)
     tracing = bsub.add_parser("tracing", help="CPU and latency cost of tracing, by mode")
@@ -357,8 +381,90 @@ def build_parser() -> argparse.ArgumentParser:
     )
     edge.add_argument("--json", action="store_true", help="print only the JSON object")
     edge.add_argument("--output", help="also write the JSON object to this file")
+    rep = bsub.add_parser("replay", help="replay throughput, and compare time at 10k items")
+    rep.add_argument("--items", type=int, default=60, help="items replayed (default 60)")
+    rep.add_argument("--concurrency", type=int, default=4, help="streams at a time (default 4)")
+    rep.add_argument(
+        "--compare-items", type=int, default=10_000, help="items per run compared (default 10k)"
+    )
+    rep.add_argument("--repeat", type=int, default=5, help="timed comparisons (default 5)")
+    rep.add_argument("--json", action="store_true", help="print only the JSON object")
+    rep.add_argument("--output", help="also write the JSON object to this file")
     p.set_defaults(handler=cmd_bench)
     return parser
+
+
+def _research_parsers(sub: Any) -> None:
+    """`parley dataset`, `parley replay`, `parley compare` (docs/research.md)."""
+    p = sub.add_parser("dataset", help="datasets of recordings with references, to replay")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    imp = dsub.add_parser("import", help="a folder of recordings plus a manifest")
+    imp.add_argument("name")
+    imp.add_argument("folder")
+    imp.add_argument(
+        "--references", metavar="FILE", help="TSV/CSV/JSONL manifest, *.trans.txt, Common Voice TSV"
+    )
+    imp.add_argument(
+        "--layout",
+        choices=["auto", "table", "jsonl", "librispeech", "commonvoice", "folder"],
+        default="auto",
+        help="manifest layout (default: detected)",
+    )
+    turns = dsub.add_parser("from-turns", help="stored turns: their audio, frames, corrections")
+    turns.add_argument("name")
+    turns.add_argument("--group", help="an admin turn group (id or name): one conversation")
+    turns.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the admin turn list's filters, e.g. pipeline=local, annotated=yes (repeatable)",
+    )
+    turns.add_argument(
+        "--multi-turn", action="store_true", help="keep each conversation's turns together"
+    )
+    for q in (imp, turns):
+        q.add_argument("--tag", action="append", default=[], help="tag every item (repeatable)")
+        q.add_argument("--new-version", action="store_true", help="add a version to NAME")
+        q.add_argument("--description", default="", help="what the dataset is for")
+        q.add_argument("--json", action="store_true", help="print the dataset as JSON")
+    exp = dsub.add_parser("export", help="recordings + manifest.jsonl into an empty folder")
+    exp.add_argument("dataset", metavar="NAME[@VERSION]")
+    exp.add_argument("folder")
+    lst = dsub.add_parser("list", help="every dataset version")
+    lst.add_argument("--json", action="store_true")
+    show = dsub.add_parser("show", help="one dataset's items and runs")
+    show.add_argument("dataset", metavar="NAME[@VERSION]")
+    show.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_dataset)
+
+    p = sub.add_parser("replay", help="stream a dataset through pipelines (the Converse path)")
+    p.add_argument("dataset", metavar="NAME[@VERSION]")
+    p.add_argument("--pipeline", action="append", required=True, help="repeatable")
+    p.add_argument(
+        "--pace",
+        choices=["realtime", "fast"],
+        default="realtime",
+        help="realtime (default: latency as in live use) or fast (no voice-to-voice)",
+    )
+    p.add_argument("--concurrency", type=int, default=1, help="streams at a time (default 1)")
+    p.add_argument("--run", help="run name (NAME-PIPELINE for several); an existing run is resumed")
+    p.add_argument(
+        "--server", help="use this running server (default: start one like `parley demo`)"
+    )
+    p.add_argument(
+        "--answer-timeout", type=float, default=120.0, help="seconds per item (default 120)"
+    )
+    p.add_argument("--json", action="store_true", help="print each run's tally as JSON")
+    p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("compare", help="runs of one dataset side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run names; the first is the baseline")
+    p.add_argument("--tag", help="only the items with this tag")
+    p.add_argument("--items", type=int, default=20, help="item rows shown (default 20)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--json", action="store_true", help="everything, every item, as JSON")
+    p.set_defaults(handler=cmd_compare)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

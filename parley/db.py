@@ -67,6 +67,7 @@ class Turn(BaseModel):
     that fails (or a server that dies) still leaves its row, status and error."""
 
     id = peewee.CharField(primary_key=True, max_length=36)
+    conversation_id: str  # the foreign key's raw value (peewee adds it; declared for mypy)
     conversation = peewee.ForeignKeyField(Conversation, backref="turns", on_delete="CASCADE")
     position = peewee.IntegerField()  # 0, 1, ... within the conversation
     pipeline = peewee.CharField(index=True)
@@ -88,6 +89,7 @@ class Turn(BaseModel):
 
 
 class Media(BaseModel):
+    turn_id: str  # the foreign key's raw value (peewee adds it; declared for mypy)
     turn = peewee.ForeignKeyField(Turn, backref="media", on_delete="CASCADE")
     kind = peewee.CharField(index=True)  # "input" | "output" | "frame"
     path = peewee.CharField()  # relative to the data directory
@@ -132,7 +134,112 @@ class DeviceToken(BaseModel):
         table_name = "device_token"
 
 
-MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span, DeviceToken]
+class Dataset(BaseModel):
+    """One version of a named set of recordings to replay through pipelines (research/).
+
+    A name's versions are separate rows (1, 2, ...); items never change once written, so
+    a run's results always refer to exactly the recordings and references it was given."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=100)
+    version = peewee.IntegerField(default=1)
+    description = peewee.TextField(default="")
+    source = peewee.TextField(default="")  # where the items came from, in words
+    created_at = peewee.DateTimeField(default=_now)
+
+    class Meta:
+        indexes = ((("name", "version"), True),)
+
+
+class DatasetItem(BaseModel):
+    """One recording of a dataset: input audio (a PCM16 WAV in the recording's own rate
+    and channels, under the data directory like turn media), what it should be heard as
+    and answered with, and its place in a multi-turn conversation if it has one."""
+
+    id = peewee.AutoField()
+    dataset_id: int  # the foreign key's raw value (peewee adds it; declared for mypy)
+    dataset = peewee.ForeignKeyField(Dataset, backref="items", on_delete="CASCADE")
+    position = peewee.IntegerField()  # 0, 1, ... within the dataset
+    key = peewee.CharField(max_length=255)  # the item's name: a file path without extension
+    audio_path = peewee.CharField()  # relative to the data directory
+    sample_rate = peewee.IntegerField()
+    channels = peewee.IntegerField(default=1)
+    seconds = peewee.FloatField()
+    reference_transcript = peewee.TextField(default="")  # "": none
+    reference_answer = peewee.TextField(default="")
+    tags = JSONField(default=list)  # [str]
+    conversation = peewee.CharField(max_length=255, default="")  # "": a single-turn item
+    conversation_position = peewee.IntegerField(default=0)  # order within the conversation
+    frames = JSONField(default=list)  # [{"path": relative path, "offset_s": seconds into audio}]
+    source_turn = peewee.CharField(max_length=36, default="")  # the stored turn it came from
+
+    class Meta:
+        table_name = "dataset_item"
+        indexes = ((("dataset", "key"), True), (("dataset", "position"), True))
+
+
+class Run(BaseModel):
+    """A dataset version replayed through one pipeline over the Converse path."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=200, unique=True)
+    dataset_id: int
+    dataset = peewee.ForeignKeyField(Dataset, backref="runs", on_delete="CASCADE")
+    pipeline = peewee.CharField(index=True)
+    config = JSONField(default=dict)  # the pipeline's configuration when the run started
+    git_revision = peewee.CharField(default="")  # of the Parley checkout, if it is one
+    pace = peewee.CharField(default="realtime")  # realtime | fast
+    started_at = peewee.DateTimeField(default=_now)
+    finished_at = peewee.DateTimeField(null=True)  # end of the latest replay of it
+    latency_keys = JSONField(default=list)  # names of the numbers in RunItem.latency
+
+
+class RunItem(BaseModel):
+    """What one run got for one dataset item: the turn(s) it made, and, copied from them
+    for fast comparisons, the transcript, answer, edit counts against the item's
+    reference transcript (admin/transcripts.py) and the answering turn's latency."""
+
+    id = peewee.AutoField()
+    run_id: int
+    item_id: int
+    turn_id: str | None
+    run = peewee.ForeignKeyField(Run, backref="items", on_delete="CASCADE")
+    item = peewee.ForeignKeyField(DatasetItem, backref="results", on_delete="CASCADE")
+    status = peewee.CharField(default="done")  # done | failed
+    error = peewee.TextField(default="")
+    # The turn whose answer counts (the last one the recording made); turn_ids lists
+    # every turn the recording made, in order (usually one).
+    turn = peewee.ForeignKeyField(Turn, null=True, backref="run_items", on_delete="SET NULL")
+    turn_ids = JSONField(default=list)
+    trace_id = peewee.CharField(default="")
+    transcript = peewee.TextField(default="")  # the turns' transcripts, joined
+    response = peewee.TextField(default="")
+    word_errors = peewee.IntegerField(null=True)  # null: the item has no reference
+    word_count = peewee.IntegerField(null=True)
+    char_errors = peewee.IntegerField(null=True)
+    char_count = peewee.IntegerField(null=True)
+    # The answering turn's latency record (ms) as little-endian float64 numbers, one per
+    # name in Run.latency_keys (NaN: not in this turn's record).
+    latency = peewee.BlobField(null=True)
+    finished_at = peewee.DateTimeField(default=_now)
+
+    class Meta:
+        table_name = "run_item"
+        indexes = ((("run", "item"), True),)
+
+
+MODELS: list[type[BaseModel]] = [
+    Device,
+    Conversation,
+    Turn,
+    Media,
+    Span,
+    DeviceToken,
+    Dataset,
+    DatasetItem,
+    Run,
+    RunItem,
+]
 
 
 def clip(field: peewee.CharField, text: str) -> str:

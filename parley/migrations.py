@@ -109,10 +109,17 @@ def _turn_spoken(schema: Schema) -> None:
     schema.add_columns(db.Turn, "reasoning", "spoken")
 
 
+def _datasets_and_runs(schema: Schema) -> None:
+    """Issue 12's tables (dataset, dataset_item, run, run_item) are new: step 1 creates
+    them, with their indexes, on a database that lacks them. Recorded so a database says
+    it has them."""
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
     Migration("i9sec-conversation-auth", _conversation_auth),
     Migration("i8-turn-spoken", _turn_spoken),
+    Migration("i12-datasets-runs", _datasets_and_runs),
 ]
 
 

@@ -114,7 +114,7 @@ def test_a_previous_release_store_upgrades_in_place_and_keeps_working(
     # What a server start does, then what the admin's start does.
     upgraded = db.open_database(empty_database_url)
     create_admin_tables()
-    assert migrations.applied(upgraded) == ALL_STEPS
+    assert sorted(migrations.applied(upgraded)) == sorted(ALL_STEPS)
     assert {t: n for t, n in _counts(upgraded).items() if t in before} == before
     _has_current_schema(upgraded)
 

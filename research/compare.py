@@ -1,0 +1,425 @@
+"""Compare runs item by item: the data behind `parley compare` and the admin's Compare
+page, as plain JSON-ready data (:func:`compare`).
+
+Runs are compared on the same dataset (any versions of one name: items pair up by their
+key). All figures cover the items selected (all, or those with a tag):
+
+- per run: items done / failed / not replayed; corpus WER and CER against the items'
+  reference transcripts (errors / reference length over the items that have one, jiwer
+  counts with admin/transcripts.py's normalisation); latency percentiles (nearest rank,
+  ms) of voice-to-voice (edge clock; real-time pace only), endpointing, VAD decision ->
+  first audio sent and the whole answer, and per stage its total, **model** time
+  (inside the worker) and **transfer** time (everything else: gRPC, queueing,
+  serialisation; the latency record's ``*_overhead_ms``); annotation score means;
+- per other run against the first (the baseline), for the items both runs did: the
+  difference of means / error rates (second minus first) with a 95 % bootstrap interval
+  (research/stats.py), and how many items each run did better on and how many tied;
+- one row per item: key, tags, references, and per run its status, error, transcript,
+  answer, WER, latency, turn ids and trace id (for links to turns, traces and audio).
+
+Items whose turn was annotated carry the annotators' scores (research/admin_tables.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from admin.models import raw_rows
+from parley import db
+from parley.errors import ParleyError
+from research import admin_tables
+from research.stats import FloatArray, percentiles, ratio_differences_ci
+
+# Latency figures shown per run: (name shown, latency record key).
+LATENCY = (
+    ("voice_to_voice_ms", "voice_to_voice_ms"),
+    ("endpointing_ms", "endpointing_ms"),
+    ("first_audio_ms", "first_audio_sent_ms"),  # VAD decision -> first answer audio sent
+    ("turn_total_ms", "turn_total_ms"),
+)
+_RECORD_KEYS = dict(LATENCY)
+STAGE_ORDER = ("stt", "llm", "tts", "send")  # stages found in the records come in this order
+# Paired metrics: (name, lower is better, tie tolerance in the metric's unit or None).
+PAIRED = (
+    ("voice_to_voice_ms", True, "latency"),
+    ("first_audio_ms", True, "latency"),
+    ("wer", True, "exact"),
+    ("cer", True, "exact"),
+    ("overall_score", False, "exact"),
+)
+STATUS = {1: "done", 0: "failed", -1: "not replayed"}
+_FEW_ROWS = 500  # item rows read by id; more: read each run whole
+
+
+class CompareError(ParleyError):
+    pass
+
+
+@dataclass
+class _Run:
+    """One run's figures as arrays over the compared rows (NaN: no value)."""
+
+    row: db.Run
+    dataset: db.Dataset
+    status: np.ndarray  # int8: 1 done, 0 failed, -1 not replayed
+    item_ids: np.ndarray  # int64: the item id in this run's dataset version, -1: none
+    edits: FloatArray  # (rows, 4): word errors, words, char errors, chars
+    latency: dict[str, FloatArray] = field(default_factory=dict)  # record key -> values
+    scores: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+
+    def value(self, name: str) -> FloatArray:
+        """A latency figure by its name here or in the record (all NaN if absent)."""
+        found = self.latency.get(_RECORD_KEYS.get(name, name))
+        return np.full(len(self.status), np.nan) if found is None else found
+
+
+def _find_runs(refs: Sequence[str | int]) -> list[db.Run]:
+    found: list[db.Run] = []
+    for ref in refs:
+        query = db.Run.select().where(
+            (db.Run.name == str(ref)) | (db.Run.id == (int(ref) if str(ref).isdigit() else -1))
+        )
+        run = query.order_by(db.Run.id).first()
+        if run is None:
+            recent = db.Run.select(db.Run.name).order_by(db.Run.started_at.desc()).limit(5)
+            names = ", ".join(r.name for r in recent) or "none yet"
+            raise CompareError(f"unknown run {ref!r} (recent runs: {names})")
+        if any(r.id == run.id for r in found):
+            raise CompareError(f"run {run.name!r} is named twice")
+        found.append(run)
+    return found
+
+
+def _rows(
+    datasets: Sequence[db.Dataset], tag: str
+) -> tuple[list[tuple[Any, ...]], dict[int, _ItemIndex], list[str]]:
+    """Compared rows (one per item key, in the first dataset's order, tag-filtered),
+    each dataset's item id -> row index, and every tag seen."""
+    i = db.DatasetItem
+    columns = (i.id, i.key, i.position, i.tags, i.conversation, i.conversation_position)
+    rows: list[tuple[Any, ...]] = []
+    by_key: dict[str, int] = {}
+    indexes: dict[int, _ItemIndex] = {}
+    parsed: dict[str, list[str]] = {}  # tags as stored -> list (most items share a few)
+    for dataset in datasets:
+        mapping: dict[int, int] = {}
+        query = i.select(*columns).where(i.dataset == dataset.id).order_by(i.position)
+        for item_id, key, position, text, conversation, place in raw_rows(query):
+            tags = parsed.get(text)
+            if tags is None:
+                tags = parsed[text] = json.loads(text or "[]")
+            if tag and tag not in tags:
+                continue
+            row = by_key.get(key)
+            if row is None:
+                row = by_key[key] = len(rows)
+                rows.append((item_id, key, position, tags, conversation, place))
+            mapping[item_id] = row
+        indexes[dataset.id] = _ItemIndex(mapping)
+    return rows, indexes, sorted({t for tags in parsed.values() for t in tags})
+
+
+class _ItemIndex:
+    """Dataset item ids -> compared row indexes, for whole arrays at once."""
+
+    def __init__(self, mapping: dict[int, int]) -> None:
+        ids = np.fromiter(mapping.keys(), dtype=np.int64, count=len(mapping))
+        rows = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
+        order = np.argsort(ids)
+        self.ids, self.rows = ids[order], rows[order]
+
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """The row of each item id; -1 for items not compared (filtered out)."""
+        if not len(self.ids):
+            return np.full(len(item_ids), -1, dtype=np.int64)
+        at = np.searchsorted(self.ids, item_ids).clip(0, len(self.ids) - 1)
+        return np.where(self.ids[at] == item_ids, self.rows[at], -1)
+
+
+def _load_run(run: db.Run, dataset: db.Dataset, index: _ItemIndex, size: int) -> _Run:
+    r = db.RunItem
+    status = np.full(size, -1, dtype=np.int8)
+    item_ids = np.full(size, -1, dtype=np.int64)
+    item_ids[index.rows] = index.ids
+    edits = np.full((size, 4), np.nan)
+    keys = list(run.latency_keys or [])
+    latency = np.full((size, len(keys)), np.nan)
+    query = r.select(
+        r.item, r.status, r.word_errors, r.word_count, r.char_errors, r.char_count, r.latency
+    ).where(r.run == run.id)
+    found = raw_rows(query)
+    if found:
+        columns = list(zip(*found, strict=True))
+        rows = index.rows_of(np.array(columns[0], dtype=np.int64))
+        kept = rows >= 0  # the others are filtered out by the tag
+        status[rows[kept]] = (np.array(columns[1], dtype=object) == "done")[kept]
+        edits[rows[kept]] = np.array(columns[2:6], dtype=np.float64).T[kept]
+        blobs = [bytes(b) if b else b"" for b in columns[6]]
+        width = 8 * len(keys)
+        if all(len(b) == width for b in blobs):  # the usual case: one vectorised read
+            numbers = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(len(blobs), len(keys))
+            latency[rows[kept]] = numbers[kept]
+        else:  # keys were added during the run: older items have fewer numbers
+            for row, blob in zip(rows, blobs, strict=True):
+                if row >= 0 and blob:
+                    numbers = np.frombuffer(blob, dtype="<f8")
+                    latency[row, : len(numbers)] = numbers
+    data = _Run(run, dataset, status, item_ids, edits)
+    data.latency = {key: latency[:, j] for j, key in enumerate(keys)}
+    return data
+
+
+def _add_scores(data: list[_Run], indexes: dict[int, _ItemIndex]) -> None:
+    sums = admin_tables.score_sums([d.row.id for d in data])
+    for run in data:
+        size = len(run.status)
+        totals = np.zeros((size, len(admin_tables.SCORES)))
+        counts = np.zeros_like(totals)
+        if run.row.id in sums:
+            item_ids, total, count = sums[run.row.id]
+            rows = indexes[run.dataset.id].rows_of(item_ids)
+            kept = rows >= 0
+            totals[rows[kept]], counts[rows[kept]] = total[kept], count[kept]
+        for j, score in enumerate(admin_tables.SCORES):
+            run.scores[score] = (totals[:, j], counts[:, j])
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if not den else round(num / den, 6)
+
+
+def _summary(run: _Run) -> dict[str, Any]:
+    done = run.status == 1
+    edits = run.edits[done & ~np.isnan(run.edits[:, 1])]
+    stages = [s[: -len("_model_ms")] for s in run.latency if s.endswith("_model_ms")]
+    stages.sort(key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
+    return {
+        "run": run.row.name,
+        "pipeline": run.row.pipeline,
+        "items": len(run.status),
+        "done": int(done.sum()),
+        "failed": int((run.status == 0).sum()),
+        "not_replayed": int((run.status == -1).sum()),
+        "reference_items": len(edits),
+        "wer": _ratio(float(edits[:, 0].sum()), float(edits[:, 1].sum())),
+        "cer": _ratio(float(edits[:, 2].sum()), float(edits[:, 3].sum())),
+        "latency": {name: percentiles(run.value(name)[done]) for name, _ in LATENCY},
+        "stages": [
+            {
+                "stage": stage,
+                "total": percentiles(run.value(f"{stage}_ms")[done]),
+                "model": percentiles(run.value(f"{stage}_model_ms")[done]),
+                "transfer": percentiles(run.value(f"{stage}_overhead_ms")[done]),
+            }
+            for stage in stages
+        ],
+        "scores": {
+            score: {
+                "mean": _ratio(float(total[done].sum()), float(count[done].sum())),
+                "count": int(count[done].sum()),
+            }
+            for score, (total, count) in run.scores.items()
+        },
+    }
+
+
+def _metric(run: _Run, name: str) -> tuple[FloatArray, FloatArray]:
+    """(numerator, denominator) per row; NaN denominators where there is no value."""
+    if name in ("wer", "cer"):
+        column = 0 if name == "wer" else 2
+        return run.edits[:, column], np.where(
+            run.edits[:, column + 1] > 0, run.edits[:, column + 1], np.nan
+        )
+    if name == "overall_score":
+        total, count = run.scores.get(name, (np.zeros(len(run.status)), np.zeros(len(run.status))))
+        return total, np.where(count > 0, count, np.nan)
+    values = run.value(name)
+    return values, np.where(np.isnan(values), np.nan, 1.0)
+
+
+def _paired(
+    base: _Run, others: Sequence[_Run], *, tie_ms: float, resamples: int, seed: int
+) -> list[dict[str, Any]]:
+    columns: list[tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = []
+    partial: list[dict[str, Any]] = []
+    for other in others:
+        both = (base.status == 1) & (other.status == 1)
+        for name, lower_better, tie in PAIRED:
+            na, da = _metric(base, name)
+            nb, db_ = _metric(other, name)
+            valid = both & ~np.isnan(da) & ~np.isnan(db_) & ~np.isnan(na) & ~np.isnan(nb)
+            zero = np.zeros(len(valid))
+            cols = tuple(np.where(valid, x, zero) for x in (na, da, nb, db_))
+            columns.append(cols)  # type: ignore[arg-type]
+            per_a, per_b = na[valid] / da[valid], nb[valid] / db_[valid]
+            diff = per_b - per_a
+            tolerance = tie_ms if tie == "latency" else 1e-9
+            better_b = diff < -tolerance if lower_better else diff > tolerance
+            better_a = diff > tolerance if lower_better else diff < -tolerance
+            sum_a, sum_b = cols[0].sum(), cols[2].sum()
+            mean_a = _ratio(float(sum_a), float(cols[1].sum()))
+            mean_b = _ratio(float(sum_b), float(cols[3].sum()))
+            partial.append(
+                {
+                    "a": base.row.name,
+                    "b": other.row.name,
+                    "metric": name,
+                    "better": "lower" if lower_better else "higher",
+                    "n": int(valid.sum()),
+                    "mean_a": mean_a,
+                    "mean_b": mean_b,
+                    "difference": None
+                    if mean_a is None or mean_b is None
+                    else round(mean_b - mean_a, 6),
+                    "a_better": int(better_a.sum()),
+                    "ties": int(valid.sum() - better_a.sum() - better_b.sum()),
+                    "b_better": int(better_b.sum()),
+                }
+            )
+    intervals = ratio_differences_ci(columns, resamples=resamples, seed=seed)
+    for entry, (low, high) in zip(partial, intervals, strict=True):
+        entry["ci95"] = None if math.isnan(low) else [round(low, 6), round(high, 6)]
+    return partial
+
+
+def _numbers(values: FloatArray, digits: int = 3) -> list[float | None]:
+    """Rounded values as Python numbers, None for NaN."""
+    return [None if v != v else v for v in np.round(values, digits).tolist()]
+
+
+def _item_columns(run: _Run, at: np.ndarray) -> dict[str, list[Any]]:
+    """A run's per-item figures for the rows ``at``, as lists (one entry per row)."""
+    edits = run.edits[at]
+    total, count = run.scores["overall_score"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "status": [STATUS[s] for s in run.status[at].tolist()],
+            "word_errors": _numbers(edits[:, 0], 0),
+            "word_count": _numbers(edits[:, 1], 0),
+            "wer": _numbers(np.where(edits[:, 1] > 0, edits[:, 0] / edits[:, 1], np.nan), 6),
+            "cer": _numbers(np.where(edits[:, 3] > 0, edits[:, 2] / edits[:, 3], np.nan), 6),
+            "voice_to_voice_ms": _numbers(run.value("voice_to_voice_ms")[at]),
+            "first_audio_ms": _numbers(run.value("first_audio_ms")[at]),
+            "overall_score": _numbers(np.where(count[at] > 0, total[at] / count[at], np.nan)),
+        }
+
+
+def _item_rows(
+    rows: Sequence[tuple[Any, ...]], data: Sequence[_Run], start: int, stop: int
+) -> list[dict[str, Any]]:
+    """The per-item table for rows ``start:stop`` (texts read for those rows only)."""
+    wanted = range(start, min(stop, len(rows)))
+    few = len(wanted) <= _FEW_ROWS  # else read whole runs: no long IN lists
+    i, r = db.DatasetItem, db.RunItem
+    query = i.select(i.id, i.reference_transcript, i.reference_answer)
+    if few:
+        query = query.where(i.id.in_([rows[n][0] for n in wanted]))
+    else:
+        query = query.where(i.dataset.in_(list({d.dataset.id for d in data})))
+    references = {item_id: (text, answer) for item_id, text, answer in raw_rows(query)}
+    at = np.arange(wanted.start, wanted.stop, dtype=np.int64)
+    columns = []
+    for run in data:
+        texts = r.select(
+            r.item, r.error, r.turn, r.turn_ids, r.trace_id, r.transcript, r.response
+        ).where(r.run == run.row.id)
+        if few:
+            texts = texts.where(r.item.in_([int(run.item_ids[n]) for n in wanted]))
+        found = {item_id: rest for item_id, *rest in raw_rows(texts)}
+        figures = _item_columns(run, at)
+        missing = ("", None, "[]", "", "", "")
+        per_item = [found.get(item_id, missing) for item_id in run.item_ids[at].tolist()]
+        # The turn id lists, parsed in one go (a JSON array of them).
+        figures["turn_ids"] = json.loads("[" + ",".join(p[2] or "[]" for p in per_item) + "]")
+        columns.append((run.row.name, figures, per_item))
+    out = []
+    for j, n in enumerate(wanted):
+        item_id, key, position, tags, conversation, conversation_position = rows[n]
+        reference, answer = references.get(item_id, ("", ""))
+        per_run = {}
+        for name, figures, per_item in columns:
+            error, turn, _, trace, transcript, response = per_item[j]
+            got = {field: values[j] for field, values in figures.items()}
+            got.update(
+                error=error, turn_id=turn, trace_id=trace, transcript=transcript, response=response
+            )
+            per_run[name] = got
+        out.append(
+            {
+                "key": key,
+                "position": position,
+                "tags": tags,
+                "conversation": conversation,
+                "conversation_position": conversation_position,
+                "reference_transcript": reference,
+                "reference_answer": answer,
+                "runs": per_run,
+            }
+        )
+    return out
+
+
+def compare(
+    run_refs: Sequence[str | int],
+    *,
+    tag: str = "",
+    item_offset: int = 0,
+    item_limit: int | None = None,
+    resamples: int = 1000,
+    tie_ms: float = 10.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare runs (names or ids; the first is the baseline) on the items with ``tag``
+    (all items if ""). ``item_offset``/``item_limit`` choose the per-item rows returned
+    (None: all); every figure still covers all selected items. ``tie_ms``: latency
+    differences within it count as ties. Raises CompareError (unknown run, runs of
+    different datasets). The database must be open."""
+    if not run_refs:
+        raise CompareError("name at least one run")
+    found = _find_runs(run_refs)
+    datasets: dict[int, db.Dataset] = {}
+    for run in found:
+        datasets.setdefault(run.dataset_id, db.Dataset.get_by_id(run.dataset_id))
+    names = {d.name for d in datasets.values()}
+    if len(names) > 1:
+        raise CompareError(
+            f"these runs replayed different datasets ({', '.join(sorted(names))}): "
+            "only runs of one dataset can be compared item by item"
+        )
+    rows, indexes, tags = _rows(list(datasets.values()), tag)
+    data = [
+        _load_run(run, datasets[run.dataset_id], indexes[run.dataset_id], len(rows))
+        for run in found
+    ]
+    _add_scores(data, indexes)
+    stop = len(rows) if item_limit is None else item_offset + item_limit
+    return {
+        "dataset": next(iter(names)),
+        "runs": [
+            {
+                "name": d.row.name,
+                "id": d.row.id,
+                "pipeline": d.row.pipeline,
+                "dataset_version": d.dataset.version,
+                "pace": d.row.pace,
+                "git_revision": d.row.git_revision,
+                "started_at": str(d.row.started_at),
+                "finished_at": str(d.row.finished_at) if d.row.finished_at else None,
+                "config": d.row.config,
+            }
+            for d in data
+        ],
+        "tag": tag,
+        "tags": tags,
+        "items_total": len(rows),
+        "summary": [_summary(d) for d in data],
+        "paired": _paired(data[0], data[1:], tie_ms=tie_ms, resamples=resamples, seed=seed),
+        "item_offset": item_offset,
+        "items": _item_rows(rows, data, item_offset, stop),
+    }

@@ -19,7 +19,7 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.wrappers.response import Response
 
-from admin import auth, formatting
+from admin import auth, formatting, schema
 from admin.models import create_admin_tables
 from parley import db
 from parley.config import Config
@@ -71,6 +71,7 @@ def create_app(config: Config, *, secret_key: str | None = None) -> Flask:
     """The admin app over ``config``'s store (tables are created if missing)."""
     db.open_database(config.database_url)
     create_admin_tables()
+    schema.install(config.annotation)
     app = Flask(
         __name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static")
     )

@@ -124,8 +124,10 @@ class TurnFilters:
                 | (t.id == self.q)
                 | (t.trace_id == self.q)
             )
-        if self.annotated:
-            a = Annotation.select(Annotation.id).where(Annotation.turn == t.id)
+        if self.annotated:  # counted annotations: live and done
+            a = Annotation.select(Annotation.id).where(
+                (Annotation.turn == t.id) & Annotation.live() & (Annotation.done == True)  # noqa: E712
+            )
             if self.annotated in ("mine", "not-mine"):
                 a = a.where(Annotation.user == user_id)
             exists = peewee.fn.EXISTS(a)

@@ -92,8 +92,16 @@ def _baseline(schema: Schema) -> None:
     """The schema as first released: created from the models by step 1."""
 
 
+def _turn_outputs(schema: Schema) -> None:
+    """Turn.outputs: per-stage outputs (the VAD's speech bounds, later stages' labels)."""
+    from parley.db import Turn
+
+    schema.add_columns(Turn, "outputs")
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
+    Migration("i13-turn-outputs", _turn_outputs),
 ]
 
 

@@ -179,7 +179,8 @@ def delete_annotation(annotation: Annotation, by: User) -> None:
     admins' view of deleted annotations."""
     with db.database.atomic():
         now = utcnow()
-        annotation.deleted_at, annotation.deleted_by, annotation.updated_at = now, by.id, now
+        annotation.deleted_at, annotation.updated_at = now, now
+        annotation.deleted_by = by
         annotation.save(only=[Annotation.deleted_at, Annotation.deleted_by, Annotation.updated_at])
         score_cache.refresh([annotation.turn_id])
 

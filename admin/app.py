@@ -102,6 +102,16 @@ def create_app(config: Config, *, secret_key: str | None = None) -> Flask:
             "parley/error.html", title="Form expired", message=error.description
         ), 400
 
+    @app.errorhandler(403)
+    def forbidden(error: Any) -> Any:
+        message = "Your account may not do this (annotators change only their own work)."
+        return render_template("parley/error.html", title="Not allowed", message=message), 403
+
+    @app.errorhandler(404)
+    def not_found(error: Any) -> Any:
+        message = "Nothing here: the turn, group or file may have been deleted."
+        return render_template("parley/error.html", title="Not found", message=message), 404
+
     return app
 
 

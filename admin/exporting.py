@@ -80,7 +80,8 @@ def question_fields(current: Schema) -> tuple[str, ...]:
 
 
 def _questions(row: dict[str, Any], current: Schema) -> dict[str, Any]:
-    answers = row.get("answers") if isinstance(row.get("answers"), dict) else {}
+    raw = row.get("answers")
+    answers: dict[str, Any] = raw if isinstance(raw, dict) else {}
     na = row.get("not_applicable") or []
     out: dict[str, Any] = {}
     for q in current.extra:

@@ -112,7 +112,7 @@ def seed(
                 "speech_seconds": speech,
                 "outputs": {"vad": vad_outputs(rng, speech)},
                 "latency": record,
-                "trace_id": f"{len(rows) + 1:032x}" if spans else "",
+                "trace_id": f"{int(rng.integers(1 << 62)):016x}{len(rows) + 1:016x}" if spans else "",
             }
             if status == "failed":
                 row.update(error="llm worker unavailable", error_stage="llm")

@@ -135,8 +135,8 @@ def _count(numbers: np.ndarray, block: Block, row: tuple[Any, ...], answers: Any
     if question.bind and numbers[block.stored] < 0:
         answer = answers.get(question.key) if isinstance(answers, dict) else None
         stored = answer.get("stored") if isinstance(answer, dict) else None
-        index = question.value_index(stored) if stored is not None else None
-        numbers[block.stored] = len(question.values) if index is None else index
+        found = question.value_index(stored) if stored is not None else None
+        numbers[block.stored] = len(question.values) if found is None else found
 
 
 def _vector(current: Layout, turn_id: str, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:

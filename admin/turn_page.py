@@ -88,7 +88,7 @@ def _media(turn_ids: Sequence[str]) -> dict[str, dict[str, db.Media]]:
     found: dict[str, dict[str, db.Media]] = {}
     query = db.Media.select().where(db.Media.turn.in_(list(turn_ids))).order_by(db.Media.path)
     for media in query:
-        found.setdefault(str(media.turn_id), {}).setdefault(str(media.kind), media)
+        found.setdefault(str(media.turn_id), {}).setdefault(str(media.kind), media)  # type: ignore[attr-defined]
     return found
 
 
@@ -99,7 +99,7 @@ def conversation_so_far(turn: db.Turn, limit: int) -> list[dict[str, Any]]:
     t = db.Turn
     earlier = list(
         t.select()
-        .where((t.conversation == turn.conversation_id) & (t.position < turn.position))
+        .where((t.conversation == turn.conversation) & (t.position < turn.position))
         .order_by(t.position.desc())
         .limit(limit)
     )[::-1]

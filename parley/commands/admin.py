@@ -135,7 +135,13 @@ def seed_sample(args: argparse.Namespace, config: Config) -> int:
                 "data would mix with them. Use another PARLEY_HOME (or --force)"
             )
         media = min(args.media_turns, args.turns)
-        result = seed(args.turns, data_dir=config.data_dir, media_turns=media, annotators=4)
+        result = seed(
+            args.turns,
+            data_dir=config.data_dir,
+            media_turns=media,
+            annotators=4,
+            seed_value=existing,
+        )
     print(
         f"added {result.turns} sample turns ({media} with audio under {config.data_dir}), "
         f"{result.annotations} annotations, {result.groups} groups, {result.spans} spans"

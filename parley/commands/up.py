@@ -33,7 +33,7 @@ async def _up(stack: LocalStack) -> None:
     for spec in stack.specs:
         state = "started" if spec.name in started else "already running"
         print(f"  {spec.name:14s} grpc {spec.address:22s} {state}")
-    address, state = await admin.start_with(stack)
+    _, state = await admin.start_with(stack)
     url = admin.site_url(config.admin.host, config.admin.port)
     print(f"  {'admin':14s} {url:27s} {state}")
     note = "" if state.startswith("not started") else _accounts_note(config)

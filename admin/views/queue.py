@@ -158,7 +158,8 @@ class ProgressView(SiteView):
 def question_counts(user: User | None) -> list[dict[str, Any]]:
     """Per configured question: how many live annotations answered it and said n/a (one
     user's, or everyone's). The JSON columns are searched as text for the key (keys
-    are plain identifiers, stored as ``"key":`` and ``"key"``), so nothing is parsed."""
+    are plain identifiers, stored as ``"key":`` and ``"key"``; cast, so the pattern is
+    not taken for JSON), so nothing is parsed."""
     a = Annotation
     base = a.select().where(a.live())
     if user is not None:
@@ -166,8 +167,8 @@ def question_counts(user: User | None) -> list[dict[str, Any]]:
     return [
         {
             "question": q,
-            "answered": base.where(a.answers.contains(f'"{q.key}":')).count(),
-            "na": base.where(a.not_applicable.contains(f'"{q.key}"')).count(),
+            "answered": base.where(a.answers.cast("TEXT").contains(f'"{q.key}":')).count(),
+            "na": base.where(a.not_applicable.cast("TEXT").contains(f'"{q.key}"')).count(),
         }
         for q in schema.current().extra
     ]

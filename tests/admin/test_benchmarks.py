@@ -113,7 +113,7 @@ def _annotate(turn: str, user: str, pipeline: str = "alpha", **fields: object) -
 
 
 def test_wer_and_cer_equal_jiwer_on_the_corrected_transcripts(
-    bob: FlaskClient, cy: FlaskClient
+    bob: FlaskClient, cy: FlaskClient, admin_client: FlaskClient
 ) -> None:
     heard = {"t1": "Turn of the lamp please.", "t2": "what's the whether", "t3": "set a timer"}
     said = {"t1": "turn on the lamp", "t2": "What's the weather?", "t3": "set a timer"}
@@ -128,7 +128,7 @@ def test_wer_and_cer_equal_jiwer_on_the_corrected_transcripts(
                 form["transcript_state"] = "confirmed"  # heard right: a reference too
             post(client, f"/turns/{turn}/annotate", form)
     post(cy, "/turns/t3/annotate", scores(corrected_transcript="set a timer now"))  # cy revises
-    summary = bob.get("/accuracy/summary.json").get_json()["pipelines"]
+    summary = admin_client.get("/accuracy/summary.json").get_json()["pipelines"]
     refs = [_normalise(said["t1"]), _normalise(said["t2"])] * 2
     hyps = [_normalise(heard["t1"]), _normalise(heard["t2"])] * 2
     assert summary["alpha"]["wer"] == pytest.approx(jiwer.wer(refs, hyps))

@@ -103,6 +103,8 @@ class Annotation(AdminModel):
             (("user", "pipeline"), False),
             (("user", "updated_at"), False),
             (("pipeline",), False),
+            # progress counts a user's live, done annotations from the index alone
+            (("user", "pipeline", "done", "deleted_at"), False),
         )
 
     @classmethod
@@ -379,8 +381,10 @@ def _live_index(schema: migrations.Schema) -> None:
 
 
 def _new_columns(schema: migrations.Schema) -> None:
+    """Group n/a, the score cache's layout digest, the progress counts' index."""
     schema.add_columns(GroupAnnotation, "not_applicable")
     schema.add_columns(ScoreVector, "layout")
+    schema.add_index(Annotation, ("user_id", "pipeline", "done", "deleted_at"), False)
 
 
 # The admin's schema steps (see parley/migrations.py), named "admin-...".

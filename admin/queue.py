@@ -100,11 +100,12 @@ def progress(
     filters = filters or TurnFilters()
     a, t = Annotation, db.Turn
     total = _finished(filters, user_id).count()
-    if filters.args().keys() <= {"pipeline"}:  # the fast path: no join
-        mine = a.select().where((a.user == user_id) & counted())
+    if filters.args().keys() <= {"pipeline"}:  # the fast path: the index alone, less the
+        mine = a.select().where((a.user == user_id) & counted())  # few unfinished turns
         if filters.pipeline:
             mine = mine.where(a.pipeline == filters.pipeline)
-        done = mine.join(t, on=a.turn == t.id).where(t.status == QUEUE_STATUS).count()
+        unfinished = t.select(t.id).where(t.status != QUEUE_STATUS)
+        done = mine.count() - mine.where(a.turn.in_(unfinished)).count()
     else:
         theirs = a.select(a.id).where((a.turn == t.id) & (a.user == user_id) & counted())
         done = _finished(filters, user_id).where(peewee.fn.EXISTS(theirs)).count()

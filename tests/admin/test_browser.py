@@ -75,21 +75,23 @@ def serve(app: Flask) -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.fixture
-def site(app: Flask, config: Config) -> Iterator[str]:
-    """The app on a real HTTP server on a free port, with sample data and media."""
+def seeded(app: Flask, config: Config, turns: int, media: int, annotators: int) -> Iterator[str]:
+    """The app on a real HTTP server on a free port, with sample data, media for the
+    oldest turns, and an annotator "tess" who has done nothing yet."""
     with db.database.connection_context():
-        seed(400, data_dir=config.data_dir, media_turns=30, annotators=4, seed_value=7)
+        seed(turns, data_dir=config.data_dir, media_turns=media, annotators=annotators)
         create_user("tess", PASSWORD, "annotator")
     yield from serve(app)
+
+
+@pytest.fixture
+def site(app: Flask, config: Config) -> Iterator[str]:
+    yield from seeded(app, config, 400, 30, 4)
 
 
 @pytest.fixture
 def small_site(app: Flask, config: Config) -> Iterator[str]:
-    with db.database.connection_context():
-        seed(60, data_dir=config.data_dir, media_turns=6, annotators=2, seed_value=3)
-        create_user("tess", PASSWORD, "annotator")
-    yield from serve(app)
+    yield from seeded(app, config, 60, 6, 2)
 
 
 class Watched:

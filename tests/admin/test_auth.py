@@ -226,3 +226,13 @@ def test_passwords_are_stored_as_scrypt_hashes(app: Flask, monkeypatch: pytest.M
     assert login(app.test_client(), "dee").status_code == 302
     with pytest.raises(auth.AuthError, match="at least 8"):
         auth.hash_password("short")
+
+
+def test_the_login_page_says_how_to_make_the_first_account(config: Config) -> None:
+    app = create_app(config, secret_key="k" * 40)
+    page = app.test_client().get("/login").text
+    assert 'id="no-accounts"' in page and "parley admin create-user NAME --role admin" in page
+    with db.database.connection_context():
+        auth.create_user("first", PASSWORD, "admin")
+    assert 'id="no-accounts"' not in app.test_client().get("/login").text
+    db.database.close()

@@ -181,3 +181,24 @@ def test_seed_sample_fills_an_empty_store_with_media_under_the_data_directory(
     assert main(["admin", "seed-sample", "--turns", "5"]) == 2
     assert "already holds 40 turns" in capsys.readouterr().err
     assert main(["admin", "seed-sample", "--turns", "5", "--media-turns", "0", "--force"]) == 0
+
+
+def test_parley_up_says_when_nobody_can_log_in(home: Path) -> None:
+    from parley.commands.up import _accounts_note
+
+    config = load_config()
+    assert "no admin accounts yet" in _accounts_note(config)
+    assert "parley admin create-user NAME --role admin" in _accounts_note(config)
+    db.open_database(config.database_url)
+    with db.database.connection_context():
+        auth.create_user("ann", "a long password", "admin")
+    assert _accounts_note(config) == ""
+
+
+def test_the_readme_names_recordings_that_exist() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    named = re.findall(r"--wav (\S+\.wav)", readme)
+    assert named and all((root / name).is_file() for name in named), named

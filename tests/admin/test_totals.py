@@ -25,6 +25,7 @@ DONE = f"{LIVE} AND a.done = ?"
 
 
 def _sql(query: str, *params: Any) -> list[tuple[Any, ...]]:
+    query = query.replace("?", db.database.obj.param)  # SQLite or PostgreSQL
     return list(db.database.execute_sql(query, params).fetchall())
 
 

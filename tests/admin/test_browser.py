@@ -196,7 +196,7 @@ def test_annotate_in_a_real_browser(browser: Any, site: str, tmp_path: Path) -> 
     assert checked == ["4", "3", "5", "2"]
     page.keyboard.press("e")
     page.keyboard.press("Control+a")
-    page.keyboard.type("turn on the living room lamp")
+    page.keyboard.type("turn on the living room lamp please")
     assert page.locator("input[name=transcript_state][value=edited]").is_checked()
     _shot(page, tmp_path, "admin-queue.png")
     page.keyboard.press("Escape")
@@ -208,7 +208,9 @@ def test_annotate_in_a_real_browser(browser: Any, site: str, tmp_path: Path) -> 
     assert annotations() == before + 1  # the accuracy page changed
     page.goto(f"{site}/turns/{first}")
     assert page.locator("input[name=overall_score][value='2']").is_checked()
-    assert page.locator("#corrected_transcript").input_value() == "turn on the living room lamp"
+    assert (
+        page.locator("#corrected_transcript").input_value() == "turn on the living room lamp please"
+    )
     saved = _mine("tess", first)
     assert saved is not None and saved.transcript_state == "edited" and saved.done
     page.goto(f"{site}/latency/")

@@ -1,13 +1,15 @@
-"""Multi-turn groups: making them, adding turns (from the filters or checked rows)."""
+"""Multi-turn groups: making them, adding turns (from the filters or checked rows), and
+what a group's page (or a group queue) shows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import peewee
 from flask import abort
 
-from admin.models import TurnGroup, TurnGroupMember, User, raw_rows
+from admin.models import GroupAnnotation, TurnGroup, TurnGroupMember, User, raw_rows
 from parley import db
 
 GROUP_LIMIT = 500  # turns added at once
@@ -50,3 +52,47 @@ def add_turns(group: TurnGroup, turn_ids: Sequence[str]) -> int:
         if rows:
             m.insert_many(rows).execute()
     return len(rows)
+
+
+def group_context(group: TurnGroup, me: User, sent: dict[str, str] | None = None) -> dict[str, Any]:
+    turns = list(
+        db.Turn.select(db.Turn, TurnGroupMember.position)
+        .join(TurnGroupMember)
+        .where(TurnGroupMember.group == group.id)
+        .order_by(TurnGroupMember.position)
+        .limit(500)
+    )
+    inputs: dict[str, str] = {}  # turn id -> media path
+    outputs: dict[str, str] = {}
+    ids = [t.id for t in turns]
+    kinds = db.Media.kind.in_(["input", "output"])
+    media = db.Media.select(db.Media.turn, db.Media.kind, db.Media.path)
+    for turn_id, kind, path in raw_rows(media.where(db.Media.turn.in_(ids) & kinds)):
+        (inputs if kind == "input" else outputs).setdefault(turn_id, path)
+    mine = GroupAnnotation.get_or_none(
+        (GroupAnnotation.group == group.id) & (GroupAnnotation.user == me.id)
+    )
+    if sent is not None:
+        score, comment = sent.get("score", ""), sent.get("comment", "")
+    elif mine is not None:
+        score = "na" if mine.not_applicable else ("" if mine.score is None else str(mine.score))
+        comment = str(mine.comment)
+    else:
+        score, comment = "", ""
+    others = []
+    if me.is_admin:
+        others = list(
+            GroupAnnotation.select(GroupAnnotation, User)
+            .join(User)
+            .where((GroupAnnotation.group == group.id) & (GroupAnnotation.user != me.id))
+        )
+    return {
+        "group": group,
+        "turns": turns,
+        "inputs": inputs,
+        "outputs": outputs,
+        "score": score,
+        "comment": comment,
+        "others": others,
+        "problem": "",
+    }

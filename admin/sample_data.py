@@ -112,8 +112,10 @@ def seed(
                 "speech_seconds": speech,
                 "outputs": {"vad": vad_outputs(rng, speech)},
                 "latency": record,
-                "trace_id": f"{int(rng.integers(1 << 62)):016x}{len(rows) + 1:016x}" if spans else "",
+                "trace_id": f"{int(rng.integers(1 << 62)):016x}{len(rows) + 1:016x}",
             }
+            if not spans:
+                row["trace_id"] = ""
             if status == "failed":
                 row.update(error="llm worker unavailable", error_stage="llm")
                 row["latency"] = {k: v for k, v in record.items() if k.startswith(("stt", "end"))}

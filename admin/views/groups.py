@@ -12,54 +12,10 @@ from flask import flash, redirect, request, url_for
 from flask_admin import expose
 
 from admin import annotating, auth
-from admin.groups import get_group
-from admin.models import GroupAnnotation, TurnGroup, TurnGroupMember, User, raw_rows
+from admin.groups import get_group, group_context
+from admin.models import GroupAnnotation, TurnGroup, TurnGroupMember, User
 from admin.views.base import PAGE_SIZE, SiteView, confirm_page, page_number, safe_return
-from parley import db
-
-
-def group_context(group: TurnGroup, me: User, sent: dict[str, str] | None = None) -> dict[str, Any]:
-    turns = list(
-        db.Turn.select(db.Turn, TurnGroupMember.position)
-        .join(TurnGroupMember)
-        .where(TurnGroupMember.group == group.id)
-        .order_by(TurnGroupMember.position)
-        .limit(500)
-    )
-    inputs: dict[str, str] = {}  # turn id -> media path
-    outputs: dict[str, str] = {}
-    ids = [t.id for t in turns]
-    kinds = db.Media.kind.in_(["input", "output"])
-    media = db.Media.select(db.Media.turn, db.Media.kind, db.Media.path)
-    for turn_id, kind, path in raw_rows(media.where(db.Media.turn.in_(ids) & kinds)):
-        (inputs if kind == "input" else outputs).setdefault(turn_id, path)
-    mine = GroupAnnotation.get_or_none(
-        (GroupAnnotation.group == group.id) & (GroupAnnotation.user == me.id)
-    )
-    if sent is not None:
-        score, comment = sent.get("score", ""), sent.get("comment", "")
-    elif mine is not None:
-        score = "na" if mine.not_applicable else ("" if mine.score is None else str(mine.score))
-        comment = str(mine.comment)
-    else:
-        score, comment = "", ""
-    others = []
-    if me.is_admin:
-        others = list(
-            GroupAnnotation.select(GroupAnnotation, User)
-            .join(User)
-            .where((GroupAnnotation.group == group.id) & (GroupAnnotation.user != me.id))
-        )
-    return {
-        "group": group,
-        "turns": turns,
-        "inputs": inputs,
-        "outputs": outputs,
-        "score": score,
-        "comment": comment,
-        "others": others,
-        "problem": "",
-    }
+from admin.views.queue import get_queue, named_state
 
 
 class GroupsView(SiteView):
@@ -119,12 +75,9 @@ class GroupsView(SiteView):
             context = group_context(group, me, sent=dict(request.form.items()))
             context["problem"] = problem
             queue_state = None
-            if back:
-                from admin.views.queue import _named, get_queue
-
-                parts = back.strip("/").split("/")
-                if len(parts) == 2 and parts[1].isdigit():
-                    queue_state = _named(me, get_queue(int(parts[1]), me), str(group.id))
+            parts = back.strip("/").split("/")
+            if back and len(parts) == 2 and parts[1].isdigit():  # a group queue's bar
+                queue_state = named_state(me, get_queue(int(parts[1]), me), str(group.id))
             return self.render("parley/group.html", queue=queue_state, **context), 422
         annotating.save_group_annotation(group, me, score, na, request.form.get("comment", ""))
         if back:

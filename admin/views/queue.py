@@ -15,8 +15,10 @@ from flask_admin import expose
 
 from admin import auth, filters, queue, queues, schema, settings
 from admin.filters import TurnFilters
+from admin.groups import group_context
 from admin.models import Annotation, Queue, User
 from admin.queue import Progress
+from admin.turn_page import turn_context
 from admin.views.base import SiteView
 from parley import db
 
@@ -50,7 +52,7 @@ def _state(
     }
 
 
-def _adhoc(me: User, chosen: TurnFilters, turn_id: str) -> dict[str, Any]:
+def adhoc_state(me: User, chosen: TurnFilters, turn_id: str) -> dict[str, Any]:
     args = chosen.args()
     return _state(
         me,
@@ -62,7 +64,7 @@ def _adhoc(me: User, chosen: TurnFilters, turn_id: str) -> dict[str, Any]:
     )
 
 
-def _named(me: User, q: Queue, item_id: str) -> dict[str, Any]:
+def named_state(me: User, q: Queue, item_id: str) -> dict[str, Any]:
     kind = queues.kind(q)
     return _state(
         me,
@@ -90,20 +92,18 @@ def queue_state_for(me: User, back: str, turn: db.Turn) -> dict[str, Any] | None
     parts = urlsplit(back)
     path = parts.path.strip("/").split("/")
     if len(path) == 2 and path[1].isdigit():
-        return _named(me, get_queue(int(path[1]), me), str(turn.id))
-    return _adhoc(me, TurnFilters.parse(dict(parse_qsl(parts.query))), str(turn.id))
+        return named_state(me, get_queue(int(path[1]), me), str(turn.id))
+    return adhoc_state(me, TurnFilters.parse(dict(parse_qsl(parts.query))), str(turn.id))
 
 
 class QueueView(SiteView):
     @expose("/")
     def index(self) -> Any:
-        from admin.turn_page import turn_context
-
         me = auth.user()
         chosen = TurnFilters.parse(request.args)
         after = request.args.get("after", "").strip()[:64]
         turn = queue.next_turn(me.id, chosen, after)
-        state = _adhoc(me, chosen, turn.id if turn else "")
+        state = adhoc_state(me, chosen, turn.id if turn else "")
         if turn is None:
             return self.render(
                 "parley/queue_done.html",
@@ -115,14 +115,11 @@ class QueueView(SiteView):
 
     @expose("/<int:queue_id>/")
     def named(self, queue_id: int) -> Any:
-        from admin.turn_page import turn_context
-        from admin.views.groups import group_context
-
         me = auth.user()
         q = get_queue(queue_id, me)
         after = request.args.get("after", "").strip()[:64]
         item = queues.kind(q).next_item(q, me, after)
-        state = _named(me, q, str(item.id) if item is not None else "")
+        state = named_state(me, q, str(item.id) if item is not None else "")
         if item is None:
             restart = url_for("queue.named", queue_id=q.id)
             return self.render(

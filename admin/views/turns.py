@@ -19,6 +19,7 @@ from admin.models import Annotation, User, raw_rows
 from admin.queue import counted
 from admin.turn_page import turn_context
 from admin.views.base import PAGE_SIZE, SiteView, confirm_page, page_number, safe_return
+from admin.views.queue import queue_state_for
 from parley import db
 
 
@@ -90,11 +91,7 @@ class TurnsView(SiteView):
         submission = annotating.parse(request.form, asked, turn)
         back = safe_return(request.form.get("return_to"), "/queue/")
         if submission.problems:
-            queue_state = None
-            if back:  # still in the queue: show the queue bar again
-                from admin.views.queue import queue_state_for
-
-                queue_state = queue_state_for(me, back, turn)
+            queue_state = queue_state_for(me, back, turn) if back else None  # the queue bar
             context = turn_context(turn, me, submitted=request.form)
             context["problems"] = submission.problems
             return self.render("parley/turn.html", queue=queue_state, **context), 422

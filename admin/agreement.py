@@ -1,11 +1,15 @@
-"""Inter-annotator agreement: Krippendorff's alpha for ordinal data.
+"""Inter-annotator agreement: Krippendorff's alpha for ordinal and nominal data.
 
 Follows Krippendorff, "Computing Krippendorff's Alpha-Reliability" (2011): values are
 paired within each unit (here a turn) into a coincidence matrix ``o``; the ordinal
 distance between values c and k is ``(sum of n_g for g from c to k - (n_c + n_k)/2)^2``
-with ``n_g`` the marginal totals of ``o``; alpha = 1 - D_observed / D_expected. Units
-with fewer than two values are not pairable and do not count. Missing values are None
-or NaN.
+with ``n_g`` the marginal totals of ``o``, the nominal distance 1 for any two different
+labels; alpha = 1 - D_observed / D_expected. Units with fewer than two values are not
+pairable and do not count. Missing values are None or NaN.
+
+Why not the ``krippendorff`` package (which takes the same per-unit value counts): it is
+licensed GPL-3.0-or-later and Parley MIT, so the admin cannot depend on it; the tests use
+it (a dev-only dependency, never shipped) as the independent check of these functions.
 """
 
 from __future__ import annotations
@@ -27,23 +31,35 @@ def coincidences(units: np.ndarray, categories: int) -> np.ndarray:
     return matrix
 
 
-def ordinal_alpha_from_coincidences(o: np.ndarray) -> float:
-    """Alpha from a coincidence matrix over ordered categories (NaN if undefined)."""
-    n_c = o.sum(axis=1)
-    n = n_c.sum()
-    if n <= 1:
-        return math.nan
+def _ordinal_delta(n_c: np.ndarray) -> np.ndarray:
     cumulative = np.concatenate([[0.0], np.cumsum(n_c)])
     idx = np.arange(len(n_c))
     low, high = np.minimum.outer(idx, idx), np.maximum.outer(idx, idx)
     between = cumulative[high + 1] - cumulative[low]  # sum of n_g, g from c to k
     delta = (between - (n_c[:, None] + n_c[None, :]) / 2.0) ** 2
     np.fill_diagonal(delta, 0.0)
+    return delta
+
+
+def alpha_from_coincidences(o: np.ndarray, level: str = "ordinal") -> float:
+    """Alpha from a coincidence matrix (NaN if undefined); ``level``: "ordinal" (the
+    categories are in order) or "nominal" (labels)."""
+    if level not in ("ordinal", "nominal"):
+        raise ValueError(f"level must be ordinal or nominal, not {level!r}")
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    if n <= 1:
+        return math.nan
+    delta = _ordinal_delta(n_c) if level == "ordinal" else 1.0 - np.eye(len(n_c))
     observed = (o * delta).sum()
     expected = (np.outer(n_c, n_c) * delta).sum()
     if expected == 0:
         return math.nan  # every value the same: agreement is undefined
     return float(1.0 - (n - 1.0) * observed / expected)
+
+
+def ordinal_alpha_from_coincidences(o: np.ndarray) -> float:
+    return alpha_from_coincidences(o, "ordinal")
 
 
 def ordinal_alpha_from_counts(units: np.ndarray) -> float:

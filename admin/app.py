@@ -20,7 +20,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers.response import Response
 
-from admin import auth, formatting
+from admin import auth, formatting, schema
 from admin.models import create_admin_tables
 from parley import db
 from parley.config import Config
@@ -72,6 +72,7 @@ def create_app(config: Config, *, secret_key: str | None = None) -> Flask:
     """The admin app over ``config``'s store (tables are created if missing)."""
     db.open_database(config.database_url)
     create_admin_tables()
+    schema.install(config.annotation)
     app = Flask(
         __name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static")
     )
@@ -107,6 +108,16 @@ def create_app(config: Config, *, secret_key: str | None = None) -> Flask:
         return render_template(
             "parley/error.html", title="Form expired", message=error.description
         ), 400
+
+    @app.errorhandler(403)
+    def forbidden(error: Any) -> Any:
+        message = "Your account may not do this (annotators change only their own work)."
+        return render_template("parley/error.html", title="Not allowed", message=message), 403
+
+    @app.errorhandler(404)
+    def not_found(error: Any) -> Any:
+        message = "Nothing here: the turn, group or file may have been deleted."
+        return render_template("parley/error.html", title="Not found", message=message), 404
 
     return app
 

@@ -227,7 +227,10 @@ def login() -> Any:
             found.save(only=[User.last_login])
             return redirect(safe_next(request.args.get("next")))
     status = 401 if error else 200
-    return render_template("parley/login.html", form=form, error=error), status
+    no_accounts = not User.select().exists()  # say how to make the first one
+    return render_template(
+        "parley/login.html", form=form, error=error, no_accounts=no_accounts
+    ), status
 
 
 @bp.route("/logout", methods=["POST"])

@@ -32,6 +32,15 @@ class Bar:
     indent: int = 0
 
 
+@dataclass(frozen=True)
+class Mark:
+    """A moment drawn across a waterfall as a vertical line (e.g. the end of speech)."""
+
+    label: str
+    at: float
+    css: str
+
+
 def nice_step(span: float, ticks: int = 6) -> float:
     if span <= 0 or not math.isfinite(span):
         return 1.0
@@ -166,18 +175,34 @@ def grouped_bars(
     return _svg(width, y + 18, body, "grouped bar chart")
 
 
-def waterfall(bars: Sequence[Bar], *, unit: str = "ms", width: int = 900) -> Markup:
-    """A timeline: one row per bar, all on one axis (e.g. a turn's stages, a trace)."""
+def waterfall(
+    bars: Sequence[Bar], *, marks: Sequence[Mark] = (), unit: str = "ms", width: int = 900
+) -> Markup:
+    """A timeline: one row per bar, all on one axis (e.g. a turn's stages, a trace),
+    with ``marks`` as labelled vertical lines across it."""
     if not bars:
         return Markup("")
-    lo = min(0.0, *(b.start for b in bars))
-    hi = max(max(b.end for b in bars), lo + 1e-6)
+    lo = min(0.0, *(b.start for b in bars), *(m.at for m in marks))
+    hi = max(max(b.end for b in bars), *(m.at for m in marks), lo + 1e-6)
     label_w = 260
     plot_w = width - label_w - 80
     scale = plot_w / (hi - lo)
     body: list[str] = []
+    lines: list[str] = []  # drawn over the bars
+    top = PAD + (14 if marks else 0)  # room for the marks' labels
+    bottom = top + len(bars) * (BAR_H + 4)
+    for i, mark in enumerate(marks):
+        x = label_w + (mark.at - lo) * scale
+        anchor = "end" if i == 0 and len(marks) > 1 else "start"
+        shift = -3 if anchor == "end" else 3
+        lines.append(
+            f'<line class="{mark.css}" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 12}" y2="{bottom}">'
+            f"<title>{escape(mark.label)}: {mark.at:.1f} {unit}</title></line>"
+            f'<text class="mark-label" x="{x + shift:.1f}" y="{top - 4}" '
+            f'text-anchor="{anchor}">{escape(mark.label)}</text>'
+        )
     for i, bar in enumerate(bars):
-        y = PAD + i * (BAR_H + 4)
+        y = top + i * (BAR_H + 4)
         x = label_w + (bar.start - lo) * scale
         w = max((bar.end - bar.start) * scale, 1.0)
         tip = bar.title or f"{bar.label}: {bar.end - bar.start:.1f} {unit}"
@@ -193,6 +218,5 @@ def waterfall(bars: Sequence[Bar], *, unit: str = "ms", width: int = 900) -> Mar
             f'<text class="value" x="{x + w + 4:.1f}" y="{y + 13}">'
             f"{_fmt(bar.end - bar.start)}</text>"
         )
-    bottom = PAD + len(bars) * (BAR_H + 4)
-    body += _axis(lo, hi, label_w, plot_w, 2, bottom)
-    return _svg(width, bottom + 18, body, "waterfall")
+    body += _axis(lo, hi, label_w, plot_w, top - 4, bottom)
+    return _svg(width, bottom + 18, body + lines, "waterfall")

@@ -16,6 +16,7 @@ import peewee
 
 from admin.latency_cache import METRICS
 from admin.models import Annotation, User
+from admin.schema import Schema
 from parley import db
 
 TURN_FIELDS = (
@@ -32,6 +33,7 @@ TURN_FIELDS = (
     "error_stage",
     "speech_seconds",
     "trace_id",
+    "outputs",
 )
 ANNOTATION_FIELDS = (
     "turn",
@@ -41,6 +43,7 @@ ANNOTATION_FIELDS = (
     "llm_score",
     "tts_score",
     "overall_score",
+    "transcript_state",
     "corrected_transcript",
     "better_response",
     "comment",
@@ -48,6 +51,8 @@ ANNOTATION_FIELDS = (
     "word_count",
     "char_errors",
     "char_count",
+    "done",
+    "not_applicable",
     "created_at",
     "updated_at",
     "transcript",
@@ -63,24 +68,63 @@ def turn_rows(turns: peewee.ModelSelect) -> Iterator[dict[str, Any]]:
     yield from query.iterator()
 
 
-def annotation_rows(turns: peewee.ModelSelect, user: User) -> Iterator[dict[str, Any]]:
+def question_fields(current: Schema) -> tuple[str, ...]:
+    """One column per configured question (``q_<key>``); a bound question adds the value
+    the turn had stored and whether the annotator found it right."""
+    out: list[str] = []
+    for q in current.extra:
+        out.append(f"q_{q.key}")
+        if q.bind:
+            out += [f"q_{q.key}_stored", f"q_{q.key}_correct"]
+    return tuple(out)
+
+
+def _questions(row: dict[str, Any], current: Schema) -> dict[str, Any]:
+    raw = row.get("answers")
+    answers: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    na = row.get("not_applicable") or []
+    out: dict[str, Any] = {}
+    for q in current.extra:
+        answer = answers.get(q.key)
+        if q.key in na:
+            out[f"q_{q.key}"] = "n/a"
+        else:
+            out[f"q_{q.key}"] = (
+                answer.get("value") if q.bind and isinstance(answer, dict) else answer
+            )
+        if q.bind:
+            stored = answer.get("stored") if isinstance(answer, dict) else None
+            out[f"q_{q.key}_stored"] = stored
+            out[f"q_{q.key}_correct"] = (
+                None if not isinstance(answer, dict) else answer.get("value") == stored
+            )
+    return out
+
+
+def annotation_rows(
+    turns: peewee.ModelSelect, user: User, current: Schema
+) -> Iterator[dict[str, Any]]:
+    """Live annotations of ``turns`` (annotators: their own), with the questions'
+    columns (question_fields)."""
     a, t = Annotation, db.Turn
     query = (
         a.select(a, User.name.alias("user_name"), t.transcript, t.response)
         .join(User, on=a.user == User.id)
         .switch(a)
         .join(t, on=a.turn == t.id)
-        .where(a.turn.in_(turns.select(t.id)))
+        .where(a.turn.in_(turns.select(t.id)) & a.live())
         .order_by(a.created_at, a.id)
     )
     if not user.is_admin:  # annotators export their own annotations only
         query = query.where(a.user == user.id)
     for row in query.dicts().iterator():
         row["user"] = row.pop("user_name")
-        yield {name: row.get(name) for name in ANNOTATION_FIELDS}
+        yield {**{name: row.get(name) for name in ANNOTATION_FIELDS}, **_questions(row, current)}
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, list | dict):  # multi-label answers, n/a lists, stage outputs
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
     if isinstance(value, str) and value.startswith(_FORMULA):
         return "'" + value
     return value

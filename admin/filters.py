@@ -7,9 +7,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
+from flask import abort
 
 from admin.models import Annotation, TurnGroupMember, raw_rows
 from parley import db
@@ -35,6 +36,24 @@ def as_key(text: object) -> int | None:
         return None
     number = int(value)
     return number if number <= MAX_KEY else None
+
+
+M = TypeVar("M", bound=peewee.Model)
+
+
+def row_or_none(model: type[M], key: object) -> M | None:
+    """The row of ``model`` whose integer primary key is ``key`` (a URL's value), or None
+    for a key no integer column holds (see :func:`as_key`)."""
+    number = as_key(key)
+    return None if number is None else model.get_or_none(model._meta.primary_key == number)
+
+
+def row_or_404(model: type[M], key: object) -> M:
+    """:func:`row_or_none`, or a 404."""
+    found = row_or_none(model, key)
+    if found is None:
+        abort(404)
+    return found
 
 
 def _date(text: str) -> dt.date | None:
@@ -138,8 +157,10 @@ class TurnFilters:
                 | (t.id == self.q)
                 | (t.trace_id == self.q)
             )
-        if self.annotated:
-            a = Annotation.select(Annotation.id).where(Annotation.turn == t.id)
+        if self.annotated:  # counted annotations: live and done
+            a = Annotation.select(Annotation.id).where(
+                (Annotation.turn == t.id) & Annotation.live() & (Annotation.done == True)  # noqa: E712
+            )
             if self.annotated in ("mine", "not-mine"):
                 a = a.where(Annotation.user == user_id)
             exists = peewee.fn.EXISTS(a)

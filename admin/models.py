@@ -9,12 +9,14 @@ dropping it only costs a rebuild.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import peewee
+from playhouse.migrate import migrate
 
 from parley import db, migrations
 
@@ -51,8 +53,20 @@ class User(AdminModel):
         return str(self.name)
 
 
+TRANSCRIPT_STATES = ("left", "confirmed", "edited")
+
+
 class Annotation(AdminModel):
-    """One annotator's judgement of one turn (unique per turn and user)."""
+    """One annotator's judgement of one turn (one live annotation per turn and user).
+
+    ``transcript_state`` says what the annotator did with the STT transcript: *left* it
+    unchecked, *confirmed* it was right, or *edited* it into what was really said. Only
+    confirmed and edited ones are WER references (``corrected_transcript`` and the edit
+    counts). ``done``: every required question was answered or marked n/a when it was
+    saved (admin/answers.py); only done annotations count as progress. Deleting is
+    soft: ``deleted_at`` is set and the row is left out of everything but the admins'
+    view of deleted annotations.
+    """
 
     id = peewee.AutoField()
     turn_id: str  # the foreign keys' raw values (peewee adds them; declared for mypy)
@@ -65,6 +79,7 @@ class Annotation(AdminModel):
     tts_score = peewee.IntegerField(null=True)
     overall_score = peewee.IntegerField(null=True)
     corrected_transcript = peewee.TextField(default="")  # what was really said
+    transcript_state = peewee.CharField(default="left")  # one of TRANSCRIPT_STATES
     better_response = peewee.TextField(default="")
     comment = peewee.TextField(default="")
     # Edit counts of the turn's transcript against corrected_transcript (computed on save).
@@ -72,17 +87,39 @@ class Annotation(AdminModel):
     word_count = peewee.IntegerField(null=True)
     char_errors = peewee.IntegerField(null=True)
     char_count = peewee.IntegerField(null=True)
+    # The configured questions' answers (admin/schema.py): {key: value}; a question bound
+    # to a stored value keeps {"value": label, "stored": label seen}.
+    answers = db.JSONField(default=dict)
+    not_applicable = db.JSONField(default=list)  # keys (scores, questions) marked n/a
+    done = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow, index=True)
+    deleted_at = peewee.DateTimeField(null=True)  # soft delete
+    deleted_by = peewee.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
 
     class Meta:
         table_name = "admin_annotation"
         indexes = (
-            (("turn", "user"), True),
             (("user", "pipeline"), False),
             (("user", "updated_at"), False),
             (("pipeline",), False),
+            # progress counts a user's live, done annotations from the index alone
+            (("user", "pipeline", "done", "deleted_at"), False),
         )
+
+    @classmethod
+    def live(cls) -> peewee.Expression:
+        """The condition for annotations that are not deleted."""
+        return cls.deleted_at.is_null()
+
+
+# One live annotation per turn and user (deleted ones are kept beside it).
+LIVE_INDEX = "admin_annotation_live_turn_user"
+Annotation.add_index(
+    Annotation.index(
+        Annotation.turn, Annotation.user, unique=True, where=Annotation.live(), name=LIVE_INDEX
+    )
+)
 
 
 class TurnGroup(AdminModel):
@@ -121,6 +158,7 @@ class GroupAnnotation(AdminModel):
     group = peewee.ForeignKeyField(TurnGroup, backref="annotations", on_delete="CASCADE")
     user = peewee.ForeignKeyField(User, backref="group_annotations", on_delete="CASCADE")
     score = peewee.IntegerField(null=True)  # 0-5
+    not_applicable = peewee.BooleanField(default=False)  # "n/a" given instead of a score
     comment = peewee.TextField(default="")
     updated_at = peewee.DateTimeField(default=utcnow)
 
@@ -159,10 +197,57 @@ class ScoreVector(AdminModel):
     pipeline = peewee.CharField()
     annotations = peewee.IntegerField()
     last_update = peewee.DateTimeField(index=True)  # newest annotation counted
+    layout = peewee.CharField(default="")  # the questions the numbers follow (a digest)
     numbers = peewee.BlobField()
 
     class Meta:
         table_name = "admin_score_vector"
+
+
+class Setting(AdminModel):
+    """A setting admins change in the site (e.g. whether annotators see results)."""
+
+    key = peewee.CharField(primary_key=True, max_length=64)
+    value = db.JSONField(null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "admin_setting"
+
+
+class Queue(AdminModel):
+    """A named annotation queue: which items (``kind``: admin/queues.py), for whom
+    (:class:`QueueMember`), and how many ratings each item should get."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(unique=True, max_length=200)
+    kind = peewee.CharField(default="turns")  # a key of admin.queues.KINDS
+    description = peewee.TextField(default="")
+    filters = db.JSONField(default=dict)  # turns: TurnFilters.args(); groups: {"groups": [ids]}
+    target = peewee.IntegerField(default=1)  # ratings wanted per item, by anyone assigned
+    active = peewee.BooleanField(default=True)
+    created_by = peewee.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "admin_queue"
+
+    def __str__(self) -> str:
+        return str(self.name)
+
+
+class QueueMember(AdminModel):
+    """An annotator assigned to a queue."""
+
+    id = peewee.AutoField()
+    queue_id: int
+    user_id: int
+    queue = peewee.ForeignKeyField(Queue, backref="members", on_delete="CASCADE")
+    user = peewee.ForeignKeyField(User, backref="queues", on_delete="CASCADE")
+
+    class Meta:
+        table_name = "admin_queue_member"
+        indexes = ((("queue", "user"), True),)
 
 
 ADMIN_MODELS: list[type[AdminModel]] = [
@@ -173,6 +258,9 @@ ADMIN_MODELS: list[type[AdminModel]] = [
     GroupAnnotation,
     LatencyVector,
     ScoreVector,
+    Setting,
+    Queue,
+    QueueMember,
 ]
 
 # Indexes on the store's own tables that the admin's pages need at 100k turns.
@@ -265,9 +353,58 @@ def _store_indexes(schema: migrations.Schema) -> None:
         schema.database.execute_sql(statement)
 
 
+def _annotation_states(schema: migrations.Schema) -> None:
+    """Transcript states, answers, n/a, done and soft delete on existing annotations.
+
+    Old rows: a corrected transcript that differs from the STT's (it had edit errors)
+    was *edited*; one left as the STT wrote it cannot be told from a blind "Enter" (the
+    box used to start with the STT text), so it is *left* and no longer a WER
+    reference. An annotation with any score is *done*, its blank scores being the old
+    "not scored" (now n/a); one without any score is not done and returns to the queue.
+    """
+    a = Annotation
+    schema.add_columns(
+        a, "transcript_state", "answers", "not_applicable", "done", "deleted_at", "deleted_by"
+    )
+    scores = [getattr(a, name) for name in SCORE_FIELDS]
+    a.update(transcript_state="edited").where(a.char_errors > 0).execute()
+    a.update(word_errors=None, word_count=None, char_errors=None, char_count=None).where(
+        a.transcript_state == "left"
+    ).execute()
+    for pattern in itertools.product((True, False), repeat=len(scores)):  # True: blank
+        if all(pattern):
+            continue  # no score at all: not done
+        blank = [name for name, empty in zip(SCORE_FIELDS, pattern, strict=True) if empty]
+        match = [f.is_null(empty) for f, empty in zip(scores, pattern, strict=True)]
+        a.update(done=True, not_applicable=blank).where(*match).execute()
+
+
+def _live_index(schema: migrations.Schema) -> None:
+    """One live annotation per turn and user: the unique index leaves deleted ones out."""
+    table = Annotation._meta.table_name
+    names = {index.name for index in schema.database.get_indexes(table)}
+    if "admin_annotation_turn_id_user_id" in names:
+        migrate(schema.migrator.drop_index(table, "admin_annotation_turn_id_user_id"))
+    if LIVE_INDEX not in names:
+        schema.database.execute_sql(
+            f'CREATE UNIQUE INDEX "{LIVE_INDEX}" ON "{table}" ("turn_id", "user_id") '
+            "WHERE deleted_at IS NULL"
+        )
+
+
+def _new_columns(schema: migrations.Schema) -> None:
+    """Group n/a, the score cache's layout digest, the progress counts' index."""
+    schema.add_columns(GroupAnnotation, "not_applicable")
+    schema.add_columns(ScoreVector, "layout")
+    schema.add_index(Annotation, ("user_id", "pipeline", "done", "deleted_at"), False)
+
+
 # The admin's schema steps (see parley/migrations.py), named "admin-...".
 ADMIN_MIGRATIONS: list[migrations.Migration] = [
     migrations.Migration("admin-0001-store-indexes", _store_indexes),
+    migrations.Migration("admin-i13-annotation-states", _annotation_states),
+    migrations.Migration("admin-i13-annotation-live-index", _live_index),
+    migrations.Migration("admin-i13-group-na-score-layout", _new_columns),
 ]
 
 

@@ -1,6 +1,7 @@
 """Plausible turns, annotations, groups and spans for benchmarks, screenshots and demos.
 
-Never used on a real store: `parley bench admin` seeds a scratch database with it.
+`parley bench admin` seeds a scratch database with it; `parley admin seed-sample` seeds
+the configured store for trying the bench (and refuses one that already holds turns).
 Latency records have the shape server/latency.py writes; annotators score a hidden
 per-turn quality with personal noise (so agreement is high but not perfect), and correct
 the transcripts the "STT" got wrong; the oldest turns are annotated by the most people,
@@ -22,11 +23,13 @@ from admin.models import Annotation, GroupAnnotation, TurnGroup, TurnGroupMember
 from admin.sample_turns import (
     COMMANDS,
     PIPELINES,
+    SPEECH_BOUNDS,
     complete,
     latency_record,
     media_files,
     misheard,
     trace_spans,
+    vad_outputs,
 )
 from admin.transcripts import edit_counts
 from parley import db
@@ -95,6 +98,7 @@ def seed(
             heard = misheard(rng, said)
             status = str(rng.choice(["done", "failed", "interrupted"], p=[0.93, 0.04, 0.03]))
             record = latency_record(rng, pipeline)
+            speech = float(rng.uniform(1.2, 4.0))
             tid = str(uuid.UUID(int=int(rng.integers(1 << 62)) << 64 | len(rows)))
             row = {
                 "id": tid,
@@ -105,10 +109,13 @@ def seed(
                 "status": status,
                 "transcript": heard,
                 "response": answer if status != "failed" else "",
-                "speech_seconds": float(rng.uniform(1.2, 4.0)),
+                "speech_seconds": speech,
+                "outputs": {"vad": vad_outputs(rng, speech)},
                 "latency": record,
-                "trace_id": f"{len(rows) + 1:032x}" if spans else "",
+                "trace_id": f"{int(rng.integers(1 << 62)):016x}{len(rows) + 1:016x}",
             }
+            if not spans:
+                row["trace_id"] = ""
             if status == "failed":
                 row.update(error="llm worker unavailable", error_stage="llm")
                 row["latency"] = {k: v for k, v in record.items() if k.startswith(("stt", "end"))}
@@ -125,7 +132,9 @@ def seed(
         span_rows = [
             s
             for r in rows
-            for s in trace_spans(r["id"], r["trace_id"], r["created_at"], complete(r["latency"]))
+            for s in trace_spans(
+                r["id"], r["trace_id"], r["created_at"], complete(r["latency"]), r["speech_seconds"]
+            )
         ]
         with db.database.atomic():
             _insert(db.Span, span_rows)
@@ -135,6 +144,10 @@ def seed(
         media = [m for r in oldest for m in media_files(data_dir, r["id"], rng)]
         with db.database.atomic():
             _insert(db.Media, media)
+            for r in oldest:  # their audio is the bundled clip: its speech bounds
+                db.Turn.update(outputs={"vad": SPEECH_BOUNDS}).where(
+                    db.Turn.id == r["id"]
+                ).execute()
     return Seeded(len(rows), annotations, groups, span_count, names)
 
 
@@ -173,6 +186,8 @@ def _annotate(
                     "tts_score": scores[2],
                     "overall_score": scores[3],
                     "corrected_transcript": said,
+                    "transcript_state": "edited" if counts.char_errors else "confirmed",
+                    "done": True,
                     "word_errors": counts.word_errors,
                     "word_count": counts.word_count,
                     "char_errors": counts.char_errors,

@@ -120,13 +120,40 @@ def media_files(data_dir: Path, turn_id: str, rng: np.random.Generator) -> list[
     ]
 
 
+# Where the VAD found speech in the bundled clip (SPEECH), seconds into the file.
+SPEECH_BOUNDS = {"speech_start_s": 0.25, "speech_end_s": 1.4}
+
+
+def vad_outputs(rng: np.random.Generator, speech_seconds: float) -> dict[str, float]:
+    """Turn.outputs["vad"] of a sample turn: speech after a 0.2 s pre-roll."""
+    start = 0.2 + float(rng.uniform(0.0, 0.05))
+    return {"speech_start_s": round(start, 3), "speech_end_s": round(start + speech_seconds, 3)}
+
+
 def trace_spans(
-    turn_id: str, trace_id: str, start: dt.datetime, rec: dict[str, float]
+    turn_id: str,
+    trace_id: str,
+    start: dt.datetime,
+    rec: dict[str, float],
+    speech_seconds: float = 1.5,
 ) -> list[dict[str, Any]]:
+    """The spans of one turn, as the server, the STT worker and the VAD write them: time
+    0 is the VAD's decision; the turn, its ``vad`` span and the streaming ``stt`` call
+    start when speech started, ``speech_seconds`` + the endpointing before it."""
     t0 = int(start.replace(tzinfo=dt.UTC).timestamp() * 1e9)
     ms = 1_000_000
+    speech_at = -(speech_seconds * 1000.0 + rec.get("endpointing_ms", 500.0))
+    vad = {"parley.vad.speech_start_s": 10.0, "parley.vad.speech_end_s": 10.0 + speech_seconds}
 
-    def span(name: str, service: str, parent: str, a: float, b: float, n: int) -> dict[str, Any]:
+    def span(
+        name: str,
+        service: str,
+        parent: str,
+        a: float,
+        b: float,
+        n: int,
+        attributes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         return {
             "trace_id": trace_id,
             "span_id": f"{n:016x}",
@@ -137,13 +164,14 @@ def trace_spans(
             "start_ns": t0 + int(a * ms),
             "end_ns": t0 + int(b * ms),
             "status": "OK",
-            "attributes": {"parley.turn.id": turn_id},
+            "attributes": {"parley.turn.id": turn_id, **(attributes or {})},
             "turn_id": turn_id,
         }
 
     return [
-        span("turn", "parley-server", "", 0.0, rec["turn_total_ms"], 1),
-        span("stt", "parley-server", f"{1:016x}", 0.0, rec["stt_done_ms"], 2),
+        span("turn", "parley-server", "", speech_at, rec["turn_total_ms"], 1),
+        span("vad", "parley-server", f"{1:016x}", speech_at, 0.0, 6, vad),
+        span("stt", "parley-server", f"{1:016x}", speech_at, rec["stt_done_ms"], 2),
         span("Stt/Transcribe", "parley-worker-stt", f"{2:016x}", 1.0, rec["stt_done_ms"] - 1, 3),
         span("llm", "parley-server", f"{1:016x}", rec["stt_done_ms"], rec["first_sentence_ms"], 4),
         span(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from admin.charts import Bar
+from admin.charts import Bar, Mark
 from parley import db
 
 STAGES = (  # stage, label, mark that ends it (ms after the decision)
@@ -62,13 +62,60 @@ def latency_bars(record: Mapping[str, Any]) -> list[Bar]:
     return bars
 
 
-def trace_spans(turn: db.Turn) -> list[db.Span]:
-    """The turn's stored spans: by trace id when it has one, else by turn id."""
+def latency_marks(record: Mapping[str, Any]) -> list[Mark]:
+    """End of speech and the VAD decision on the latency waterfall's axis."""
+    endpointing = _num(record, "endpointing_ms")
+    if endpointing is None:
+        return []
+    return [
+        Mark("end of speech", -endpointing, "mark-speech"),
+        Mark("VAD decision", 0.0, "mark-decision"),
+    ]
+
+
+SPAN_LIMIT = 2000  # spans drawn on the trace page
+
+
+def _of_turn(turn: db.Turn) -> Any:
     s = db.Span
     condition = s.turn_id == turn.id
     if turn.trace_id:
         condition = condition | (s.trace_id == turn.trace_id)
-    return list(s.select().where(condition).order_by(s.start_ns, s.span_id).limit(2000))
+    return condition
+
+
+def trace_spans(turn: db.Turn) -> list[db.Span]:
+    """The turn's stored spans (the first SPAN_LIMIT): by trace id when it has one, and
+    by turn id."""
+    s = db.Span
+    return list(s.select().where(_of_turn(turn)).order_by(s.start_ns, s.span_id).limit(SPAN_LIMIT))
+
+
+def span_count(turn: db.Turn) -> int:
+    """How many spans the turn's trace has: the same spans as :func:`trace_spans`."""
+    return int(db.Span.select().where(_of_turn(turn)).count())
+
+
+def speech_marks(spans: Iterable[db.Span]) -> list[Mark]:
+    """End of speech and the VAD's decision on a trace's time axis (ms from the first
+    span): the ``vad`` span runs from speech start to the decision, and records where
+    speech started and ended in the stream (``parley.vad.speech_start_s``, ``_end_s``).
+    Streaming STT starts with the speech, so its span is long; what matters is how long
+    after the end of speech it ends."""
+    spans = list(spans)
+    if not spans:
+        return []
+    origin = min(s.start_ns for s in spans)
+    for span in spans:
+        attributes = span.attributes if isinstance(span.attributes, Mapping) else {}
+        start, end = (attributes.get(f"parley.vad.speech_{k}_s") for k in ("start", "end"))
+        if span.name == "vad" and isinstance(start, int | float) and isinstance(end, int | float):
+            speech_end = (span.start_ns - origin) / 1e6 + (end - start) * 1000.0
+            return [
+                Mark("end of speech", speech_end, "mark-speech"),
+                Mark("VAD decision", (span.end_ns - origin) / 1e6, "mark-decision"),
+            ]
+    return []
 
 
 def span_bars(spans: Iterable[db.Span]) -> list[Bar]:

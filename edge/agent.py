@@ -178,6 +178,14 @@ class EdgeAgent:
         elif kind == "error":
             error = event.error
             log.warning("server error %s: %s", edge_pb2.Error.Code.Name(error.code), error.message)
+            if error.code == edge_pb2.Error.STAGE_UNAVAILABLE:
+                pipeline = self.config.pipeline or "the default pipeline"
+                log.warning(
+                    "the server has no %s worker for %s: start its workers on the server "
+                    "(parley up --pipeline NAME)",
+                    error.stage or "stage",
+                    pipeline,
+                )
             if error.fatal and error.code != edge_pb2.Error.INTERNAL:
                 raise AgentRejected(f"{self.config.server} refused this edge: {error.message}")
         if self.observer is not None:

@@ -85,6 +85,8 @@ class SessionReport:
     turns: list[TurnReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     output: str = ""
+    # Stages the server found no healthy worker for (stage -> the server's message).
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 class WavSink:
@@ -305,6 +307,8 @@ class HeadlessEdge:
     def _on_error(self, error: edge_pb2.Error) -> None:
         message = f"{edge_pb2.Error.Code.Name(error.code)}: {error.message}"
         self.report.errors.append(message)
+        if error.code == edge_pb2.Error.STAGE_UNAVAILABLE:
+            self.report.unavailable.setdefault(error.stage or "a stage", error.message)
         if error.turn_id:
             self._turn(error.turn_id).error = message
         log.warning("server error: %s", message)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from parley import __version__
 from parley.config import Config, WorkersConfig, load_config
 from parley.errors import ParleyError
 
@@ -193,43 +194,82 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def _edge_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", help="HOST:PORT of the server")
-    p.add_argument("--pipeline", help="pipeline name (default: the server's)")
-    p.add_argument("--device-id", help="device id (default: hostname; token: $PARLEY_EDGE_TOKEN)")
+    p.add_argument(
+        "--server", help="HOST:PORT of the server (default: [edge] server, 127.0.0.1:<server port>)"
+    )
+    p.add_argument("--pipeline", help="pipeline name (default: the server's default pipeline)")
+    p.add_argument(
+        "--device-id", help="device id (default: the hostname; its token: $PARLEY_EDGE_TOKEN)"
+    )
     p.add_argument("--list-devices", action="store_true", help="list sound devices and exit")
     p.add_argument(
         "--dry-run", action="store_true", help="check the devices and the server, then exit"
     )
     audio = p.add_argument_group("audio")
-    audio.add_argument("--mic", metavar="DEVICE", help="input device: index or part of its name")
-    audio.add_argument("--mic-file", metavar="WAV", help="play a PCM16 WAV in a loop as the mic")
-    audio.add_argument("--speaker", metavar="DEVICE", help="output device, or 'none'")
+    audio.add_argument(
+        "--mic",
+        metavar="DEVICE",
+        help="input device: index or part of its name (default: the system's)",
+    )
+    audio.add_argument(
+        "--mic-file", metavar="WAV", help="play a PCM16 WAV in a loop as the mic (default: none)"
+    )
+    audio.add_argument(
+        "--speaker", metavar="DEVICE", help="output device, or 'none' (default: the system's)"
+    )
     audio.add_argument(
         "--full-duplex",
         action="store_true",
         help="keep the mic live while answers play (needs echo cancellation; allows barge-in)",
     )
-    audio.add_argument("--buffer-s", type=float, metavar="S", help="audio kept while offline")
+    audio.add_argument(
+        "--buffer-s",
+        type=float,
+        metavar="S",
+        help="seconds of audio kept while offline (default 30)",
+    )
     camera = p.add_argument_group("camera")
-    camera.add_argument("--camera", choices=["auto", "picamera2", "folder", "none"])
-    camera.add_argument("--camera-folder", metavar="DIR", help="send the JPEGs in DIR in turn")
+    camera.add_argument(
+        "--camera",
+        choices=["auto", "picamera2", "folder", "none"],
+        help="frame source (default auto: the folder if given, else a Pi camera if any)",
+    )
+    camera.add_argument(
+        "--camera-folder", metavar="DIR", help="send the JPEGs in DIR in turn (default: none)"
+    )
     camera.add_argument("--no-camera", action="store_true", help="send no frames")
     camera.add_argument("--fps", type=float, help="frames per second (default 1)")
     camera.add_argument("--size", metavar="WxH", help="Pi camera frame size (default 640x480)")
     tls = p.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="TLS, trusting the system's CAs")
-    tls.add_argument("--ca", metavar="PEM", help="CA certificate to trust (implies TLS)")
-    tls.add_argument("--cert", metavar="PEM", help="client certificate (mutual TLS)")
-    tls.add_argument("--key", metavar="PEM", help="client key (mutual TLS)")
-    tls.add_argument("--server-name", help="name to expect in the server's certificate")
+    tls.add_argument(
+        "--ca", metavar="PEM", help="CA certificate to trust, implies TLS (default: none)"
+    )
+    tls.add_argument("--cert", metavar="PEM", help="client certificate, mutual TLS (default: none)")
+    tls.add_argument("--key", metavar="PEM", help="client key, mutual TLS (default: none)")
+    tls.add_argument(
+        "--server-name", help="name to expect in the server's certificate (default: its host)"
+    )
     headless = p.add_argument_group("headless (a recording instead of devices)")
-    headless.add_argument("--wav", help="speech recording to stream (WAV/FLAC)")
-    headless.add_argument("--out", help="WAV file the answers are written to")
+    headless.add_argument(
+        "--wav",
+        help="speech recording to stream, WAV/FLAC (default: none, use the microphone); e.g. "
+        "parley/assets/turn_on_the_living_room_lamp.wav",
+    )
+    headless.add_argument(
+        "--out", help="WAV file the answers are written to (default: none; needed with --wav)"
+    )
     headless.add_argument("--fast", action="store_true", help="no real-time pacing")
     headless.add_argument("--json", action="store_true", help="print a JSON report")
     p.add_argument("--stats-file", help=argparse.SUPPRESS)
     if isinstance(p, CommandParser):
         p.requires["wav"] = ("out", "--wav needs --out (the WAV the answers are written to)")
+
+
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.doctor import run_doctor
+
+    return run_doctor(args, config)
 
 
 def cmd_admin(args: argparse.Namespace, config: Config) -> int:
@@ -244,10 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="TOML config file (default: $PARLEY_CONFIG or ./parley.toml)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"parley {__version__}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     p = sub.add_parser("server", help="run the Converse server")
-    p.add_argument("--listen", help="HOST:PORT (default from config)")
+    p.add_argument("--listen", help="HOST:PORT (default: [server] host and port, base_port + 1)")
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.add_argument(
         "--processes",
@@ -264,21 +307,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_server)
 
     p = sub.add_parser("worker", help="run one stage worker (stt, llm or tts)")
-    p.add_argument("stage", nargs="?", choices=["stt", "llm", "tts"])
-    p.add_argument("--engine", help="engine name, e.g. faster_whisper, llama_cpp, piper, openai")
-    p.add_argument("--pool", help="take stage, engine and options from this configured pool")
-    p.add_argument("--model", help="model name or path (engine option `model`)")
+    p.add_argument(
+        "stage", nargs="?", choices=["stt", "llm", "tts"], help="the stage (default: the pool's)"
+    )
+    p.add_argument(
+        "--engine",
+        help="engine name, e.g. faster_whisper, llama_cpp, piper, openai (default: the pool's)",
+    )
+    p.add_argument(
+        "--pool", help="take stage, engine and options from this configured pool (default: none)"
+    )
+    p.add_argument(
+        "--model", help="model name or path, the engine option `model` (default: the pool's)"
+    )
     p.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="engine option, repeatable (e.g. --option compute_type=int8)",
+        help="engine option, repeatable, e.g. --option compute_type=int8 (default: none)",
     )
-    p.add_argument("--listen", help="HOST:PORT (default: the pool's first address)")
-    p.add_argument("--tls-cert", metavar="PEM", help="the worker's certificate (TLS)")
-    p.add_argument("--tls-key", metavar="PEM", help="the worker's key (TLS)")
-    p.add_argument("--tls-client-ca", metavar="PEM", help="require callers' certificates (mTLS)")
+    p.add_argument(
+        "--listen", help="HOST:PORT (default: the pool's first address, else a free port)"
+    )
+    p.add_argument(
+        "--tls-cert", metavar="PEM", help="the worker's certificate (TLS; default: none)"
+    )
+    p.add_argument("--tls-key", metavar="PEM", help="the worker's key (TLS; default: none)")
+    p.add_argument(
+        "--tls-client-ca", metavar="PEM", help="require callers' certificates (mTLS; default: off)"
+    )
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.set_defaults(handler=cmd_worker)
 
@@ -288,13 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
     _edge_arguments(p)
     p.set_defaults(handler=cmd_edge)
 
-    p = sub.add_parser("up", help="start the server and local workers, wait until healthy")
-    p.add_argument("--pipeline", action="append", help="pipelines whose workers to start")
+    p = sub.add_parser(
+        "up", help="start the server, the local workers and the admin, wait until healthy"
+    )
+    p.add_argument(
+        "--pipeline",
+        action="append",
+        help="a pipeline whose workers to start, repeatable (default: [server] default_pipeline)",
+    )
     p.add_argument(
         "--insecure", action="store_true", help="start the server and the workers --insecure"
     )
     p.add_argument(
-        "--processes", type=int, metavar="N", help="server processes (default: one per core)"
+        "--processes",
+        type=int,
+        metavar="N",
+        help="server processes (default: [server] processes, one per core)",
     )
     p.set_defaults(handler=cmd_up)
 
@@ -304,14 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name", help="the device id the edge sends (its hostname by default)")
     add.add_argument("--replace", action="store_true", help="revoke its current token first")
     revoke = dsub.add_parser("revoke", help="revoke a device's token: its next Hello is refused")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the device whose token to revoke")
     listing = dsub.add_parser("list", help="devices with tokens, when made, when last seen")
     listing.add_argument("--all", action="store_true", help="include revoked tokens")
     listing.add_argument("--json", action="store_true", help="machine-readable list")
     p.set_defaults(handler=cmd_device)
 
     p = sub.add_parser("demo", help="run one spoken turn end to end and print a summary")
-    p.add_argument("--wav", help="speech recording (default: a bundled clip)")
+    p.add_argument(
+        "--wav", help="speech recording (default: parley/assets/turn_on_the_living_room_lamp.wav)"
+    )
     p.add_argument("--pipeline", help="pipeline (default: local if its models exist, else tiny)")
     p.add_argument("--out", help="answer WAV (default: <home>/demo-answer.wav)")
     p.add_argument("--fast", action="store_true", help="no real-time pacing")
@@ -321,7 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="download or build models")
     msub = p.add_subparsers(dest="models_command", required=True)
     pull = msub.add_parser("pull", help="download the real default models (local pipeline)")
-    pull.add_argument("--only", choices=["stt", "llm", "tts"], action="append")
+    pull.add_argument(
+        "--only",
+        choices=["stt", "llm", "tts"],
+        action="append",
+        help="only this stage's models, repeatable (default: every stage)",
+    )
     msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
     msub.add_parser("list", help="show which pipelines have their model files")
     p.set_defaults(handler=cmd_models)
@@ -329,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="read stored traces")
     tsub = p.add_subparsers(dest="trace_command", required=True)
     show = tsub.add_parser("show", help="the spans of one trace (a turn)")
-    show.add_argument("trace_id")
+    show.add_argument("trace_id", help="the trace id (parley demo --json prints it)")
     show.add_argument("--json", action="store_true", help="machine-readable list of spans")
     p.set_defaults(handler=cmd_trace)
 
@@ -343,35 +417,68 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("admin", help="the annotation and benchmark site (needs parley[admin])")
     asub = p.add_subparsers(dest="admin_command", required=True)
     serve = asub.add_parser("serve", help="serve the site (default 127.0.0.1:50080)")
-    serve.add_argument("--listen", help="HOST:PORT (default from [admin] host and port)")
+    serve.add_argument(
+        "--listen", help="HOST:PORT (default: [admin] host and port, base_port + 30)"
+    )
     user = asub.add_parser(
         "create-user", help="add an account (password: $PARLEY_ADMIN_PASSWORD or a prompt)"
     )
-    user.add_argument("name")
-    user.add_argument("--role", choices=["annotator", "admin"], default="annotator")
+    user.add_argument("name", help="the user name (1 to 64 characters)")
+    user.add_argument(
+        "--role",
+        choices=["annotator", "admin"],
+        default="annotator",
+        help="what the account may do (default: annotator)",
+    )
     user.add_argument("--update", action="store_true", help="change an existing account")
     asub.add_parser("users", help="list the accounts")
+    sample = asub.add_parser(
+        "seed-sample", help="fill an empty store with sample turns and annotations to try the site"
+    )
+    sample.add_argument(
+        "--turns", type=int, default=200, help="how many sample turns (default: 200)"
+    )
+    sample.add_argument(
+        "--media-turns",
+        type=int,
+        default=100,
+        help="the oldest this many get audio and a frame in the data directory (default: 100)",
+    )
+    sample.add_argument(
+        "--force", action="store_true", help="add them even if the store holds turns already"
+    )
     p.set_defaults(handler=cmd_admin)
 
     _research_parsers(sub)
 
+    p = sub.add_parser(
+        "doctor", help="check this machine: Python, extras, devices, models, ports, database"
+    )
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(handler=cmd_doctor)
+
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_command", required=True)
     tracing = bsub.add_parser("tracing", help="CPU and latency cost of tracing, by mode")
-    tracing.add_argument("--turns", type=int, default=30)
+    tracing.add_argument("--turns", type=int, default=30, help="turns per mode (default: 30)")
     tracing.add_argument("--json", action="store_true", help="print only the JSON object")
-    tracing.add_argument("--output", help="also write the JSON object to this file")
+    tracing.add_argument("--output", help="also write the JSON object to this file (default: none)")
     adm = bsub.add_parser("admin", help="admin page times on a seeded store of N turns")
-    adm.add_argument("--turns", type=int, default=100_000)
-    adm.add_argument("--repeat", type=int, default=7, help="timed requests per page")
+    adm.add_argument("--turns", type=int, default=100_000, help="turns seeded (default: 100000)")
+    adm.add_argument("--repeat", type=int, default=7, help="timed requests per page (default: 7)")
     adm.add_argument("--json", action="store_true", help="print only the JSON object")
-    adm.add_argument("--output", help="also write the JSON object to this file")
+    adm.add_argument("--output", help="also write the JSON object to this file (default: none)")
     turn = bsub.add_parser("turn", help="framework overhead from VAD decision to first audio")
-    turn.add_argument("--turns", type=int, default=30)
+    turn.add_argument("--turns", type=int, default=30, help="turns measured (default: 30)")
     turn.add_argument("--fast", action="store_true", help="stream audio unpaced")
-    turn.add_argument("--engines", choices=["instant", "tiny"], default="instant")
+    turn.add_argument(
+        "--engines",
+        choices=["instant", "tiny"],
+        default="instant",
+        help="engines behind the workers (default: instant)",
+    )
     turn.add_argument("--json", action="store_true", help="print only the JSON object")
-    turn.add_argument("--output", help="also write the JSON object to this file")
+    turn.add_argument("--output", help="also write the JSON object to this file (default: none)")
     edge = bsub.add_parser("edge", help="edge CPU and memory while streaming audio and frames")
     edge.add_argument("--seconds", type=float, default=30.0, help="measured time (default 30)")
     edge.add_argument(
@@ -380,16 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the default sound devices (default: a WAV file as microphone, no speaker)",
     )
     edge.add_argument("--json", action="store_true", help="print only the JSON object")
-    edge.add_argument("--output", help="also write the JSON object to this file")
+    edge.add_argument("--output", help="also write the JSON object to this file (default: none)")
     rep = bsub.add_parser("replay", help="replay throughput, and compare time at 10k items")
     rep.add_argument("--items", type=int, default=60, help="items replayed (default 60)")
     rep.add_argument("--concurrency", type=int, default=4, help="streams at a time (default 4)")
     rep.add_argument(
-        "--compare-items", type=int, default=10_000, help="items per run compared (default 10k)"
+        "--compare-items", type=int, default=10_000, help="items per run compared (default 10000)"
     )
     rep.add_argument("--repeat", type=int, default=5, help="timed comparisons (default 5)")
     rep.add_argument("--json", action="store_true", help="print only the JSON object")
-    rep.add_argument("--output", help="also write the JSON object to this file")
+    rep.add_argument("--output", help="also write the JSON object to this file (default: none)")
     p.set_defaults(handler=cmd_bench)
     return parser
 
@@ -399,48 +506,68 @@ def _research_parsers(sub: Any) -> None:
     p = sub.add_parser("dataset", help="datasets of recordings with references, to replay")
     dsub = p.add_subparsers(dest="dataset_command", required=True)
     imp = dsub.add_parser("import", help="a folder of recordings plus a manifest")
-    imp.add_argument("name")
-    imp.add_argument("folder")
+    imp.add_argument("name", help="the new dataset's name")
+    imp.add_argument("folder", help="folder holding the recordings")
     imp.add_argument(
-        "--references", metavar="FILE", help="TSV/CSV/JSONL manifest, *.trans.txt, Common Voice TSV"
+        "--references",
+        metavar="FILE",
+        help="TSV/CSV/JSONL manifest, *.trans.txt, Common Voice TSV (default: found in FOLDER)",
     )
     imp.add_argument(
         "--layout",
         choices=["auto", "table", "jsonl", "librispeech", "commonvoice", "folder"],
         default="auto",
-        help="manifest layout (default: detected)",
+        help="manifest layout (default: auto, detected)",
     )
     turns = dsub.add_parser("from-turns", help="stored turns: their audio, frames, corrections")
-    turns.add_argument("name")
-    turns.add_argument("--group", help="an admin turn group (id or name): one conversation")
+    turns.add_argument("name", help="the new dataset's name")
+    turns.add_argument(
+        "--group", help="an admin turn group (id or name): one conversation (default: none)"
+    )
     turns.add_argument(
         "--filter",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="the admin turn list's filters, e.g. pipeline=local, annotated=yes (repeatable)",
+        help=(
+            "the admin turn list's filters, e.g. pipeline=local, annotated=yes "
+            "(repeatable; default: none)"
+        ),
     )
     turns.add_argument(
         "--multi-turn", action="store_true", help="keep each conversation's turns together"
     )
     for q in (imp, turns):
-        q.add_argument("--tag", action="append", default=[], help="tag every item (repeatable)")
+        q.add_argument(
+            "--tag", action="append", default=[], help="tag every item (repeatable; default: none)"
+        )
         q.add_argument("--new-version", action="store_true", help="add a version to NAME")
-        q.add_argument("--description", default="", help="what the dataset is for")
+        q.add_argument("--description", default="", help="what the dataset is for (default: none)")
         q.add_argument("--json", action="store_true", help="print the dataset as JSON")
     exp = dsub.add_parser("export", help="recordings + manifest.jsonl into an empty folder")
-    exp.add_argument("dataset", metavar="NAME[@VERSION]")
-    exp.add_argument("folder")
+    exp.add_argument(
+        "dataset", metavar="NAME[@VERSION]", help="the dataset (default version: the latest)"
+    )
+    exp.add_argument("folder", help="an empty or new folder to write into")
     lst = dsub.add_parser("list", help="every dataset version")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="print the list as JSON")
     show = dsub.add_parser("show", help="one dataset's items and runs")
-    show.add_argument("dataset", metavar="NAME[@VERSION]")
-    show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "dataset", metavar="NAME[@VERSION]", help="the dataset (default version: the latest)"
+    )
+    show.add_argument("--json", action="store_true", help="print the dataset as JSON")
     p.set_defaults(handler=cmd_dataset)
 
     p = sub.add_parser("replay", help="stream a dataset through pipelines (the Converse path)")
-    p.add_argument("dataset", metavar="NAME[@VERSION]")
-    p.add_argument("--pipeline", action="append", required=True, help="repeatable")
+    p.add_argument(
+        "dataset", metavar="NAME[@VERSION]", help="the dataset (default version: the latest)"
+    )
+    p.add_argument(
+        "--pipeline",
+        action="append",
+        required=True,
+        help="a pipeline to replay through, repeatable (no default: at least one)",
+    )
     p.add_argument(
         "--pace",
         choices=["realtime", "fast"],
@@ -448,7 +575,13 @@ def _research_parsers(sub: Any) -> None:
         help="realtime (default: latency as in live use) or fast (no voice-to-voice)",
     )
     p.add_argument("--concurrency", type=int, default=1, help="streams at a time (default 1)")
-    p.add_argument("--run", help="run name (NAME-PIPELINE for several); an existing run is resumed")
+    p.add_argument(
+        "--run",
+        help=(
+            "run name (NAME-PIPELINE for several; default: DATASET-vN-PIPELINE-TIME); "
+            "an existing run is resumed"
+        ),
+    )
     p.add_argument(
         "--server", help="use this running server (default: start one like `parley demo`)"
     )
@@ -459,10 +592,12 @@ def _research_parsers(sub: Any) -> None:
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("compare", help="runs of one dataset side by side")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run names; the first is the baseline")
-    p.add_argument("--tag", help="only the items with this tag")
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run names; the first is the baseline (no default)"
+    )
+    p.add_argument("--tag", help="only the items with this tag (default: every item)")
     p.add_argument("--items", type=int, default=20, help="item rows shown (default 20)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--json", action="store_true", help="everything, every item, as JSON")
     p.set_defaults(handler=cmd_compare)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import tomllib
 import typing
@@ -25,9 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parley.config_annotation import AnnotationConfig, parse_annotation
 from parley.errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+# Ports follow one base port unless set one by one: the server is base + 1, the admin
+# base + 30, and the bundled pools' workers base + 11.. (their addresses say
+# "{base+11}"). See PORT_OFFSETS and docs/configuration.md.
+BASE_PORT = 50050
+PORT_OFFSETS = {"server": 1, "admin": 30}
+_BASE_TEMPLATE = re.compile(r"\{base\+(\d+)\}")
 
 
 def _home() -> Path:
@@ -51,7 +59,7 @@ class VadConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = 50051
+    port: int = BASE_PORT + PORT_OFFSETS["server"]  # default: base_port + 1
     default_pipeline: str = "tiny"
     # DEPRECATED: one secret shared by every device (PARLEY_SERVER_TOKEN). It still
     # admits any device that sends it; give each device its own token instead
@@ -88,7 +96,7 @@ class AdminConfig:
     """The annotation and benchmark site (`parley admin serve`, started by `parley up`)."""
 
     host: str = "127.0.0.1"
-    port: int = 50080
+    port: int = BASE_PORT + PORT_OFFSETS["admin"]  # default: base_port + 30
     secret_key: str = ""  # PARLEY_ADMIN_SECRET_KEY; empty: a random key kept in <home>
     jaeger_url: str = ""  # e.g. http://jaeger:16686: turn pages link to the trace there
     cookie_secure: bool = False  # session cookie over HTTPS only (behind a TLS proxy)
@@ -101,7 +109,7 @@ class AdminConfig:
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    server: str = "127.0.0.1:50051"
+    server: str = f"127.0.0.1:{BASE_PORT + PORT_OFFSETS['server']}"  # default: the [server] port
     device_id: str = field(default_factory=socket.gethostname)
     token: str = ""  # PARLEY_EDGE_TOKEN
     pipeline: str = ""  # empty: the server's default
@@ -207,6 +215,7 @@ class PipelineConfig:
 @dataclass(frozen=True)
 class Config:
     home: Path = field(default_factory=_home)
+    base_port: int = BASE_PORT  # PARLEY_BASE_PORT: ports not set one by one follow it
     server: ServerConfig = field(default_factory=ServerConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -215,6 +224,7 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     pools: Mapping[str, PoolConfig] = field(default_factory=dict)
     pipelines: Mapping[str, PipelineConfig] = field(default_factory=dict)
+    annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -324,9 +334,22 @@ def _pool_security(
     return dataclasses.replace(defaults, **values)
 
 
+def _address(address: str, base: int, where: str) -> str:
+    """``host:{base+N}`` -> ``host:<base_port + N>``."""
+
+    def port(match: re.Match[str]) -> str:
+        value = base + int(match.group(1))
+        if not 0 < value < 65536:
+            raise ConfigError(f"{where}: base_port {base} + {match.group(1)} is not a valid port")
+        return str(value)
+
+    return _BASE_TEMPLATE.sub(port, address)
+
+
 def _pools(
     raw: Mapping[str, Any],
     home: Path,
+    base: int,
     workers: WorkersConfig | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, PoolConfig]:
@@ -357,7 +380,7 @@ def _pools(
             name=name,
             stage=stage,
             engine=engine,
-            addresses=tuple(addresses),
+            addresses=tuple(_address(str(a), base, where) for a in addresses),
             options=_expand(dict(spec.get("options", {})), home),
             local=bool(spec.get("local", True)),
             security=_pool_security(spec, workers, env or {}, where),
@@ -401,6 +424,33 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _base_port(raw: Mapping[str, Any], env: Mapping[str, str]) -> int:
+    value: Any = env.get("PARLEY_BASE_PORT", raw.get("base_port", BASE_PORT))
+    try:
+        base = int(value)
+    except (TypeError, ValueError):
+        base = -1
+    if isinstance(value, bool) or not 1024 <= base <= 65535 - 100:
+        raise ConfigError(f"base_port = {value!r}: give a port from 1024 to 65435")
+    return base
+
+
+def _set_by_hand(section: str, key: str, raw: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+    return key in raw.get(section, {}) or f"PARLEY_{section.upper()}_{key.upper()}" in env
+
+
+def _follow_base_port(
+    sections: dict[str, Any], raw: Mapping[str, Any], env: Mapping[str, str], base: int
+) -> None:
+    """Ports (and the edge's server address) not set one by one follow ``base``."""
+    for name, offset in PORT_OFFSETS.items():
+        if not _set_by_hand(name, "port", raw, env):
+            sections[name] = dataclasses.replace(sections[name], port=base + offset)
+    if not _set_by_hand("edge", "server", raw, env):
+        server = f"127.0.0.1:{sections['server'].port}"
+        sections["edge"] = dataclasses.replace(sections["edge"], server=server)
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build the config from defaults, a TOML file and the environment."""
     env = os.environ if env is None else env
@@ -411,15 +461,31 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         path = "parley.toml"
     if path is not None:
         raw = _merge(raw, _read_toml(Path(path)))
-    unknown = set(raw) - {*_SCALAR_SECTIONS, "pools", "pipelines", "home"}
+    unknown = set(raw) - {
+        *_SCALAR_SECTIONS,
+        "pools",
+        "pipelines",
+        "home",
+        "base_port",
+        "annotation",
+    }
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
     home = Path(env.get("PARLEY_HOME") or raw.get("home") or _home()).expanduser()
+    base = _base_port(raw, env)
     sections = {
         name: _section(cls, raw.get(name, {}), env, name) for name, cls in _SCALAR_SECTIONS.items()
     }
-    pools = _pools(raw.get("pools", {}), home, sections["workers"], env)
+    _follow_base_port(sections, raw, env, base)
+    pools = _pools(raw.get("pools", {}), home, base, sections["workers"], env)
     pipelines = _pipelines(raw.get("pipelines", {}), pools)
-    config = Config(home=home, pools=pools, pipelines=pipelines, **sections)
+    config = Config(
+        home=home,
+        base_port=base,
+        pools=pools,
+        pipelines=pipelines,
+        annotation=parse_annotation(raw.get("annotation", {})),
+        **sections,
+    )
     config.pipeline(config.server.default_pipeline)  # fail early on a bad default
     return config

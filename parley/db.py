@@ -83,6 +83,11 @@ class Turn(BaseModel):
     speech_seconds = peewee.FloatField(default=0.0)
     trace_id = peewee.CharField(default="", index=True)
     latency = JSONField(default=dict)  # the latency record (milliseconds, see server/latency.py)
+    # What each stage reported besides the transcript and the response, by stage name:
+    # {"vad": {"speech_start_s": 0.2, "speech_end_s": 2.4}} (seconds into the turn's
+    # input audio), and whatever later stages add (e.g. {"emotion": {"label": "happy"}}).
+    # Annotation questions can be bound to a value here by its dotted path.
+    outputs = JSONField(default=dict)
 
     class Meta:
         indexes = ((("conversation", "position"), True),)

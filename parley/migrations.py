@@ -115,11 +115,19 @@ def _datasets_and_runs(schema: Schema) -> None:
     it has them."""
 
 
+def _turn_outputs(schema: Schema) -> None:
+    """Turn.outputs: per-stage outputs (the VAD's speech bounds, later stages' labels)."""
+    from parley.db import Turn
+
+    schema.add_columns(Turn, "outputs")
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
     Migration("i9sec-conversation-auth", _conversation_auth),
     Migration("i8-turn-spoken", _turn_spoken),
     Migration("i12-datasets-runs", _datasets_and_runs),
+    Migration("i13-turn-outputs", _turn_outputs),
 ]
 
 

@@ -61,6 +61,8 @@ class TurnInput:
     # The transcription call already fed with the turn's audio while the user spoke
     # (None: send ``pcm`` in one go).
     listening: Listening | None = None
+    # What stages report besides text, by stage (stored as Turn.outputs).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

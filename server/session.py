@@ -287,6 +287,10 @@ class Session:
         if listening is not None:  # send the rest of the turn's audio
             listening.stream.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
         turn = TurnInput(turn_id, pcm, RATE, (), frames, turn_trace, listening)
+        turn.outputs["vad"] = {  # where speech starts and ends in the stored input audio
+            "speech_start_s": round((ended.start_sample - ended.audio_start_sample) / RATE, 3),
+            "speech_end_s": round((ended.end_sample - ended.audio_start_sample) / RATE, 3),
+        }
         index = self.turn_index
         self.turn_index += 1
         result = TurnResult(playback=AnswerPlayback(self.clock.now))
@@ -331,6 +335,7 @@ class Session:
                 turn.pcm,
                 turn.sample_rate,
                 turn.frames,
+                turn.outputs,
             )
         )
         try:

@@ -138,7 +138,10 @@ class TurnStore:
         pcm: bytes,
         sample_rate: int,
         frames: Sequence[tuple[float, bytes]] = (),
+        outputs: Mapping[str, Any] | None = None,
     ) -> None:
+        """The turn's row, input audio and frames; ``outputs`` as ``Turn.outputs``
+        (e.g. the VAD's speech bounds in the input audio)."""
         with db.write_transaction():
             db.Turn.create(
                 id=turn_id,
@@ -146,6 +149,7 @@ class TurnStore:
                 position=position,
                 pipeline=pipeline,
                 speech_seconds=len(pcm) / 2 / sample_rate,
+                outputs=dict(outputs or {}),
             )
             self._save_audio(turn_id, "input", pcm, sample_rate)
             self._save_frames(turn_id, frames)

@@ -1,21 +1,26 @@
-"""The annotation table (Flask-Admin model view). Admins see and edit everyone's;
-annotators see and edit only their own: another user's annotation is a 403, whatever
-the URL or the form says."""
+"""The annotation table (Flask-Admin model view, read-only: annotations are written on
+the turn page, where the save rules apply). Admins see everyone's, deleted ones too
+(marked, and restorable); annotators see only their own live ones.
+
+Deleting asks first on a page of its own (Flask-Admin's confirm dialog is an inline
+script, which the site's Content-Security-Policy blocks), and is soft. Annotators may
+delete only their own annotations; another user's is a 403, whatever the URL says.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, url_for
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.contrib.peewee.filters import FilterEmpty
 from markupsafe import Markup
-from wtforms import Form
-from wtforms.validators import NumberRange, Optional
 
-from admin import auth, score_cache
-from admin.annotating import set_edit_counts
-from admin.models import Annotation, utcnow
+from admin import annotating, auth
+from admin.filters import row_or_404
+from admin.models import Annotation, User
+from admin.views.base import confirm_page
 from admin.views.model_views import BoundedModelView
-from parley import db
 
 
 def _turn_link(view: Any, context: Any, model: Annotation, name: str) -> Markup:
@@ -25,11 +30,18 @@ def _turn_link(view: Any, context: Any, model: Annotation, name: str) -> Markup:
     )
 
 
+def _actions(view: Any, context: Any, model: Annotation, name: str) -> Markup:
+    if model.deleted_at is not None:
+        return Markup('<span class="badge badge-secondary">deleted</span>')
+    href = url_for("annotations.delete_one", annotation_id=model.id)
+    return Markup('<a class="text-danger" href="{}">delete</a>').format(href)
+
+
 class AnnotationsView(BoundedModelView):
-    can_create = False
+    can_create = can_edit = can_delete = False
     can_view_details = False
     page_size = 50
-    action_disallowed_list = ["delete"]  # bulk delete would skip the ownership check
+    action_disallowed_list = ["delete"]
     column_list = (
         "turn",
         "user",
@@ -38,32 +50,35 @@ class AnnotationsView(BoundedModelView):
         "llm_score",
         "tts_score",
         "overall_score",
+        "transcript_state",
+        "done",
         "comment",
         "updated_at",
+        "deleted_at",
+        "actions",
     )
     column_labels = {
         "stt_score": "STT",
         "llm_score": "LLM",
         "tts_score": "TTS",
         "overall_score": "Overall",
+        "transcript_state": "transcript",
+        "deleted_at": "deleted",
+        "actions": "",
     }
-    column_formatters = {"turn": _turn_link}
-    column_filters = ("pipeline", "stt_score", "llm_score", "tts_score", "overall_score")
-    column_searchable_list = ("comment", "corrected_transcript", "better_response")
-    column_default_sort = ("updated_at", True)
-    form_columns = (
+    column_formatters = {"turn": _turn_link, "actions": _actions}
+    column_filters = (
+        "pipeline",
+        "transcript_state",
+        "done",
         "stt_score",
         "llm_score",
         "tts_score",
         "overall_score",
-        "corrected_transcript",
-        "better_response",
-        "comment",
+        FilterEmpty(Annotation.deleted_at, "Deleted"),
     )
-    form_args = {
-        name: {"validators": [Optional(), NumberRange(0, 5)]}
-        for name in ("stt_score", "llm_score", "tts_score", "overall_score")
-    }
+    column_searchable_list = ("comment", "corrected_transcript", "better_response")
+    column_default_sort = ("updated_at", True)
 
     def is_accessible(self) -> bool:
         return auth.current_user() is not None
@@ -74,33 +89,51 @@ class AnnotationsView(BoundedModelView):
     def get_query(self) -> Any:
         me = auth.user()
         query = Annotation.select()
-        return query if me.is_admin else query.where(Annotation.user == me.id)
+        return query if me.is_admin else query.where((Annotation.user == me.id) & Annotation.live())
 
-    def get_one(self, id: Any) -> Any:
-        found = super().get_one(id)
+    def get_count_query(self) -> Any:
+        return self.get_query()
+
+    def _mine_or_admin(self, annotation_id: int) -> Annotation:
         me = auth.user()
-        if found is not None and not me.is_admin and found.user_id != me.id:
+        found = row_or_404(Annotation, annotation_id)
+        if not me.is_admin and found.user_id != me.id:
             abort(403)
         return found
 
-    def on_model_change(self, form: Form, model: Any, is_created: bool) -> None:
-        me = auth.user()
-        if not me.is_admin and model.user_id != me.id:
-            abort(403)
-        turn = db.Turn.get_by_id(model.turn_id)
-        set_edit_counts(model, str(turn.transcript))
-        model.updated_at = utcnow()
+    @expose("/<int:annotation_id>/delete", methods=["GET", "POST"])
+    def delete_one(self, annotation_id: int) -> Any:
+        annotation = self._mine_or_admin(annotation_id)
+        turn_page = url_for("turns.detail", turn_id=annotation.turn_id)
+        if annotation.deleted_at is not None:
+            flash("That annotation is deleted already.", "info")
+            return redirect(turn_page)
+        if request.method == "GET":
+            author = User.get_by_id(annotation.user_id).name
+            return confirm_page(
+                self,
+                "Delete this annotation?",
+                f"{author}'s annotation of turn {annotation.turn_id} will be left out of "
+                "every figure and list. Admins can still see and restore it.",
+                url_for(".delete_one", annotation_id=annotation.id),
+                turn_page,
+                "Delete annotation",
+            )
+        annotating.delete_annotation(annotation, auth.user())
+        flash("Annotation deleted.", "success")
+        return redirect(turn_page)
 
-    def after_model_change(self, form: Form, model: Any, is_created: bool) -> None:
-        score_cache.refresh([model.turn_id])
-
-    def on_model_delete(self, model: Any) -> None:
-        me = auth.user()
-        if not me.is_admin and model.user_id != me.id:
-            abort(403)
-
-    def after_model_delete(self, model: Any) -> None:
-        score_cache.refresh([model.turn_id])
+    @expose("/<int:annotation_id>/restore", methods=["POST"])
+    @auth.admin_required
+    def restore(self, annotation_id: int) -> Any:
+        annotation = self._mine_or_admin(annotation_id)
+        try:
+            annotating.restore_annotation(annotation)
+        except ValueError as exc:
+            flash(f"Not restored: {exc}.", "error")
+        else:
+            flash("Annotation restored.", "success")
+        return redirect(url_for("turns.detail", turn_id=annotation.turn_id))
 
 
 def annotations_view() -> AnnotationsView:

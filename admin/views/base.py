@@ -36,3 +36,26 @@ def page_number() -> int:
 
 
 MAX_PAGE = 1_000_000
+
+
+def safe_return(target: str | None, prefix: str) -> str:
+    """``target`` if it is a path of this site under ``prefix`` (a page to go back to
+    after a form), else "": never a redirect elsewhere."""
+    if target and target.startswith(prefix) and "//" not in target and "\\" not in target:
+        return target
+    return ""
+
+
+def confirm_page(
+    view: BaseView, title: str, message: str, action: str, cancel: str, button: str
+) -> Any:
+    """Ask before doing something that cannot be undone: a page with a POST form (works
+    without JavaScript, under any Content-Security-Policy)."""
+    return view.render(
+        "parley/confirm.html",
+        title=title,
+        message=message,
+        action=action,
+        cancel=cancel,
+        button=button,
+    )

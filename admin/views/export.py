@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, abort, request, stream_with_context
 from flask_admin import expose
 
-from admin import auth, exporting
+from admin import auth, exporting, schema
 from admin.filters import TurnFilters
 from admin.views.base import SiteView
 from parley import db
@@ -35,8 +35,9 @@ class ExportView(SiteView):
             rows = exporting.turn_rows(turns)
             fields = exporting.TURN_FIELDS
         else:
-            rows = exporting.annotation_rows(turns, me)
-            fields = exporting.ANNOTATION_FIELDS
+            current = schema.current()
+            rows = exporting.annotation_rows(turns, me, current)
+            fields = exporting.ANNOTATION_FIELDS + exporting.question_fields(current)
         lines = (
             exporting.csv_lines(rows, fields, latency=kind == "turns")
             if fmt == "csv"

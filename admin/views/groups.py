@@ -1,5 +1,6 @@
 """Multi-turn groups: the list, one group's page (its turns in order and the group's
-score, one per annotator), and removing groups or members (admins)."""
+score, one per annotator; also the page a group queue shows), and removing groups or
+members (admins)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,14 @@ import math
 from typing import Any
 
 import peewee
-from flask import abort, flash, redirect, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 
-from admin import auth
-from admin.annotating import GroupAnnotationForm, save_group_annotation
-from admin.filters import as_key
-from admin.models import GroupAnnotation, TurnGroup, TurnGroupMember, User, raw_rows
-from admin.views.base import PAGE_SIZE, SiteView, page_number
-from parley import db
-
-
-def get_group(group_id: int) -> TurnGroup:
-    """The group, or a 404 (also for an id no integer column holds)."""
-    group = None if as_key(group_id) is None else TurnGroup.get_or_none(TurnGroup.id == group_id)
-    if group is None:
-        abort(404)
-    return group
+from admin import annotating, auth
+from admin.groups import get_group, group_context
+from admin.models import GroupAnnotation, TurnGroup, TurnGroupMember, User
+from admin.views.base import PAGE_SIZE, SiteView, confirm_page, page_number, safe_return
+from admin.views.queue import get_queue, named_state
 
 
 class GroupsView(SiteView):
@@ -33,7 +25,7 @@ class GroupsView(SiteView):
         g, m, ga = TurnGroup, TurnGroupMember, GroupAnnotation
         members = m.select(peewee.fn.COUNT(m.id)).where(m.group == g.id)
         raters = ga.select(peewee.fn.COUNT(ga.id)).where(
-            (ga.group == g.id) & ga.score.is_null(False)
+            (ga.group == g.id) & (ga.score.is_null(False) | (ga.not_applicable == True))  # noqa: E712
         )
         mine = ga.select(ga.score).where((ga.group == g.id) & (ga.user == me.id))
         total = g.select().count()
@@ -53,62 +45,59 @@ class GroupsView(SiteView):
             .dicts()
         )
         pages = max(1, math.ceil(total / PAGE_SIZE))
-        return self.render("parley/groups.html", rows=rows, page=page, pages=pages, total=total)
+        annotators = (
+            list(User.select().where(User.active == True).order_by(User.name))  # noqa: E712
+            if me.is_admin
+            else []
+        )
+        return self.render(
+            "parley/groups.html",
+            rows=rows,
+            page=page,
+            pages=pages,
+            total=total,
+            annotators=annotators,
+        )
 
     @expose("/<int:group_id>")
     def detail(self, group_id: int) -> Any:
         me = auth.user()
-        group = get_group(group_id)
-        turns = list(
-            db.Turn.select(db.Turn, TurnGroupMember.position)
-            .join(TurnGroupMember)
-            .where(TurnGroupMember.group == group.id)
-            .order_by(TurnGroupMember.position)
-            .limit(500)
-        )
-        inputs: dict[str, str] = {}  # turn id -> media path
-        outputs: dict[str, str] = {}
-        ids = [t.id for t in turns]
-        kinds = db.Media.kind.in_(["input", "output"])
-        media = db.Media.select(db.Media.turn, db.Media.kind, db.Media.path)
-        for turn_id, kind, path in raw_rows(media.where(db.Media.turn.in_(ids) & kinds)):
-            (inputs if kind == "input" else outputs).setdefault(turn_id, path)
-        mine = GroupAnnotation.get_or_none(
-            (GroupAnnotation.group == group.id) & (GroupAnnotation.user == me.id)
-        )
-        form = GroupAnnotationForm(obj=mine)
-        others = []
-        if me.is_admin:
-            others = list(
-                GroupAnnotation.select(GroupAnnotation, User)
-                .join(User)
-                .where((GroupAnnotation.group == group.id) & (GroupAnnotation.user != me.id))
-            )
         return self.render(
-            "parley/group.html",
-            group=group,
-            turns=turns,
-            inputs=inputs,
-            outputs=outputs,
-            form=form,
-            others=others,
+            "parley/group.html", queue=None, **group_context(get_group(group_id), me)
         )
 
     @expose("/<int:group_id>/annotate", methods=["POST"])
     def annotate(self, group_id: int) -> Any:
-        group = get_group(group_id)
-        form = GroupAnnotationForm()
-        if form.validate_on_submit():
-            save_group_annotation(group, auth.user(), form)
-            flash("Group score saved.", "success")
-        else:
-            flash("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()), "error")
+        me, group = auth.user(), get_group(group_id)
+        score, na, problem = annotating.parse_group_score(request.form)
+        back = safe_return(request.form.get("return_to"), "/queue/")
+        if problem:
+            context = group_context(group, me, sent=dict(request.form.items()))
+            context["problem"] = problem
+            queue_state = None
+            parts = back.strip("/").split("/")
+            if back and len(parts) == 2 and parts[1].isdigit():  # a group queue's bar
+                queue_state = named_state(me, get_queue(int(parts[1]), me), str(group.id))
+            return self.render("parley/group.html", queue=queue_state, **context), 422
+        annotating.save_group_annotation(group, me, score, na, request.form.get("comment", ""))
+        if back:
+            return redirect(back)
+        flash("Group score saved.", "success")
         return redirect(url_for(".detail", group_id=group.id))
 
-    @expose("/<int:group_id>/delete", methods=["POST"])
+    @expose("/<int:group_id>/delete", methods=["GET", "POST"])
     @auth.admin_required
     def delete(self, group_id: int) -> Any:
         group = get_group(group_id)
+        if request.method == "GET":
+            return confirm_page(
+                self,
+                "Delete this group?",
+                f"Group {group.name!r} and its group scores will be deleted; its turns stay.",
+                url_for(".delete", group_id=group.id),
+                url_for(".detail", group_id=group.id),
+                "Delete group",
+            )
         group.delete_instance(recursive=True)
         flash(f"Group {group.name!r} deleted (its turns are kept).", "success")
         return redirect(url_for(".index"))

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_admin import AdminIndexView, expose
 
-from admin import auth, filters, queue
+from admin import auth, filters, queue, queues
 from admin.models import Annotation, TurnGroup
 from parley import db
 
@@ -23,9 +23,10 @@ class HomeView(AdminIndexView):
             turns=db.Turn.select().count(),
             conversations=db.Conversation.select().count(),
             devices=db.Device.select().count(),
-            annotations=Annotation.select().count(),
+            annotations=Annotation.select().where(queue.counted()).count(),
             groups=TurnGroup.select().count(),
             failed=db.Turn.select().where(db.Turn.status == "failed").count(),
             pipelines=filters.pipelines(),
             progress=queue.progress(me.id),
+            my_queues=queues.queues_for(me),
         )

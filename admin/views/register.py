@@ -15,6 +15,7 @@ from admin.views import (
     media,
     model_views,
     queue,
+    queues,
     traces,
     turns,
 )
@@ -32,6 +33,7 @@ def add_views(admin: Admin, app: Flask) -> None:
     admin.add_view(latency.LatencyView(name="Latency", endpoint="latency", url="/latency"))
     admin.add_view(accuracy.AccuracyView(name="Accuracy", endpoint="accuracy", url="/accuracy"))
     admin.add_view(queue.ProgressView(name="Progress", endpoint="progress", url="/progress"))
+    admin.add_view(queues.QueuesView(name="Queues", endpoint="queues", url="/queues"))
     admin.add_view(annotation_table.annotations_view())
     admin.add_view(model_views.users())
     admin.add_view(traces.TraceView(name="Trace", endpoint="traces", url="/traces"))

@@ -1,4 +1,5 @@
-"""A turn's stored spans as a waterfall, with a link to Jaeger when one is configured."""
+"""A turn's stored spans as a waterfall (with the end of speech and the VAD's decision
+marked), with a link to Jaeger when one is configured."""
 
 from __future__ import annotations
 
@@ -24,14 +25,19 @@ class TraceView(SiteView):
     def detail(self, turn_id: str) -> Any:
         turn = get_turn(turn_id)
         spans = timeline.trace_spans(turn)
+        marks = timeline.speech_marks(spans)
+        origin = min((s.start_ns for s in spans), default=0)
+        speech_end = next((m.at for m in marks if m.css == "mark-speech"), None)
         jaeger = current_app.config.get("PARLEY_JAEGER_URL", "")
         trace_ids = sorted({s.trace_id for s in spans} | ({turn.trace_id} - {""}))
         return self.render(
             "parley/trace.html",
             turn=turn,
             spans=spans,
-            origin=min((s.start_ns for s in spans), default=0),
-            chart=waterfall(timeline.span_bars(spans)),
+            total=timeline.span_count(turn),
+            origin=origin,
+            speech_end=speech_end,
+            chart=waterfall(timeline.span_bars(spans), marks=marks),
             jaeger_links=[(t, f"{jaeger}/trace/{t}") for t in trace_ids] if jaeger else [],
             trace_ids=trace_ids,
         )

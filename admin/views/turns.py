@@ -1,4 +1,5 @@
-"""Browsing turns: the filtered list, one turn's page, deleting (admins), grouping."""
+"""Browsing turns: the filtered list, one turn's page and its annotation form, deleting
+(admins, after a confirmation page), grouping (from the filters or checked rows)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ from typing import Any
 import peewee
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import expose
+from werkzeug.datastructures import MultiDict
 
-from admin import auth, filters, timeline
-from admin.annotating import AnnotationForm, my_annotation, save_annotation
-from admin.charts import waterfall
+from admin import annotating, auth, filters, groups, schema
 from admin.filters import TurnFilters
-from admin.models import Annotation, TurnGroup, TurnGroupMember, User, raw_rows
-from admin.views.base import PAGE_SIZE, SiteView, page_number
+from admin.models import Annotation, User, raw_rows
+from admin.queue import counted
+from admin.turn_page import turn_context
+from admin.views.base import PAGE_SIZE, SiteView, confirm_page, page_number, safe_return
+from admin.views.queue import queue_state_for
 from parley import db
-
-GROUP_LIMIT = 500
 
 
 def get_turn(turn_id: str) -> db.Turn:
@@ -27,47 +28,6 @@ def get_turn(turn_id: str) -> db.Turn:
     if turn is None:
         abort(404)
     return turn
-
-
-def turn_context(turn: db.Turn, user: User) -> dict[str, Any]:
-    """Everything the turn page (and the queue, which shows the same page) needs."""
-    media = list(db.Media.select().where(db.Media.turn == turn.id).order_by(db.Media.path))
-    mine = my_annotation(turn, user)
-    form = (
-        AnnotationForm(obj=mine) if mine else AnnotationForm(corrected_transcript=turn.transcript)
-    )
-    others: list[Annotation] = []
-    if user.is_admin:
-        query = Annotation.select(Annotation, User).join(User).where(Annotation.turn == turn.id)
-        others = [a for a in query if a.user_id != user.id]
-    conversation = turn.conversation
-    siblings = db.Turn.select(db.Turn.id, db.Turn.position).where(
-        db.Turn.conversation == conversation.id
-    )
-    position = int(turn.position)
-    previous = siblings.where(db.Turn.position == position - 1).first()
-    following = siblings.where(db.Turn.position == position + 1).first()
-    groups = (
-        TurnGroup.select().join(TurnGroupMember).where(TurnGroupMember.turn == turn.id).limit(20)
-    )
-    record = turn.latency or {}
-    spans = db.Span.select().where(db.Span.turn_id == turn.id).count()
-    return {
-        "turn": turn,
-        "conversation": conversation,
-        "inputs": [m for m in media if m.kind == "input"],
-        "outputs": [m for m in media if m.kind == "output"],
-        "frames": [m for m in media if m.kind == "frame"],
-        "form": form,
-        "mine": mine,
-        "others": others,
-        "previous": previous,
-        "following": following,
-        "groups": list(groups),
-        "latency": sorted(record.items()),
-        "latency_chart": waterfall(timeline.latency_bars(record)),
-        "span_count": spans,
-    }
 
 
 class TurnsView(SiteView):
@@ -90,17 +50,15 @@ class TurnsView(SiteView):
             .paginate(page, PAGE_SIZE)
         )
         ids = [t.id for t in rows]
+        a = Annotation
         per_turn = (
-            Annotation.select(Annotation.turn, peewee.fn.COUNT(Annotation.id))
-            .where(Annotation.turn.in_(ids))
-            .group_by(Annotation.turn)
+            a.select(a.turn, peewee.fn.COUNT(a.id))
+            .where(a.turn.in_(ids) & counted())
+            .group_by(a.turn)
         )
         counts = {turn_id: n for turn_id, n in raw_rows(per_turn)}
         mine = {
-            a.turn_id: a
-            for a in Annotation.select().where(
-                Annotation.turn.in_(ids) & (Annotation.user == me.id)
-            )
+            x.turn_id: x for x in a.select().where(a.turn.in_(ids) & (a.user == me.id) & a.live())
         }
         return self.render(
             "parley/turns.html",
@@ -116,6 +74,10 @@ class TurnsView(SiteView):
             devices=filters.devices(),
             statuses=filters.STATUSES,
             annotated_choices=filters.ANNOTATED,
+            all_groups=groups.recent_groups() if me.is_admin else [],
+            annotators=list(User.select().where(User.active == True).order_by(User.name))  # noqa: E712
+            if me.is_admin
+            else [],
         )
 
     @expose("/<turn_id>")
@@ -125,23 +87,37 @@ class TurnsView(SiteView):
 
     @expose("/<turn_id>/annotate", methods=["POST"])
     def annotate(self, turn_id: str) -> Any:
+        """Save the form, or show it again with what is missing (nothing is lost)."""
         me, turn = auth.user(), get_turn(turn_id)
-        form = AnnotationForm()
-        if not form.validate_on_submit():
-            for field, errors in form.errors.items():
-                flash(f"{field}: {'; '.join(errors)}", "error")
-            return redirect(url_for(".detail", turn_id=turn.id))
-        save_annotation(turn, me, form)
-        if request.form.get("next") == "queue":
-            args: dict[str, Any] = {k: v for k in ("pipeline",) if (v := request.form.get(k))}
-            return redirect(url_for("queue.index", **args))
+        asked = schema.current().for_turn(str(turn.pipeline), turn.outputs)
+        submission = annotating.parse(request.form, asked, turn)
+        back = safe_return(request.form.get("return_to"), "/queue/")
+        if submission.problems:
+            queue_state = queue_state_for(me, back, turn) if back else None  # the queue bar
+            context = turn_context(turn, me, submitted=request.form)
+            context["problems"] = submission.problems
+            return self.render("parley/turn.html", queue=queue_state, **context), 422
+        annotating.save_annotation(turn, me, submission, asked)
+        if back:
+            return redirect(back)
         flash("Annotation saved.", "success")
         return redirect(url_for(".detail", turn_id=turn.id))
 
-    @expose("/<turn_id>/delete", methods=["POST"])
+    @expose("/<turn_id>/delete", methods=["GET", "POST"])
     @auth.admin_required
     def delete(self, turn_id: str) -> Any:
         turn = get_turn(turn_id)
+        if request.method == "GET":
+            return confirm_page(
+                self,
+                "Delete this turn?",
+                f"Turn {turn.id}, its media files and its "
+                f"{Annotation.select().where(Annotation.turn == turn.id).count()} annotations "
+                "will be deleted for good.",
+                url_for(".delete", turn_id=turn.id),
+                url_for(".detail", turn_id=turn.id),
+                "Delete turn",
+            )
         data_dir = Path(current_app.config["PARLEY_DATA_DIR"]).resolve()
         paths = [m.path for m in db.Media.select(db.Media.path).where(db.Media.turn == turn.id)]
         with db.database.atomic():
@@ -165,16 +141,36 @@ class TurnsView(SiteView):
             flash("A group needs a name.", "error")
             return redirect(url_for(".index", **chosen.args()))
         query = chosen.apply(db.Turn.select(db.Turn.id), me.id)
-        ordered = query.order_by(db.Turn.created_at, db.Turn.id).limit(GROUP_LIMIT)
+        ordered = query.order_by(db.Turn.created_at, db.Turn.id).limit(groups.GROUP_LIMIT)
         ids = [turn_id for (turn_id,) in raw_rows(ordered)]
-        with db.database.atomic():
-            group = TurnGroup.create(
-                name=name,
-                description=(request.form.get("description") or "")[:5000],
-                created_by=me.id,
-            )
-            members = [{"group": group.id, "turn": t, "position": i} for i, t in enumerate(ids)]
-            if members:
-                TurnGroupMember.insert_many(members).execute()
-        flash(f"Group {name!r} made of {len(ids)} turns.", "success")
+        group = groups.create_group(name, (request.form.get("description") or ""), me)
+        added = groups.add_turns(group, ids)
+        flash(f"Group {name!r} made of {added} turns.", "success")
         return redirect(url_for("groups.detail", group_id=group.id))
+
+    @expose("/group/add", methods=["POST"])
+    @auth.admin_required
+    def add_to_group(self) -> Any:
+        """Add the turns checked in the list to a group (an existing one, or a new one)."""
+        me = auth.user()
+        form: MultiDict[str, str] = request.form
+        ids = [t for t in form.getlist("turn") if t][: groups.GROUP_LIMIT]
+        back = safe_return(form.get("return_to"), "/turns/") or url_for(".index")
+        if not ids:
+            flash("Tick the turns to add first.", "error")
+            return redirect(back)
+        target = form.get("group", "")
+        name = (form.get("name") or "").strip()
+        if target.isdigit():
+            group = groups.get_group(int(target))
+        elif name:
+            group = groups.create_group(name, "", me)
+        else:
+            flash("Choose a group, or name a new one.", "error")
+            return redirect(back)
+        added = groups.add_turns(group, ids)
+        flash(
+            f"{added} turns added to group {group.name!r} ({len(ids) - added} were in it).",
+            "success",
+        )
+        return redirect(back)

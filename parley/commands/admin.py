@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import sys
 import threading
 import time
 import urllib.error
@@ -18,6 +19,7 @@ from parley.errors import ParleyError
 
 log = logging.getLogger("parley.admin")
 EXTRA_HINT = "the admin needs the [admin] extra: pip install 'parley[admin]'"
+CREATE_USER = "parley admin create-user NAME --role admin"
 
 
 def require_extra() -> None:
@@ -48,12 +50,12 @@ def serve(args: argparse.Namespace, config: Config) -> int:
     with db.database.connection_context():
         users = User.select().count()
     if not users:
-        print("no accounts yet: create one with `parley admin create-user NAME --role admin`")
+        print(f"no accounts yet: create one with `{CREATE_USER}`")
     # Build the caches now rather than on the first visit to the benchmark pages.
     for name, sync in (("latency-cache", latency_cache.sync), ("score-cache", score_cache.sync)):
         threading.Thread(target=sync, name=name, daemon=True).start()
     host, port = _listen(args, config)
-    print(f"admin on http://{host}:{port}/ (store: {config.database_url})", flush=True)
+    print(f"admin on {site_url(host, port)} (store: {config.database_url})", flush=True)
     try:
         import waitress
     except ImportError:
@@ -64,10 +66,20 @@ def serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def _password(config: Config) -> str:
+    """PARLEY_ADMIN_PASSWORD, else typed twice at a terminal."""
     if config.admin.password:
         return config.admin.password
-    first = getpass.getpass("password: ")
-    if first != getpass.getpass("again: "):
+    if not sys.stdin.isatty():
+        raise ParleyError(
+            "no terminal to type the password at: set PARLEY_ADMIN_PASSWORD, e.g. "
+            "PARLEY_ADMIN_PASSWORD='a long secret' parley admin create-user NAME"
+        )
+    try:
+        first = getpass.getpass("password: ")
+        again = getpass.getpass("again: ")
+    except EOFError:
+        raise ParleyError("no password given (set PARLEY_ADMIN_PASSWORD)") from None
+    if first != again:
         raise ParleyError("the passwords differ")
     return first
 
@@ -104,9 +116,69 @@ def list_users(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def seed_sample(args: argparse.Namespace, config: Config) -> int:
+    """Made-up turns, annotations, groups and spans for trying the bench; the oldest
+    turns get audio and a camera frame under the data directory."""
+    require_extra()
+    from admin.models import create_admin_tables
+    from admin.sample_data import PASSWORD, seed
+    from parley import db
+
+    if args.turns < 1:
+        raise ParleyError("--turns needs at least 1")
+    db.open_database(config.database_url)
+    create_admin_tables()
+    with db.database.connection_context():
+        existing = db.Turn.select().count()
+        if existing and not args.force:
+            raise ParleyError(
+                f"the store ({config.database_url}) already holds {existing} turns; sample "
+                "data would mix with them. Use another PARLEY_HOME (or --force)"
+            )
+        media = min(args.media_turns, args.turns)
+        result = seed(
+            args.turns,
+            data_dir=config.data_dir,
+            media_turns=media,
+            annotators=4,
+            seed_value=existing,
+        )
+    print(
+        f"added {result.turns} sample turns ({media} with audio under {config.data_dir}), "
+        f"{result.annotations} annotations, {result.groups} groups, {result.spans} spans"
+    )
+    print(
+        f"sample accounts (password {PASSWORD!r}): {result.users[0]} (admin), "
+        f"{', '.join(result.users[1:])} (annotators); change or deactivate them before "
+        "sharing the site"
+    )
+    return 0
+
+
 def run_admin(args: argparse.Namespace, config: Config) -> int:
-    commands = {"serve": serve, "create-user": create_user, "users": list_users}
+    commands = {
+        "serve": serve,
+        "create-user": create_user,
+        "users": list_users,
+        "seed-sample": seed_sample,
+    }
     return commands[args.admin_command](args, config)
+
+
+def account_count(config: Config) -> int | None:
+    """How many admin accounts the store has (None: the store or the extra is missing)."""
+    if not available():
+        return None
+    from admin.models import User, create_admin_tables
+    from parley import db
+
+    try:
+        db.open_database(config.database_url)
+        create_admin_tables()
+        with db.database.connection_context():
+            return int(User.select().where(User.active == True).count())  # noqa: E712
+    except Exception:  # an unreachable store: `parley doctor` says why
+        return None
 
 
 # --------------------------------------------------------------------------- parley up
@@ -118,6 +190,12 @@ def available() -> bool:
     except ParleyError:
         return False
     return True
+
+
+def site_url(host: str, port: int) -> str:
+    """The address to open in a browser (a wildcard host is reached on loopback)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return f"http://{shown}:{port}/"
 
 
 def http_up(url: str, timeout: float = 0.5) -> bool:
@@ -139,8 +217,7 @@ async def start_with(stack: LocalStack, timeout: float = 60.0) -> tuple[str, str
     address = f"{config.host}:{config.port}"
     if not available():
         return address, f"not started: {EXTRA_HINT}"
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
-    url = f"http://{host}:{config.port}/login"
+    url = site_url(config.host, config.port) + "login"
     if await asyncio.to_thread(http_up, url):
         return address, "already running"
     process = stack._spawn(ProcessSpec("admin", address, ("admin", "serve")))

@@ -1,7 +1,7 @@
 """`parley bench admin`: how fast the admin's heavy pages are on a big store.
 
 Seeds N turns (with conversations, annotations by four annotators, multi-turn groups and
-five stored spans per turn) into a scratch SQLite database, logs in through the real
+six stored spans per turn) into a scratch SQLite database, logs in through the real
 login form and times each page through the Flask test client (the whole request:
 auth, queries, numpy, templates; no network). The first visits to the two benchmark
 pages are timed apart: they build the admin's caches (admin/latency_cache.py,

@@ -17,21 +17,10 @@ from typing import Any
 
 from parley.commands.launcher import LocalStack
 from parley.commands.models import ensure_models, missing_models
+from parley.commands.summary import latency_lines
 from parley.config import Config
 
 DEMO_WAV = Path(__file__).resolve().parent.parent / "assets" / "turn_on_the_living_room_lamp.wav"
-
-# (label, latency record key) in the order the summary prints them
-STEPS = [
-    ("end of speech -> VAD decision", "endpointing_ms"),
-    ("speech-to-text", "stt_ms"),
-    ("LLM to first sentence", "llm_ms"),
-    ("TTS to first audio", "tts_ms"),
-    ("send first audio", "send_ms"),
-    ("VAD decision -> first audio sent", "first_audio_sent_ms"),
-    ("  of which framework overhead", "overhead_ms"),
-    ("whole answer", "turn_total_ms"),
-]
 
 
 def choose_pipeline(config: Config, requested: str | None) -> tuple[str, str]:
@@ -101,14 +90,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"answer WAV: {summary['output']}")
     print(f"turn id:    {summary['turn_id']} (stored in {summary['database']})")
     print(f"trace:      parley trace show {summary['trace_id']}")
-    latency = summary["latency_ms"]
-    print("latency (ms):")
-    for label, key in STEPS:
-        if key in latency:
-            print(f"  {label:34s} {latency[key]:8.1f}")
-    v2v = summary["voice_to_voice_ms"]
-    shown = f"{v2v:8.1f}" if v2v is not None else "     n/a (--fast: no real-time clock)"
-    print(f"  {'voice-to-voice (edge clock)':34s} {shown}")
+    for line in latency_lines(summary["latency_ms"], summary["voice_to_voice_ms"]):
+        print(line)
     for error in summary["errors"]:
         print(f"error: {error}")
 

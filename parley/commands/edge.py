@@ -15,13 +15,16 @@ import dataclasses
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+from parley.commands.summary import latency_lines
 from parley.config import Config, EdgeConfig
 from parley.errors import ConfigError
 
 log = logging.getLogger("edge")
+WORKERS_DOWN = 3  # exit status: a turn failed because the pipeline's workers are down
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -138,6 +141,22 @@ def _run_headless(args: argparse.Namespace, config: Config) -> int:
         )
     else:
         for turn in report.turns:
-            print(f"turn {turn.turn_id}: heard {turn.transcript!r} -> answered {turn.response!r}")
+            print(f"turn {turn.turn_id}")
+            print(f"  heard:    {turn.transcript!r}")
+            print(f"  answered: {turn.response!r}")
+            if turn.error:
+                print(f"  error:    {turn.error}")
+            for line in latency_lines(turn.latency_ms, turn.voice_to_voice_ms):
+                print(f"  {line}")
         print(f"answers written to {report.output}")
+    if report.unavailable:
+        pipeline = report.pipeline or edge_config.pipeline or config.server.default_pipeline
+        stages = ", ".join(sorted(report.unavailable))
+        print(
+            f"parley edge: the {pipeline!r} pipeline's {stages} workers are down "
+            f"({next(iter(report.unavailable.values()))}); "
+            f"start its workers: parley up --pipeline {pipeline}",
+            file=sys.stderr,
+        )
+        return WORKERS_DOWN
     return 1 if report.errors else 0

@@ -122,7 +122,8 @@ class LocalStack:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    async def _healthy(self, spec: ProcessSpec) -> bool:
+    async def healthy(self, spec: ProcessSpec) -> bool:
+        """Whether the process for ``spec`` answers its health check (its TLS and token)."""
         if spec.security is not None:
             channel = dial_worker(spec.address, spec.security)
         elif spec.address == self.server_address and self.config.server.tls_cert:
@@ -139,7 +140,7 @@ class LocalStack:
     async def _wait(self, spec: ProcessSpec, timeout: float) -> None:
         process = self.started.get(spec.name)
         deadline = asyncio.get_running_loop().time() + timeout
-        while not await self._healthy(spec):
+        while not await self.healthy(spec):
             if process is not None and process.poll() is not None:
                 log = self.log_dir / f"{spec.name}.log"
                 raise ParleyError(
@@ -154,7 +155,7 @@ class LocalStack:
 
     async def start(self, timeout: float = 180.0) -> list[str]:
         """Start what is not already running; return the names started."""
-        running = await asyncio.gather(*(self._healthy(s) for s in self.specs))
+        running = await asyncio.gather(*(self.healthy(s) for s in self.specs))
         for spec, up in zip(self.specs, running, strict=True):
             if not up:
                 self.started[spec.name] = self._spawn(spec)

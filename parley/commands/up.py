@@ -1,4 +1,8 @@
-"""`parley up`: start the server and the local workers, wait until healthy, stay up."""
+"""`parley up`: start the server and the local workers, wait until healthy, stay up.
+
+It prints what runs where (the admin site as a clickable http:// address), says when the
+admin has no accounts yet and how to make one, and says when it stopped and why.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,34 @@ from parley.config import Config
 from parley.errors import ParleyError
 
 
+def _accounts_note(config: Config) -> str:
+    count = admin.account_count(config)
+    if count == 0:
+        return (
+            "  no admin accounts yet: nobody can log in. Create one:\n"
+            "    parley admin create-user NAME --role admin"
+        )
+    return ""
+
+
 async def _up(stack: LocalStack) -> None:
     started = await stack.start()
+    config = stack.config
     for spec in stack.specs:
         state = "started" if spec.name in started else "already running"
-        print(f"  {spec.name:14s} {spec.address:22s} {state}")
-    address, state = await admin.start_with(stack)
-    print(f"  {'admin':14s} {address:22s} {state}")
-    print(f"ready; logs in {stack.log_dir}. Ctrl-C stops what was started here.", flush=True)
+        print(f"  {spec.name:14s} grpc {spec.address:22s} {state}")
+    _, state = await admin.start_with(stack)
+    url = admin.site_url(config.admin.host, config.admin.port)
+    print(f"  {'admin':14s} {url:27s} {state}")
+    note = "" if state.startswith("not started") else _accounts_note(config)
+    if note:
+        print(note)
+    print(
+        f"ready: open {url} ; the edge connects to {config.server.host}:{config.server.port} "
+        f"(parley edge --server ...). Logs in {stack.log_dir}. Ctrl-C stops what was "
+        "started here.",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -28,7 +52,10 @@ async def _up(stack: LocalStack) -> None:
     while not stop.is_set():
         for name, process in stack.started.items():
             if process.poll() is not None:
-                raise ParleyError(f"{name} exited with code {process.returncode}; see its log")
+                raise ParleyError(
+                    f"{name} exited with code {process.returncode} (its log: "
+                    f"{stack.log_dir / (name + '.log')}); stopped the rest"
+                )
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
         except TimeoutError:
@@ -45,5 +72,10 @@ def run_up(args: argparse.Namespace, config: Config) -> int:
     try:
         asyncio.run(_up(stack))
     finally:
+        names = list(stack.started)
         stack.stop()
+        if names:
+            print(f"stopped {', '.join(names)}", flush=True)
+        else:
+            print("stopped (nothing had been started here)", flush=True)
     return 0

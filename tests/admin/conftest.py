@@ -63,6 +63,11 @@ def config(tmp_path: Path, database_url: str) -> Config:
     )
 
 
+def same_store(config: Config) -> dict[str, str]:
+    """The environment for another config (e.g. with questions) on ``config``'s store."""
+    return {"PARLEY_HOME": str(config.home), "PARLEY_STORE_DATABASE_URL": config.database_url}
+
+
 @pytest.fixture
 def app(config: Config) -> Iterator[Flask]:
     application = create_app(config, secret_key="test-secret-key-" + "x" * 32)
@@ -144,3 +149,24 @@ def user_id(name: str) -> int:
 
     with db.database.connection_context():
         return int(User.get(User.name == name).id)
+
+
+SCORES = ("stt_score", "llm_score", "tts_score", "overall_score")
+
+
+def scores(**values: str) -> dict[str, str]:
+    """A complete annotation form (the save rules want every score or n/a): each
+    built-in score 3 unless given."""
+    return {**dict.fromkeys(SCORES, "3"), **values}
+
+
+def text(page: str) -> str:
+    """A page's text as a reader sees it: tags removed, white space collapsed."""
+    words = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    return words.replace(" ,", ",").replace("( ", "(").replace(" )", ")").replace(" ;", ";")
+
+
+def totals(page: str) -> dict[str, int]:
+    """Every figure a page marks with data-total="name" (admin templates), as numbers."""
+    found = re.findall(r'data-total="([^"]+)"[^>]*>\s*([\d,]+)\s*<', page)
+    return {name: int(value.replace(",", "")) for name, value in found}

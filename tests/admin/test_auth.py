@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from admin import auth
 from admin.app import create_app
 from admin.auth import MAX_FAILURES
-from admin.models import Annotation, TurnGroup, TurnGroupMember, User
+from admin.models import Annotation, Queue, TurnGroup, TurnGroupMember, User
 from parley import db
 from parley.config import Config
-from tests.admin.conftest import PASSWORD, add_turn, client_for, csrf, login, post
+from tests.admin.conftest import PASSWORD, add_turn, client_for, csrf, login, post, scores
 
 PAGES = [
     "/",
@@ -29,6 +29,8 @@ PAGES = [
     "/accuracy/",
     "/accuracy/summary.json",
     "/progress/",
+    "/queues/",
+    "/queue/1/",
     "/annotations/",
     "/conversations/",
     "/traces/t1",
@@ -44,7 +46,10 @@ def _seed_for_every_route() -> dict[str, str]:
         TurnGroupMember.create(group=group, turn="t1")
         annotation = Annotation.create(turn="t1", user=User.get(name="bob"), pipeline="alpha")
         media = db.Media.create(turn="t1", kind="input", path="turns/t1/input.wav")
+        queue = Queue.create(name="q", filters={"pipeline": "alpha"}, target=2)
     return {
+        "queue_id": str(queue.id),
+        "annotation_id": str(annotation.id),
         "turn_id": "t1",
         "group_id": str(group.id),
         "relative": str(media.path),
@@ -194,7 +199,7 @@ def test_forms_without_csrf_token_are_rejected(app: Flask, bob: FlaskClient) -> 
     assert bob.post("/logout").status_code == 400
     with db.database.connection_context():
         assert Annotation.select().count() == 0
-    assert post(bob, "/turns/t1/annotate", {"overall_score": "4"}).status_code == 302
+    assert post(bob, "/turns/t1/annotate", scores(overall_score="4")).status_code == 302
     with db.database.connection_context():
         assert Annotation.get().overall_score == 4
 
@@ -223,3 +228,13 @@ def test_passwords_are_stored_as_scrypt_hashes(app: Flask, monkeypatch: pytest.M
     assert login(app.test_client(), "dee").status_code == 302
     with pytest.raises(auth.AuthError, match="at least 8"):
         auth.hash_password("short")
+
+
+def test_the_login_page_says_how_to_make_the_first_account(config: Config) -> None:
+    app = create_app(config, secret_key="k" * 40)
+    page = app.test_client().get("/login").text
+    assert 'id="no-accounts"' in page and "parley admin create-user NAME --role admin" in page
+    with db.database.connection_context():
+        auth.create_user("first", PASSWORD, "admin")
+    assert 'id="no-accounts"' not in app.test_client().get("/login").text
+    db.database.close()

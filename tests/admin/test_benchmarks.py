@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from admin.models import Annotation, GroupAnnotation, TurnGroup, User
 from parley import db
-from tests.admin.conftest import T0, add_turn
+from tests.admin.conftest import T0, add_turn, scores
 
 METRICS = ("stt_ms", "stt_model_ms", "llm_overhead_ms", "overhead_ms", "voice_to_voice_ms")
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C: four
@@ -113,7 +113,7 @@ def _annotate(turn: str, user: str, pipeline: str = "alpha", **fields: object) -
 
 
 def test_wer_and_cer_equal_jiwer_on_the_corrected_transcripts(
-    bob: FlaskClient, cy: FlaskClient
+    bob: FlaskClient, cy: FlaskClient, admin_client: FlaskClient
 ) -> None:
     heard = {"t1": "Turn of the lamp please.", "t2": "what's the whether", "t3": "set a timer"}
     said = {"t1": "turn on the lamp", "t2": "What's the weather?", "t3": "set a timer"}
@@ -123,9 +123,12 @@ def test_wer_and_cer_equal_jiwer_on_the_corrected_transcripts(
 
     for client in (bob, cy):  # through the form, as annotators do
         for turn in heard:
-            post(client, f"/turns/{turn}/annotate", {"corrected_transcript": said[turn]})
-    post(cy, "/turns/t3/annotate", {"corrected_transcript": "set a timer now"})  # cy revises
-    summary = bob.get("/accuracy/summary.json").get_json()["pipelines"]
+            form = scores(corrected_transcript=said[turn])
+            if _normalise(said[turn]) == _normalise(heard[turn]):
+                form["transcript_state"] = "confirmed"  # heard right: a reference too
+            post(client, f"/turns/{turn}/annotate", form)
+    post(cy, "/turns/t3/annotate", scores(corrected_transcript="set a timer now"))  # cy revises
+    summary = admin_client.get("/accuracy/summary.json").get_json()["pipelines"]
     refs = [_normalise(said["t1"]), _normalise(said["t2"])] * 2
     hyps = [_normalise(heard["t1"]), _normalise(heard["t2"])] * 2
     assert summary["alpha"]["wer"] == pytest.approx(jiwer.wer(refs, hyps))
@@ -213,10 +216,10 @@ def test_accuracy_page_changes_when_an_annotation_is_saved(admin_client: FlaskCl
     from tests.admin.conftest import post
 
     assert admin_client.get("/accuracy/summary.json").get_json()["pipelines"] == {}
-    post(admin_client, "/turns/t1/annotate", {"stt_score": "5", "overall_score": "2"})
+    post(admin_client, "/turns/t1/annotate", scores(stt_score="5", overall_score="2"))
     first = admin_client.get("/accuracy/summary.json").get_json()["pipelines"]["alpha"]
     assert first["mean"]["overall_score"] == 2.0
-    post(admin_client, "/turns/t1/annotate", {"stt_score": "5", "overall_score": "4"})
+    post(admin_client, "/turns/t1/annotate", scores(stt_score="5", overall_score="4"))
     second = admin_client.get("/accuracy/summary.json").get_json()["pipelines"]["alpha"]
     assert second["mean"]["overall_score"] == 4.0 and second["annotations"] == 1
     with db.database.connection_context():  # changed behind the admin's back

@@ -15,12 +15,12 @@ from flask.testing import FlaskClient
 
 from admin.models import Annotation, GroupAnnotation, TurnGroup, TurnGroupMember, User
 from parley import db
-from tests.admin.conftest import T0, add_turn, post
+from tests.admin.conftest import T0, add_turn, post, scores, text, totals
 
 
 def _count(client: FlaskClient, query: str) -> int:
     page = client.get(f"/turns/?{query}").text
-    match = re.search(r'id="turn-count">([\d,]+) turns', page)
+    match = re.search(r'data-total="turns.total">([\d,]+)</span> turns', page)
     assert match, page[:2000]
     return int(match.group(1).replace(",", ""))
 
@@ -55,8 +55,14 @@ def turns(app: Flask) -> None:
         trace_id="ab" * 16,
     )
     with db.database.connection_context():
-        Annotation.create(turn="a1", user=User.get(name="bob"), pipeline="alpha", overall_score=3)
-        Annotation.create(turn="b1", user=User.get(name="cy"), pipeline="beta", overall_score=1)
+        for turn, name, pipeline, score in (("a1", "bob", "alpha", 3), ("b1", "cy", "beta", 1)):
+            Annotation.create(
+                turn=turn,
+                user=User.get(name=name),
+                pipeline=pipeline,
+                overall_score=score,
+                done=True,
+            )
 
 
 @pytest.mark.parametrize(
@@ -197,7 +203,7 @@ def test_trace_page_draws_the_stored_spans(bob: FlaskClient) -> None:
     assert page.count("<rect") == 3 and "Stt/Transcribe (parley-stt)" in page
     assert 'class="error"' in page  # the failed span stands out
     assert f"http://jaeger.local:16686/trace/{trace}" in page
-    assert "3 stored spans" in bob.get("/turns/t1").text
+    assert "3 stored spans" in text(bob.get("/turns/t1").text)
 
 
 def test_queue_serves_unannotated_turns_in_order_and_saves_and_moves_on(bob: FlaskClient) -> None:
@@ -206,23 +212,22 @@ def test_queue_serves_unannotated_turns_in_order_and_saves_and_moves_on(bob: Fla
     add_turn("other", pipeline="beta", created=T0 - dt.timedelta(days=1))
     add_turn("failed", status="failed", created=T0 - dt.timedelta(days=2))
     page = bob.get("/queue/").text
-    assert "Turn <code>other</code>" in page and "you: 0 of 4 turns" in page
+    assert "Turn <code>other</code>" in page and "you: 0 of 4 turns" in text(page)
     page = bob.get("/queue/?pipeline=alpha").text
     assert "Turn <code>q0</code>" in page
     response = post(
         bob,
         "/turns/q0/annotate",
-        {
-            "next": "queue",
-            "pipeline": "alpha",
-            "stt_score": "4",
-            "overall_score": "3",
-            "corrected_transcript": "x",
-        },
+        scores(
+            return_to="/queue/?pipeline=alpha",
+            stt_score="4",
+            overall_score="3",
+            corrected_transcript="x",
+        ),
     )
     assert response.headers["Location"] == "/queue/?pipeline=alpha"
     page = bob.get("/queue/?pipeline=alpha").text
-    assert "Turn <code>q1</code>" in page and "you: 1 of 3 turns" in page
+    assert "Turn <code>q1</code>" in page and "you: 1 of 3 turns" in text(page)
     assert "Turn <code>q2</code>" in bob.get("/queue/?pipeline=alpha&after=q1").text  # skip
     assert 'id="queue-empty"' in bob.get("/queue/?pipeline=alpha&after=q2").text
     with db.database.connection_context():
@@ -234,19 +239,18 @@ def test_queue_serves_unannotated_turns_in_order_and_saves_and_moves_on(bob: Fla
 def test_queue_carries_on_after_the_last_saved_turn_then_wraps(bob: FlaskClient) -> None:
     for i in range(4):
         add_turn(f"q{i}", created=T0 + dt.timedelta(minutes=i))
-    post(bob, "/turns/q2/annotate", {"overall_score": "3"})
+    post(bob, "/turns/q2/annotate", scores())
     assert "Turn <code>q3</code>" in bob.get("/queue/").text  # after the one saved last
-    post(bob, "/turns/q3/annotate", {"overall_score": "3"})
+    post(bob, "/turns/q3/annotate", scores())
     assert "Turn <code>q0</code>" in bob.get("/queue/").text  # then the older ones
 
 
 def test_progress_page(turns: None, bob: FlaskClient, admin_client: FlaskClient) -> None:
-    page = admin_client.get("/progress/").text
-    rows = re.findall(r"<tr><td>(\w+)</td><td>(\w+)</td><td class=\"num\">(\d+)</td>", page)
-    assert ("bob", "annotator", "1") in rows and ("cy", "annotator", "1") in rows
-    assert ("ada", "admin", "0") in rows
-    mine = bob.get("/progress/").text
-    assert "<td>cy</td>" not in mine and "<td>bob</td>" in mine
+    figures = totals(admin_client.get("/progress/").text)
+    assert figures["progress.annotator.bob"] == figures["progress.annotator.cy"] == 1
+    assert figures["progress.annotator.ada"] == 0
+    mine = totals(bob.get("/progress/").text)
+    assert "progress.annotator.cy" not in mine and mine["progress.annotator.bob"] == 1
 
 
 def test_groups_from_filters_scored_by_annotators(
@@ -270,16 +274,20 @@ def test_groups_from_filters_scored_by_annotators(
     page = bob.get(f"/groups/{group.id}").text
     assert "turn on the lamp" in page and "what time is it" in page
     post(bob, f"/groups/{group.id}/annotate", {"score": "5", "comment": "coherent"})
-    assert "1 rated (1 ratings)" in bob.get("/accuracy/").text
-    assert post(admin_client, f"/groups/{group.id}/annotate", {"score": "9"}).status_code == 302
+    assert "1 rated (1 ratings)" in text(admin_client.get("/accuracy/").text)
+    assert post(admin_client, f"/groups/{group.id}/annotate", {"score": "9"}).status_code == 422
     with db.database.connection_context():
         assert GroupAnnotation.select().count() == 1  # 9 is out of range: refused
 
 
 def test_scores_out_of_range_are_refused(bob: FlaskClient) -> None:
     add_turn("t1")
-    post(bob, "/turns/t1/annotate", {"overall_score": "7"})
-    post(bob, "/turns/t1/annotate", {"overall_score": "x"})
+    refused = post(bob, "/turns/t1/annotate", scores(overall_score="7"))
+    assert (
+        refused.status_code == 422
+        and "Overall: &#39;7&#39; is not one of 0, 1, 2, 3, 4, 5" in refused.text
+    )
+    assert post(bob, "/turns/t1/annotate", scores(overall_score="x")).status_code == 422
     with db.database.connection_context():
         assert Annotation.select().count() == 0
 

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from admin.models import Annotation, GroupAnnotation, TurnGroup, User
 from parley import db
 from parley.config import Config
-from tests.admin.conftest import add_turn, post, user_id
+from tests.admin.conftest import add_turn, post, scores, user_id
 
 
 def _annotate(name: str, turn: str, **fields: object) -> Annotation:
@@ -45,26 +45,40 @@ def test_admin_deletes_a_turn_with_its_media_files_and_annotations(
     assert not wav.exists()
 
 
-def test_annotator_cannot_open_or_edit_another_annotation(bob: FlaskClient) -> None:
+def test_annotators_cannot_edit_or_delete_another_annotation_and_delete_their_own_softly(
+    bob: FlaskClient, admin_client: FlaskClient
+) -> None:
     add_turn("t1")
-    theirs = _annotate("cy", "t1", overall_score=2, comment="cy's")
-    mine = _annotate("bob", "t1", overall_score=4)
-    assert bob.get(f"/annotations/edit/?id={theirs.id}").status_code == 403
-    response = post(
-        bob, f"/annotations/edit/?id={theirs.id}", {"overall_score": "5", "comment": "x"}
-    )
-    assert response.status_code == 403
-    assert post(bob, "/annotations/delete/", {"id": str(theirs.id)}).status_code == 403
+    theirs = _annotate("cy", "t1", overall_score=2, comment="cy's", done=True)
+    mine = _annotate("bob", "t1", overall_score=4, done=True)
+    # the table is read-only for everyone: annotations are written on the turn page
+    assert bob.get(f"/annotations/edit/?id={theirs.id}").status_code == 302
+    assert post(bob, f"/annotations/edit/?id={theirs.id}", {"comment": "x"}).status_code == 302
+    assert post(bob, "/annotations/delete/", {"id": str(theirs.id)}).status_code == 302
+    # deleting another user's annotation: refused, whatever the URL
+    assert bob.get(f"/annotations/{theirs.id}/delete").status_code == 403
+    assert post(bob, f"/annotations/{theirs.id}/delete").status_code == 403
     with db.database.connection_context():
         kept = Annotation.get_by_id(theirs.id)
-    assert (kept.overall_score, kept.comment) == (2, "cy's")
-    # their own is fine
-    assert bob.get(f"/annotations/edit/?id={mine.id}").status_code == 200
-    post(
-        bob, f"/annotations/edit/?id={mine.id}", {"overall_score": "5", "corrected_transcript": ""}
-    )
+    assert (kept.overall_score, kept.comment, kept.deleted_at) == (2, "cy's", None)
+    # their own: a confirmation page first (no script: the CSP blocks inline ones)
+    page = bob.get(f"/annotations/{mine.id}/delete").text
+    assert 'id="confirm-button"' in page and "onclick" not in page
     with db.database.connection_context():
-        assert Annotation.get_by_id(mine.id).overall_score == 5
+        assert Annotation.get_by_id(mine.id).deleted_at is None  # asking deletes nothing
+    assert post(bob, f"/annotations/{mine.id}/delete").status_code == 302
+    with db.database.connection_context():
+        gone = Annotation.get_by_id(mine.id)  # kept, marked
+    assert gone.deleted_at is not None and gone.deleted_by.name == "bob"
+    assert "delete my annotation" not in bob.get("/turns/t1").text
+    assert bob.get("/annotations/").text.count('href="/turns/t1"') == 0
+    # admins see it, marked, and can restore it
+    turn_page = admin_client.get("/turns/t1").text
+    assert "deleted" in turn_page and f"/annotations/{mine.id}/restore" in turn_page
+    assert post(bob, f"/annotations/{mine.id}/restore").status_code == 403
+    assert post(admin_client, f"/annotations/{mine.id}/restore").status_code == 302
+    with db.database.connection_context():
+        assert Annotation.get_by_id(mine.id).deleted_at is None
 
 
 def test_annotators_list_only_their_own_annotations(
@@ -86,12 +100,12 @@ def test_the_annotation_form_writes_the_session_users_annotation_only(bob: Flask
     response = post(
         bob,
         "/turns/t1/annotate",
-        {
-            "overall_score": "5",
-            "user": str(user_id("cy")),
-            "user_id": str(user_id("cy")),
-            "id": str(theirs.id),
-        },
+        scores(
+            overall_score="5",
+            user=str(user_id("cy")),
+            user_id=str(user_id("cy")),
+            id=str(theirs.id),
+        ),
     )
     assert response.status_code == 302
     with db.database.connection_context():

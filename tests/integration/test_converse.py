@@ -75,6 +75,11 @@ async def test_turn_events_arrive_in_order_and_audio_streams_while_llm_generates
     assert (row.status, row.transcript) == ("done", "turn on the lamp")
     assert row.response.split() == llm.text.split()
     assert sorted(m.kind for m in row.media) == ["input", "output"]
+    # where the VAD found speech in the stored input audio (its pre-roll before it)
+    vad = row.outputs["vad"]
+    seconds = next(m.seconds for m in row.media if m.kind == "input")
+    assert 0 < vad["speech_start_s"] < vad["speech_end_s"] < seconds
+    assert vad["speech_start_s"] == pytest.approx(0.2, abs=0.05)  # [vad] pre_roll_ms
 
 
 async def test_history_is_sent_to_the_llm_on_the_next_turn(stack: Stack):

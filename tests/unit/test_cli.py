@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterator
+
 import pytest
 
+import parley
 from parley.cli import _options, build_parser
 from parley.errors import ParleyError
 
@@ -140,3 +144,44 @@ def test_bad_command_lines_exit_with_usage(
         build_parser().parse_args(argv)
     assert info.value.code == 2
     assert "usage: parley" in capsys.readouterr().err
+
+
+def _arguments(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, argparse.Action]]:
+    """Every argument of every (sub)command, with the command's words."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _arguments(sub, (*path, name))
+        elif not isinstance(action, argparse._HelpAction) and action.help != argparse.SUPPRESS:
+            yield " ".join(path), action
+
+
+FLAGS = (argparse._StoreTrueAction, argparse._VersionAction)
+
+
+def test_every_argument_of_every_subcommand_has_help_and_its_default() -> None:
+    seen, problems = 0, []
+    for command, action in _arguments(build_parser()):
+        seen += 1
+        name = f"parley {command} {'/'.join(action.option_strings) or action.dest}"
+        if not action.help:
+            problems.append(f"{name}: no help text")
+            continue
+        takes_value = not isinstance(action, FLAGS) and (action.option_strings or action.nargs)
+        if takes_value and "default" not in action.help:
+            problems.append(f"{name}: the help does not say the default")
+        if action.default not in (None, False, [], argparse.SUPPRESS):
+            shown = f"{action.default:g}" if isinstance(action.default, float) else action.default
+            if f"{shown}" not in action.help.replace(",", ""):
+                problems.append(f"{name}: the help does not give the default {action.default!r}")
+    assert seen > 60
+    assert problems == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"parley {parley.__version__}"

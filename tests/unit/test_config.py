@@ -4,6 +4,7 @@ ConfigError messages that name the culprit."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -320,3 +321,67 @@ def test_float_for_an_int_setting_is_rejected(tmp_path: Path) -> None:
     assert "[server]" in message
     assert "port" in message
     assert "int" in message
+
+
+# --------------------------------------------------------------------------- [annotation]
+
+
+def test_annotation_questions_are_parsed_with_their_defaults(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+[annotation]
+context_turns = 5
+[annotation.questions.politeness]
+kind = "ordinal"
+scale = [1, 3]
+rubric = { 1 = "rude", 3 = "warm" }
+stage = "llm"
+[annotation.questions.emotion]
+kind = "categorical"
+choices = ["neutral", "happy"]
+bind = "emotion.label"
+pipelines = "local"
+[annotation.questions.note]
+kind = "text"
+""",
+    )
+    questions = {q.key: q for q in config.annotation.questions}
+    assert config.annotation.context_turns == 5
+    polite = questions["politeness"]
+    assert (polite.low, polite.high, polite.rubric) == (1, 3, ("rude", "", "warm"))
+    assert polite.values == ("1", "2", "3") and polite.required and polite.label == "politeness"
+    emotion = questions["emotion"]
+    assert (emotion.bind, emotion.pipelines, emotion.values) == (
+        "emotion.label",
+        ("local",),
+        ("neutral", "happy"),
+    )
+    assert questions["note"].required is False  # free text is optional by default
+    assert load(tmp_path).annotation.questions == ()
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[annotation.questions.x]\nkind = "slider"', "kind must be one of"),
+        ('[annotation.questions.Bad-Key]\nkind = "boolean"', "a question key is"),
+        ('[annotation.questions.comment]\nkind = "boolean"', "not one of"),
+        ('[annotation.questions.x]\nkind = "boolean"\ncolour = "red"', "unknown setting(s) colour"),
+        ('[annotation.questions.x]\nkind = "ordinal"\nscale = [0, 20]', "2 to 11 values"),
+        ('[annotation.questions.x]\nkind = "ordinal"\nrubric = ["a", "b"]', "one text per value"),
+        ('[annotation.questions.x]\nkind = "categorical"\nchoices = ["a"]', "2 to 20 different"),
+        (
+            '[annotation.questions.x]\nkind = "categorical"\nchoices = ["a", "b"]\n'
+            'multiple = true\nbind = "e.label"',
+            "bind works with single-label",
+        ),
+        ('[annotation.questions.x]\nkind = "boolean"\nbind = "e.label"', "bind works"),
+        ('[annotation.questions.x]\nkind = "boolean"\nrequired = "yes"', "required must be"),
+        ("[annotation]\ncontext_turns = -1", "context_turns"),
+        ("[annotation]\nquestion = 1", "unknown setting(s) question"),
+    ],
+)
+def test_bad_annotation_questions_name_the_culprit(tmp_path: Path, toml: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, toml)

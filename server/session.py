@@ -255,7 +255,10 @@ class Session:
         active = self.active
         while active is not None:
             running = not active.task.done()
-            if running or active.playback.may_be_playing():
+            # Once stopped, a turn is only storing what it had: a second cancel would
+            # cut that short (and its FINISHED), a second StopPlayback says nothing new.
+            stopped = active.playback.stopped is not None
+            if not stopped and (running or active.playback.may_be_playing()):
                 active.task.cancel()
                 active.playback.stop()
                 stop = edge_pb2.StopPlayback(turn_id=active.turn_id, reason="barge-in")

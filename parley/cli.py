@@ -15,6 +15,7 @@ from typing import Any
 
 from parley.config import Config, WorkersConfig, load_config
 from parley.errors import ParleyError
+from parley.kinds import KINDS
 
 Handler = Callable[[argparse.Namespace, Config], int]
 INSECURE_HELP = (
@@ -134,6 +135,12 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
     return run_models(args, config)
 
 
+def cmd_index(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.index import run_index
+
+    return run_index(args, config)
+
+
 def cmd_trace(args: argparse.Namespace, config: Config) -> int:
     from parley.commands.trace import run_trace
 
@@ -235,9 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.set_defaults(handler=cmd_server)
 
-    p = sub.add_parser("worker", help="run one stage worker (stt, llm or tts)")
-    p.add_argument("stage", nargs="?", choices=["stt", "llm", "tts"])
-    p.add_argument("--engine", help="engine name, e.g. faster_whisper, llama_cpp, piper, openai")
+    p = sub.add_parser("worker", help="run one stage worker (stt, llm, tts, speech_llm, ...)")
+    p.add_argument("stage", nargs="?", choices=list(KINDS))
+    p.add_argument(
+        "--engine",
+        help="engine name, e.g. faster_whisper, llama_cpp, piper, openai, onnx_audio, index, "
+        "or one an installed package adds (entry point group parley.engines)",
+    )
     p.add_argument("--pool", help="take stage, engine and options from this configured pool")
     p.add_argument("--model", help="model name or path (engine option `model`)")
     p.add_argument(
@@ -290,10 +301,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="download or build models")
     msub = p.add_subparsers(dest="models_command", required=True)
     pull = msub.add_parser("pull", help="download the real default models (local pipeline)")
-    pull.add_argument("--only", choices=["stt", "llm", "tts"], action="append")
+    pull.add_argument("--only", choices=["stt", "llm", "tts", "analyse"], action="append")
     msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
     msub.add_parser("list", help="show which pipelines have their model files")
     p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("index", help="retrieval indexes of document folders (retrieve stage)")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    build = isub.add_parser("build", help="chunk, embed and index the documents in DIR")
+    build.add_argument("name", help="the index's name (file <home>/indexes/NAME.sqlite)")
+    build.add_argument("folder", metavar="DIR", help="folder of .txt/.md/.rst documents")
+    build.add_argument("--embedder", choices=["llama_cpp", "openai"], default="llama_cpp")
+    build.add_argument("--model", help="GGUF path (llama_cpp) or embeddings model name")
+    build.add_argument("--pooling", choices=["mean", "cls", "last", "model"], default="mean")
+    build.add_argument("--base-url", help="OpenAI-compatible server (openai embedder)")
+    build.add_argument("--chunk-chars", type=int, default=800, help="passage size (chars)")
+    build.add_argument("--overlap", type=int, default=1, help="sentences repeated between")
+    for q in (build, isub.add_parser("query", help="the passages nearest to TEXT")):
+        q.add_argument(
+            "--database-url", help="postgresql://... to keep the index in pgvector instead"
+        )
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+    query = isub.choices["query"]
+    query.add_argument("name")
+    query.add_argument("text")
+    query.add_argument("--top-k", type=int, default=3)
+    isub.add_parser("list", help="the SQLite indexes in <home>/indexes")
+    p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("trace", help="read stored traces")
     tsub = p.add_subparsers(dest="trace_command", required=True)

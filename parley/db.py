@@ -85,6 +85,30 @@ class Turn(BaseModel):
         indexes = ((("conversation", "position"), True),)
 
 
+class StageOutput(BaseModel):
+    """A pipeline stage's result for one turn, beside the turn's own columns: an
+    analyse stage's labels, a retrieve stage's passages, a caption (issue 14).
+
+    ``value`` is JSON, by ``kind`` (see docs/architecture.md#stage-outputs):
+    analyse ``{"input": "audio", "labels": [{"label": "happy", "score": 0.81}, ...]}``
+    (best first); retrieve ``{"query": str, "passages": [{"text", "source", "chunk",
+    "score"}, ...]}`` (nearest first); caption ``{"text": str}``. A failed stage has
+    ``status`` "failed" and its ``error``; "skipped" when the turn held nothing for it.
+    """
+
+    turn = peewee.ForeignKeyField(Turn, backref="stage_outputs", on_delete="CASCADE")
+    stage = peewee.CharField(max_length=100)  # the stage's name in its pipeline
+    kind = peewee.CharField(max_length=32, index=True)  # analyse | retrieve | caption | ...
+    status = peewee.CharField(max_length=16, default="done")  # done | failed | skipped
+    value = JSONField(default=dict)
+    error = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=_now)
+
+    class Meta:
+        table_name = "stage_output"
+        indexes = ((("turn", "stage"), True),)
+
+
 class Media(BaseModel):
     turn = peewee.ForeignKeyField(Turn, backref="media", on_delete="CASCADE")
     kind = peewee.CharField(index=True)  # "input" | "output" | "frame"
@@ -130,7 +154,15 @@ class DeviceToken(BaseModel):
         table_name = "device_token"
 
 
-MODELS: list[type[BaseModel]] = [Device, Conversation, Turn, Media, Span, DeviceToken]
+MODELS: list[type[BaseModel]] = [
+    Device,
+    Conversation,
+    Turn,
+    Media,
+    Span,
+    DeviceToken,
+    StageOutput,
+]
 
 
 def write_transaction() -> Any:

@@ -109,10 +109,16 @@ def _turn_spoken(schema: Schema) -> None:
     schema.add_columns(db.Turn, "reasoning", "spoken")
 
 
+def _stage_output(schema: Schema) -> None:
+    """The ``stage_output`` table (issue 14): a new table, so step 1 creates it; this
+    step records that the schema has it."""
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
     Migration("i9sec-conversation-auth", _conversation_auth),
     Migration("i8-turn-spoken", _turn_spoken),
+    Migration("i14-stage-output", _stage_output),
 ]
 
 

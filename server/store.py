@@ -165,7 +165,10 @@ class TurnStore:
         trace_id: str = "",
         answer_pcm: bytes = b"",
         answer_rate: int = 0,
+        stage_outputs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
+        """``stage_outputs``: the context stages' results, each ``{"stage", "kind",
+        "status", "value", "error"}`` (parley.db.StageOutput)."""
         fields: dict[str, Any] = {
             "status": status,
             "transcript": transcript,
@@ -181,6 +184,8 @@ class TurnStore:
             db.Turn.update(**fields).where(db.Turn.id == turn_id).execute()
             if answer_pcm:
                 self._save_audio(turn_id, "output", answer_pcm, answer_rate)
+            for output in stage_outputs:
+                db.StageOutput.create(turn=turn_id, **output)
 
     @on_store_thread
     def update_latency(self, turn_id: str, values: Mapping[str, float]) -> None:

@@ -98,11 +98,12 @@ def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
 def pipeline_model_paths(config: Config, pipeline: str) -> list[Path]:
     """The local model files a pipeline's pools point at (remote APIs have none)."""
     paths = []
-    for stage in ("stt", "llm", "tts"):
-        pool = config.pool(config.pipeline(pipeline).stage(stage).pool)
-        model = pool.options.get("model")
-        if isinstance(model, str) and os.path.isabs(model):
-            paths.append(Path(model))
+    for stage in config.pipeline(pipeline).stages.values():
+        pool = config.pool(stage.pool)
+        for key in ("model", "clip_model"):
+            model = pool.options.get(key)
+            if isinstance(model, str) and os.path.isabs(model):
+                paths.append(Path(model))
     return paths
 
 

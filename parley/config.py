@@ -224,7 +224,8 @@ class PipelineConfig:
         for name, stage in given.items():
             kind = stage.kind or name
             on = pipeline_graph.analyse_on(stage.params, None) if kind == "analyse" else "audio"
-            nodes.append(pipeline_graph.Node(name, kind, stage.inputs, on))
+            feeds = pipeline_graph.feeds_prompt(kind, stage.params)
+            nodes.append(pipeline_graph.Node(name, kind, stage.inputs, on, feeds))
         wiring = pipeline_graph.wire(self.name, nodes)
         kinds = {node.name: node.kind for node in nodes}
         stages = {

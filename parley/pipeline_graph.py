@@ -8,8 +8,9 @@ the usual shapes, so common pipelines need no wiring:
 - ``stt``, ``caption`` and ``analyse`` on audio or a frame read the turn itself;
 - ``retrieve`` and ``analyse`` with ``on = "transcript"`` read the ``stt`` stage's text;
 - the answer stage (``llm`` or ``speech_llm``, exactly one) reads the transcript
-  (``llm``) or the audio (``speech_llm``) and every ``retrieve``, ``analyse`` and
-  ``caption`` stage as context;
+  (``llm``) or the audio (``speech_llm``) and, as context in its prompt, every
+  ``retrieve`` and ``caption`` stage and every ``analyse`` stage with a ``context``
+  template (other analyse stages run beside the answer and are only stored);
 - ``tts`` speaks the answer stage's text; a ``speech_llm`` without a ``tts`` answers
   with audio itself.
 
@@ -38,6 +39,7 @@ class Node:
     kind: str
     inputs: tuple[str, ...] | None = None  # None: the default wiring
     on: str = "audio"  # analyse stages: what they read
+    feeds_prompt: bool = True  # context stages: their output goes into the answer's prompt
 
 
 def _where(pipeline: str, stage: str) -> str:
@@ -60,7 +62,8 @@ def _default_inputs(node: Node, nodes: Sequence[Node]) -> tuple[str, ...]:
         return tuple(n for n, k in by_kind if k == "stt" and reads_text)
     if node.kind in ANSWER_KINDS:
         text = [n for n, k in by_kind if k == "stt" and node.kind == "llm"]
-        return (*text, *(n for n, k in by_kind if k in CONTEXT_KINDS))
+        feeding = {n.name for n in nodes if n.feeds_prompt}
+        return (*text, *(n for n, k in by_kind if k in CONTEXT_KINDS and n in feeding))
     if node.kind == "tts":
         return tuple(n for n, k in by_kind if k in ANSWER_KINDS)
     return ()
@@ -132,6 +135,13 @@ def check_pool(pipeline: str, name: str, kind: str, pool: str, pool_stage: str) 
         return
     wanted = name if name in KINDS and name == kind else kind
     raise ConfigError(f"{_where(pipeline, name)}: pool {pool!r} serves {pool_stage}, not {wanted}")
+
+
+def feeds_prompt(kind: str, params: Mapping[str, object]) -> bool:
+    """Whether a context stage's output goes into the answer's prompt: its ``context``
+    template is not empty (analyse stages have none unless given one)."""
+    default = "" if kind == "analyse" else "yes"
+    return bool(params.get("context", default))
 
 
 def analyse_on(params: Mapping[str, object], pool_stage: str | None) -> str:

@@ -52,6 +52,7 @@ def turn_context(turn: db.Turn, user: User) -> dict[str, Any]:
     )
     record = turn.latency or {}
     spans = db.Span.select().where(db.Span.turn_id == turn.id).count()
+    outputs = db.StageOutput.select().where(db.StageOutput.turn == turn.id).order_by(db.StageOutput.id)
     return {
         "turn": turn,
         "conversation": conversation,
@@ -67,6 +68,7 @@ def turn_context(turn: db.Turn, user: User) -> dict[str, Any]:
         "latency": sorted(record.items()),
         "latency_chart": waterfall(timeline.latency_bars(record)),
         "span_count": spans,
+        "stage_outputs": list(outputs),
     }
 
 

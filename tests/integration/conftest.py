@@ -16,6 +16,7 @@ import pytest
 from parley.audio import AudioConverter, float_to_pcm16, read_audio
 from parley.config import (
     Config,
+    load_config,
     PipelineConfig,
     PoolConfig,
     ServerConfig,
@@ -52,13 +53,54 @@ class Stack:
         self.config: Config | None = None
         self.security = WorkersConfig()  # the workers' token and TLS, as served and dialled
 
-    async def start_worker(self, stage: str, engine: Any, address: str | None = None) -> str:
+    async def start_worker(
+        self, stage: str, engine: Any, address: str | None = None, kind: str | None = None
+    ) -> str:
+        """Serve ``engine`` as the worker of ``stage`` (a stage name; ``kind``: its
+        kind, default the name)."""
         address = address or self.addresses.get(stage) or free_address()
         name = type(engine).__name__
-        server, _ = await serve_engine(stage, name, engine, address, security=self.security)
+        server, _ = await serve_engine(
+            kind or stage, name, engine, address, security=self.security
+        )
         self.workers[stage] = server
         self.addresses[stage] = address
         return address
+
+    async def start_pipeline(
+        self,
+        pipeline: str,
+        engines: Mapping[str, Any],
+        *,
+        toml: str = "",
+        server: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Serve a configured pipeline (bundled, or defined in ``toml``) with test
+        engines: ``engines`` maps each stage name to its engine; the stages' pools are
+        pointed at them. Returns the config the server runs with."""
+        path = self.home / "parley.toml"
+        path.write_text(toml)
+        config = load_config(path, env={"PARLEY_HOME": str(self.home), **dict(env or {})})
+        pools = dict(config.pools)
+        for name, stage in config.pipeline(pipeline).stages.items():
+            pool = pools[stage.pool]
+            address = self.addresses.get(pool.name)
+            if address is None:
+                address = await self.start_worker(name, engines[name], kind=pool.stage)
+                self.addresses[pool.name] = address
+            pools[pool.name] = dataclasses.replace(pool, addresses=(address,))
+        config = dataclasses.replace(
+            config,
+            server=dataclasses.replace(
+                ServerConfig(default_pipeline=pipeline, port=0), **dict(server or {})
+            ),
+            store=StoreConfig(database_url=f"sqlite:///{self.home}/test.db"),
+            pools=pools,
+        )
+        self.config = config
+        self.server = await start_server(config, "127.0.0.1:0")
+        return config
 
     async def stop_worker(self, stage: str) -> None:
         await self.workers.pop(stage).stop(None)

@@ -271,6 +271,7 @@ class PipelineRunner:
                     transcript=result.transcript,
                     frame=frame,
                 )
+                span.set_attribute("parley.model_seconds", output.model_seconds)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -285,5 +286,4 @@ class PipelineRunner:
             return
         latency.mark(f"{key}_done")
         latency.model_time(key, output.model_seconds)
-        span.set_attribute("parley.model_seconds", output.model_seconds)
         result.stage_outputs[stage.name] = output

@@ -411,16 +411,18 @@ def _pools(
 _PIPELINE_KEYS = {"description", "notice"}
 
 
-def _stage(
-    pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig]
-) -> StageConfig:
+def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig]) -> StageConfig:
     """One ``[pipelines.P.NAME]`` table: ``pool``, optional ``kind`` and ``inputs``,
     the rest being the stage's parameters."""
     where = f"[pipelines.{pipeline}.{name}]"
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where}: expected a table with a pool, not {spec!r}")
     params = dict(spec)
-    pool, kind, inputs = params.pop("pool", None), params.pop("kind", ""), params.pop("inputs", None)
+    pool, kind, inputs = (
+        params.pop("pool", None),
+        params.pop("kind", ""),
+        params.pop("inputs", None),
+    )
     if pool is None:
         raise ConfigError(f"{where}: missing 'pool'")
     if pool not in pools:

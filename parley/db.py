@@ -96,6 +96,7 @@ class StageOutput(BaseModel):
     ``status`` "failed" and its ``error``; "skipped" when the turn held nothing for it.
     """
 
+    id = peewee.AutoField()
     turn = peewee.ForeignKeyField(Turn, backref="stage_outputs", on_delete="CASCADE")
     stage = peewee.CharField(max_length=100)  # the stage's name in its pipeline
     kind = peewee.CharField(max_length=32, index=True)  # analyse | retrieve | caption | ...

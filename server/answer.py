@@ -24,8 +24,8 @@ from server import stage_clients
 from server import worker_clients as clients
 from server.latency import TurnLatency
 from server.outbox import Emit
-from server.speech_text import SpeechText
 from server.spans import ending, engine_attributes, stage_span
+from server.speech_text import SpeechText
 from server.worker_clients import WorkerPool
 
 if TYPE_CHECKING:
@@ -134,7 +134,9 @@ async def answer(
     latency.segment(plan.key, ready, first_output)
     if plan.tts is not None:
         latency.segment(plan.tts_key, "first_sentence", "tts_first_audio")
-    latency.segment("send", "tts_first_audio" if plan.tts else SPEECH_FIRST_AUDIO, "first_audio_sent")
+    latency.segment(
+        "send", "tts_first_audio" if plan.tts else SPEECH_FIRST_AUDIO, "first_audio_sent"
+    )
     sentences: asyncio.Queue[str | None] = asyncio.Queue()
     pieces, attributes = _pieces(plan, turn, result.transcript, context)
     answer_span = stage_span(turn.trace, plan.key, plan.stage, attributes)
@@ -146,7 +148,7 @@ async def answer(
             finally:
                 sentences.put_nowait(None)
 
-    tts_span = trace.INVALID_SPAN
+    tts_span: trace.Span = trace.INVALID_SPAN
     if plan.tts is not None and plan.tts_pool is not None:
         voice = str(plan.tts.params.get("voice", ""))
         attributes = {**engine_attributes(plan.tts_pool.config), "parley.tts.voice": voice}
@@ -295,7 +297,9 @@ def _send_audio(
     result.audio_rate = rate
     result.audio += pcm
     result.playback.sent(sentence, len(pcm) / 2 / (rate or 1))
-    emit(audio_event(turn.turn_id, seq, pcm, rate), on_sent=lambda: latency.mark("first_audio_sent"))
+    emit(
+        audio_event(turn.turn_id, seq, pcm, rate), on_sent=lambda: latency.mark("first_audio_sent")
+    )
 
 
 async def _speak(

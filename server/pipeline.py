@@ -32,7 +32,7 @@ from server.latency import TurnLatency
 from server.no_speech import is_no_speech
 from server.outbox import Emit
 from server.playback import AnswerPlayback
-from server.spans import engine_attributes, ending, stage_span
+from server.spans import ending, engine_attributes, stage_span
 from server.turn_trace import TurnTrace
 from server.worker_clients import WorkerPool
 
@@ -154,10 +154,12 @@ class PipelineRunner:
         """Run the turn, filling ``result``; raises StageError when stt, the answer
         stage or the TTS fails."""
         latency.segments = {}
-        finished = {name: asyncio.get_running_loop().create_future() for name in self.pipeline.stages}
+        finished = {
+            name: asyncio.get_running_loop().create_future() for name in self.pipeline.stages
+        }
         try:
             async with asyncio.TaskGroup() as group:
-                for name, stage in self.pipeline.stages.items():
+                for stage in self.pipeline.stages.values():
                     if stage.kind == "tts":
                         continue  # runs with the answer stage, on its sentences
                     group.create_task(self._stage(stage, finished, turn, latency, emit, result))

@@ -130,7 +130,13 @@ class TtsEngine(Protocol):
 
 
 Engine = (
-    SttEngine | LlmEngine | TtsEngine | SpeechLlmEngine | AnalyseEngine | RetrieveEngine | CaptionEngine
+    SttEngine
+    | LlmEngine
+    | TtsEngine
+    | SpeechLlmEngine
+    | AnalyseEngine
+    | RetrieveEngine
+    | CaptionEngine
 )
 __all__ = ["Message"]  # re-exported: the chat message of LLM and speech LLM requests
 

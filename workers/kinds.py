@@ -25,6 +25,7 @@ class Message:
     content: str
     images: tuple[bytes, ...] = ()  # JPEG
 
+
 # --------------------------------------------------------------------------- speech LLM
 
 
@@ -87,7 +88,7 @@ class AnalyseRequest:
 
     @property
     def input(self) -> str:
-        """"audio", "text" or "image": which one is set."""
+        """ "audio", "text" or "image": which one is set."""
         if self.audio is not None:
             return "audio"
         return "text" if self.text is not None else "image"

@@ -1,5 +1,6 @@
-"""gRPC servicers for the STT, LLM and TTS stages (the other kinds: workers/service_kinds.py): protobuf <-> engine types, engine timing, and
-the one place where engine exceptions become gRPC status codes.
+"""gRPC servicers for the STT, LLM and TTS stages (the other kinds are in
+workers/service_kinds.py): protobuf <-> engine types, engine timing, and the one place
+where engine exceptions become gRPC status codes.
 
 Each response carries ``model_seconds`` measured here, around the engine, so the server
 can split a stage's time into model time and transfer/queue time.

@@ -69,9 +69,7 @@ class SpeechLlmServicer(_EngineServicer, pb_grpc.SpeechLlmServicer):
             await _abort(context, exc)
         ended = clock.ended_at
         model_seconds = 0.0 if ended is None else time.perf_counter() - ended - writing
-        self.annotate(
-            deltas=count, model_seconds=model_seconds, audio_seconds=samples / rate
-        )
+        self.annotate(deltas=count, model_seconds=model_seconds, audio_seconds=samples / rate)
         yield pb.SpeechLlmDelta(
             final=True, model_seconds=model_seconds, finish_reason=finish or "stop"
         )

@@ -47,8 +47,12 @@ def build_graph(seed: int = 0, labels: tuple[str, ...] = LABELS) -> Any:
     graph = helper.make_graph(
         nodes,
         "parley_tiny_emotion",
-        inputs=[helper.make_tensor_value_info("input_values", TensorProto.FLOAT, ["batch", "samples"])],
-        outputs=[helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(labels)])],
+        inputs=[
+            helper.make_tensor_value_info("input_values", TensorProto.FLOAT, ["batch", "samples"])
+        ],
+        outputs=[
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(labels)])
+        ],
         initializer=initializers,
     )
     return helper.make_model(

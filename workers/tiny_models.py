@@ -56,7 +56,10 @@ def _expected_files(dest: Path) -> list[Path]:
 
 
 def _stamp() -> dict[str, object]:
-    return {"recipe": RECIPE_VERSION, "files": [*WHISPER_FILES, VOICE_NAME, GGUF_NAME, *EMOTION_FILES]}
+    return {
+        "recipe": RECIPE_VERSION,
+        "files": [*WHISPER_FILES, VOICE_NAME, GGUF_NAME, *EMOTION_FILES],
+    }
 
 
 def is_built(dest: Path) -> bool:

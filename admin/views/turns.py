@@ -52,7 +52,9 @@ def turn_context(turn: db.Turn, user: User) -> dict[str, Any]:
     )
     record = turn.latency or {}
     spans = db.Span.select().where(db.Span.turn_id == turn.id).count()
-    outputs = db.StageOutput.select().where(db.StageOutput.turn == turn.id).order_by(db.StageOutput.id)
+    outputs = (
+        db.StageOutput.select().where(db.StageOutput.turn == turn.id).order_by(db.StageOutput.id)
+    )
     return {
         "turn": turn,
         "conversation": conversation,

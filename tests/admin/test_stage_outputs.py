@@ -60,7 +60,9 @@ def test_turn_page_shows_each_stage_output(config: Config, bob: FlaskClient) -> 
     page = bob.get("/turns/s1").text
     section = page[page.index('id="stage-outputs"') :]
     emotion = section[section.index('<dd data-stage="emotion"') :]
-    assert '<span class="label-name">happy</span> <span class="text-muted num">0.81</span>' in emotion
+    assert (
+        '<span class="label-name">happy</span> <span class="text-muted num">0.81</span>' in emotion
+    )
     assert emotion.index("happy") < emotion.index("sad")
     assert "lamp.md#2 · 0.930" in section
     assert "Press the &lt;switch&gt; by the door." in section  # escaped
@@ -73,7 +75,9 @@ def test_turn_page_shows_each_stage_output(config: Config, bob: FlaskClient) -> 
     assert 'id="stage-outputs"' not in bob.get("/turns/s2").text
 
 
-def test_latency_page_has_a_row_for_every_stage_kind(config: Config, admin_client: FlaskClient) -> None:
+def test_latency_page_has_a_row_for_every_stage_kind(
+    config: Config, admin_client: FlaskClient
+) -> None:
     add_turn("s1", pipeline="local-rag")
     finish(config, "s1")
     summary = admin_client.get("/latency/summary.json").get_json()["pipelines"]["local-rag"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -49,10 +50,11 @@ tts = {{ pool = "instant-tts" }}
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example package pip-installed into a folder (no network: no dependencies
     are fetched, the build uses this venv's setuptools)."""
-    target = tmp_path_factory.mktemp("site")
+    target, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("src") / "pkg"
+    shutil.copytree(EXAMPLE, source)  # the build writes beside the sources: not in the repo
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(EXAMPLE)],
+         "--no-index", "--target", str(target), str(source)],
         check=True, capture_output=True, timeout=240,
     )  # fmt: skip
     assert list(target.glob("parley_loudness-*.dist-info"))

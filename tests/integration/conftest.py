@@ -16,7 +16,6 @@ import pytest
 from parley.audio import AudioConverter, float_to_pcm16, read_audio
 from parley.config import (
     Config,
-    load_config,
     PipelineConfig,
     PoolConfig,
     ServerConfig,
@@ -24,6 +23,7 @@ from parley.config import (
     StoreConfig,
     VadConfig,
     WorkersConfig,
+    load_config,
 )
 from parley.telemetry import Telemetry
 from protos import edge_pb2
@@ -60,9 +60,7 @@ class Stack:
         kind, default the name)."""
         address = address or self.addresses.get(stage) or free_address()
         name = type(engine).__name__
-        server, _ = await serve_engine(
-            kind or stage, name, engine, address, security=self.security
-        )
+        server, _ = await serve_engine(kind or stage, name, engine, address, security=self.security)
         self.workers[stage] = server
         self.addresses[stage] = address
         return address

@@ -206,9 +206,14 @@ addresses = ["127.0.0.1:1"]
 
 [pipelines.sentiment]
 stt = { pool = "instant-stt" }
-sentiment = { pool = "test-classifier", kind = "analyse", labels = ["positive", "negative"], context = "The user seems {label}." }
 llm = { pool = "instant-llm" }
 tts = { pool = "instant-tts" }
+
+[pipelines.sentiment.sentiment]
+pool = "test-classifier"
+kind = "analyse"
+labels = ["positive", "negative"]
+context = "The user seems {label}."
 """
 
 
@@ -275,7 +280,7 @@ async def test_local_rag_puts_the_right_passage_first_into_the_prompt(
     docs = outputs(finished.turn_id)["docs"]
     assert (docs.kind, docs.status, docs.value["query"]) == ("retrieve", "done", ASKED)
     passages = docs.value["passages"]
-    assert [p["source"] for p in passages][0] == "lamp.md" and len(passages) == 2
+    assert passages[0]["source"] == "lamp.md" and len(passages) == 2
     assert passages[0]["score"] > passages[1]["score"]
     assert "press the switch by the door" in system_prompt(llm)
     assert "Passages from the user's documents" in system_prompt(llm)

@@ -92,7 +92,11 @@ def texts(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def turn_audio(edge: EdgeClient, turn_id: str) -> list[edge_pb2.AudioOut]:
-    return [e.audio for e in edge.events if e.WhichOneof("event") == "audio" and e.audio.turn_id == turn_id]
+    return [
+        e.audio
+        for e in edge.events
+        if e.WhichOneof("event") == "audio" and e.audio.turn_id == turn_id
+    ]
 
 
 # --------------------------------------------------------------------------- the engine
@@ -253,7 +257,10 @@ def frame_events(samples: Any, rate: int, jpeg: bytes) -> list[edge_pb2.EdgeEven
 
 async def test_caption_then_speech_llm(stack: Stack, fake_openai: FakeOpenAI) -> None:
     jpeg = (DATA / "frames" / "frame-a.jpg").read_bytes()
-    fake_openai.chat_scripts = [ChatScript(("A red mug ", "on a desk.")), ChatScript(("Nice mug.",))]
+    fake_openai.chat_scripts = [
+        ChatScript(("A red mug ", "on a desk.")),
+        ChatScript(("Nice mug.",)),
+    ]
     await stack.start_pipeline("caption-voice", engines(fake_openai))
     samples, rate = speech()
     async with EdgeClient(stack.address, hello()) as edge:
@@ -264,7 +271,10 @@ async def test_caption_then_speech_llm(stack: Stack, fake_openai: FakeOpenAI) ->
     assert parts[1]["image_url"]["url"].endswith(__import__("base64").b64encode(jpeg).decode())
     assert answer_request.at >= caption_request.done_at  # the answer waited for the caption
     system = answer_request.json["messages"][0]
-    assert system["role"] == "system" and "What the camera sees right now: A red mug on a desk." in system["content"]
+    assert (
+        system["role"] == "system"
+        and "What the camera sees right now: A red mug on a desk." in system["content"]
+    )
     with db.database.connection_context():
         (output,) = db.StageOutput.select().where(db.StageOutput.turn == done.turn.turn_id)
     assert (output.stage, output.kind, output.status) == ("caption", "caption", "done")

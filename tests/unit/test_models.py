@@ -7,10 +7,9 @@ import functools
 import http.server
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-
-import urllib.parse
 
 import pytest
 

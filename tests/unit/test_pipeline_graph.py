@@ -283,7 +283,9 @@ def test_the_critical_path_follows_the_inputs_that_were_ready_last() -> None:
     assert turn.critical_path() == ["stt", "retrieve", "llm", "tts", "send"]
     assert out["retrieve_ms"] == pytest.approx(50.0)
     assert out["retrieve_overhead_ms"] == pytest.approx(20.0)
-    assert out["analyse_ms"] == pytest.approx(50.0) and out["analyse_overhead_ms"] == pytest.approx(10.0)
+    assert out["analyse_ms"] == pytest.approx(50.0) and out["analyse_overhead_ms"] == pytest.approx(
+        10.0
+    )
     path = ("stt", "retrieve", "llm", "tts", "send")
     assert out["overhead_ms"] == pytest.approx(sum(out[f"{k}_overhead_ms"] for k in path))
     assert sum(out[f"{k}_ms"] for k in path) == pytest.approx(out["first_audio_sent_ms"])

@@ -100,7 +100,9 @@ class OnnxAudioClassifier:
         if not self.labels:
             raise ModelNotFound(f"no labels for {path}: give the labels option or a config.json")
         if count is not None and count != len(self.labels):
-            raise ModelNotFound(f"{path} gives {count} scores but {len(self.labels)} labels are known")
+            raise ModelNotFound(
+                f"{path} gives {count} scores but {len(self.labels)} labels are known"
+            )
         log.info("audio classifier %s loaded: %s", path.name, ", ".join(self.labels))
 
     def _classify(self, samples: np.ndarray) -> list[Label]:

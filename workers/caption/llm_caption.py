@@ -28,9 +28,7 @@ class LlmCaptionEngine:
 
     async def run(self, request: CaptionRequest) -> str:
         message = Message("user", request.prompt or self.prompt, (request.image,))
-        ask = LlmRequest(
-            (message,), self.temperature, request.max_tokens, dict(request.options)
-        )
+        ask = LlmRequest((message,), self.temperature, request.max_tokens, dict(request.options))
         return "".join([delta.text async for delta in self.llm.run(ask)]).strip()
 
     def close(self) -> None:
@@ -39,5 +37,5 @@ class LlmCaptionEngine:
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the caption engine's own options, the LLM engine's)."""
-    own = {k: options.pop(k) for k in ("prompt", "temperature") if k in options}
+    own: dict[str, Any] = {k: options.pop(k) for k in ("prompt", "temperature") if k in options}
     return own, options

@@ -28,9 +28,7 @@ class Chunk:
 
 def documents(folder: Path) -> list[Path]:
     """The text documents below ``folder``, in path order."""
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
-    )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
 
 
 def _sentences(paragraph: str, language: str) -> list[str]:

@@ -51,7 +51,7 @@ class LlamaCppEmbedder:
         try:
             import llama_cpp
         except ModuleNotFoundError as exc:
-            raise MissingExtra("llama-cpp-python", "rag") from exc
+            raise MissingExtra("llama-cpp-python", "rag") from exc  # (also in [llm])
         path = Path(model).expanduser()
         if not path.is_file():
             raise ModelNotFound(f"embedding model {path} does not exist")
@@ -73,7 +73,12 @@ class LlamaCppEmbedder:
             return _normalised(self._llama.embed(list(texts)))
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": "llama_cpp", "model": self.model, "pooling": self.pooling, "n_ctx": self.n_ctx}
+        return {
+            "engine": "llama_cpp",
+            "model": self.model,
+            "pooling": self.pooling,
+            "n_ctx": self.n_ctx,
+        }
 
     def close(self) -> None:
         self._llama.close()
@@ -95,9 +100,9 @@ class OpenAIEmbedder:
             import openai
         except ModuleNotFoundError as exc:
             raise MissingExtra("openai", "rag") from exc
-        from workers.openai_client import NO_KEY
-
         import os
+
+        from workers.openai_client import NO_KEY
 
         key = api_key or os.environ.get("OPENAI_API_KEY") or (NO_KEY if base_url else None)
         if key is None:

@@ -61,9 +61,13 @@ class OpenAISpeechLlmEngine(OpenAIEngine):
 
     def _messages(self, request: SpeechLlmRequest, pcm: bytes) -> list[dict[str, Any]]:
         *history, turn = request.messages
-        messages = [{"role": m.role, "content": vision.content_parts(m)} for m in history]
+        messages: list[dict[str, Any]] = [
+            {"role": m.role, "content": vision.content_parts(m)} for m in history
+        ]
         parts = vision.content_parts(turn)
-        content = [{"type": "text", "text": parts}] if isinstance(parts, str) and parts else []
+        content: list[dict[str, Any]] = (
+            [{"type": "text", "text": parts}] if isinstance(parts, str) and parts else []
+        )
         content += [] if isinstance(parts, str) else parts
         audio = base64.b64encode(wav_bytes(pcm, request.sample_rate)).decode("ascii")
         content.append({"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}})

@@ -134,9 +134,11 @@ def ensure_models(config: Config, pipeline: str) -> None:
     if missing and all(path.is_relative_to(tiny_dir) for path in missing):
         build_tiny(config)
     elif missing:
+        stages = sorted({m.stage for m in REAL_MODELS if config.models_dir / m.dest in missing})
+        only = "".join(f" --only {s}" for s in stages) if stages else ""
         raise ParleyError(
             f"pipeline {pipeline!r} needs model files that are missing ({missing[0]}, ...): "
-            "run `parley models pull`"
+            f"run `parley models pull{only}`"
         )
 
 

@@ -16,30 +16,51 @@ from server.worker_clients import StageError, WorkerPool, _stage_error
 Reply = TypeVar("Reply")
 
 
+async def _calls(
+    pool: WorkerPool,
+    stage: str,
+    open_call: Callable[[grpc.aio.Channel], AsyncIterator[Reply]],
+) -> AsyncIterator[Reply]:
+    """The replies of ``open_call(channel)`` on the pool, failing over once to another
+    address when a worker could not be reached before any reply came."""
+    tried: list[str] = []
+    while True:
+        address, channel = pool.pick(exclude=tried)
+        replies = open_call(channel)
+        received = False
+        try:
+            async for reply in replies:
+                received = True
+                yield reply
+            pool.mark_up(address)
+            return
+        except grpc.aio.AioRpcError as exc:
+            error = _stage_error(stage, address, exc)
+            if received or not error.unavailable:
+                raise error from None
+            pool.mark_down(address)
+            tried.append(address)
+            if len(tried) >= min(2, len(pool.config.addresses)):
+                raise error from None
+        finally:
+            cancel = getattr(replies, "cancel", None)
+            if cancel is not None:
+                cancel()
+
+
 async def _unary(
     pool: WorkerPool,
     stage: str,
     call: Callable[[grpc.aio.Channel, float], Awaitable[Reply]],
     timeout: float,
 ) -> Reply:
-    """``call(channel, timeout)`` on the pool, failing over once when a worker cannot
-    be reached."""
-    tried: list[str] = []
-    while True:
-        address, channel = pool.pick(exclude=tried)
-        try:
-            reply = await call(channel, timeout)
-        except grpc.aio.AioRpcError as exc:
-            error = _stage_error(stage, address, exc)
-            if not error.unavailable:
-                raise error from None
-            pool.mark_down(address)
-            tried.append(address)
-            if len(tried) >= min(2, len(pool.config.addresses)):
-                raise error from None
-            continue
-        pool.mark_up(address)
-        return reply
+    """``call(channel, timeout)``: one reply, with the failover of :func:`_calls`."""
+
+    async def one(channel: grpc.aio.Channel) -> AsyncIterator[Reply]:
+        yield await call(channel, timeout)
+
+    (reply,) = [reply async for reply in _calls(pool, stage, one)]
+    return reply
 
 
 async def analyse(
@@ -92,27 +113,11 @@ async def speak_with(
         for start in range(0, len(pcm), chunk_bytes):
             yield pb.SpeechLlmRequest(audio=pcm[start : start + chunk_bytes])
 
-    tried: list[str] = []
-    while True:
-        address, channel = pool.pick(exclude=tried)
-        call = pb_grpc.SpeechLlmStub(channel).Generate(requests(), timeout=timeout)
-        received = False
-        try:
-            async for delta in call:
-                received = True
-                yield delta
-            pool.mark_up(address)
-            return
-        except grpc.aio.AioRpcError as exc:
-            error = _stage_error(stage, address, exc)
-            if received or not error.unavailable:
-                raise error from None
-            pool.mark_down(address)
-            tried.append(address)
-            if len(tried) >= min(2, len(pool.config.addresses)):
-                raise error from None
-        finally:
-            call.cancel()
+    def open_call(channel: grpc.aio.Channel) -> AsyncIterator[pb.SpeechLlmDelta]:
+        return pb_grpc.SpeechLlmStub(channel).Generate(requests(), timeout=timeout)
+
+    async for delta in _calls(pool, stage, open_call):
+        yield delta
 
 
 __all__ = ["StageError", "analyse", "caption", "retrieve", "speak_with"]

@@ -22,7 +22,15 @@ from parley.commands import index as index_command
 from parley.config import Config, load_config
 from protos import edge_pb2
 from tests.fakes import FixedLabels, FixedStt, ScriptedLlm, ToneTts
-from tests.integration.conftest import EdgeClient, Stack, audio_events, hello, is_turn, speech
+from tests.integration.conftest import (
+    EdgeClient,
+    Stack,
+    audio_events,
+    free_address,
+    hello,
+    is_turn,
+    speech,
+)
 from workers import tiny_emotion
 from workers.analyse.onnx_audio_engine import OnnxAudioClassifier
 from workers.kinds import AnalyseRequest, Label
@@ -132,6 +140,18 @@ async def test_a_failing_analyse_stage_is_stored_and_the_turn_still_answers(stac
     assert "Mood" not in system_prompt(llm)
     assert "analyse_ms" not in finished.latency_ms
     assert finished.latency_ms["first_audio_sent_ms"] > 0
+
+
+async def test_an_unreachable_analyse_worker_is_stored_and_the_turn_still_answers(
+    stack: Stack,
+) -> None:
+    stack.addresses["test-mood"] = free_address()  # nothing listens there
+    engines = {"stt": FixedStt(), "llm": ScriptedLlm("Still here."), "tts": ToneTts()}
+    await stack.start_pipeline("moody", engines, toml=MOODY)
+    finished = await one_turn(stack)
+    assert stored(finished.turn_id).status == "done"
+    mood = outputs(finished.turn_id)["mood"]
+    assert mood.status == "failed" and "unavailable" in mood.error
 
 
 class Rendezvous:

@@ -10,7 +10,7 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,9 @@ import pytest
 
 from parley.commands import index as index_command
 from parley.config import load_config
-from workers.engines import create_engine
+from workers.engines import LlmRequest, Message, TextDelta, create_engine
 from workers.errors import InvalidRequest, ModelNotFound
-from workers.kinds import AnalyseRequest, RetrieveRequest
+from workers.kinds import AnalyseRequest, CaptionRequest, RetrieveRequest
 from workers.retrieve.chunking import chunk_folder, chunk_text
 
 pytestmark = pytest.mark.slow
@@ -189,6 +189,52 @@ def test_retrieval_on_pgvector(
     hits = index_command.query(args, config)
     assert hits[0]["source"] == "lamp.md" and len(hits) == 3
     assert hits[0]["score"] > hits[1]["score"]
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_local_vision_through_a_multimodal_chat_handler(tiny_models: dict[str, Path]) -> None:
+    """stories260K with the tiny projector on llama-cpp-python's Llava15ChatHandler:
+    the image is encoded and its embeddings decoded with the prompt, so each image
+    gives its own (nonsense) caption, and the same image the same one."""
+    options = {"model": str(tiny_models["gguf"]), "clip_model": str(tiny_models["projector"]),
+               "n_ctx": 512, "seed": 1, "temperature": 0.0}  # fmt: skip
+    caption = create_engine("caption", "llama_cpp", options)
+    caption.load()
+    frames = [(DATA / "frames" / name).read_bytes() for name in ("frame-a.jpg", "frame-b.jpg")]
+
+    def describe(jpeg: bytes) -> str:
+        return asyncio.run(caption.run(CaptionRequest(jpeg, max_tokens=12)))
+
+    a, b = describe(frames[0]), describe(frames[1])
+    caption.close()
+    assert a and b and a != b
+    assert describe_again(options, frames[0]) == a
+    # The llm engine with the same projector sees the frame of a vision pipeline.
+    llm = create_engine(
+        "llm", "llama_cpp", {k: v for k, v in options.items() if k != "temperature"}
+    )
+    llm.load()
+    request = LlmRequest((Message("user", "What is this?", (frames[1],)),), 0.0, 12)
+    seen = "".join(d.text for d in asyncio.run(collect(llm.run(request))))
+    blind = LlmRequest((Message("user", "What is this?"),), 0.0, 12)
+    unseen = "".join(d.text for d in asyncio.run(collect(llm.run(blind))))
+    llm.close()
+    assert seen and seen != unseen
+
+
+def describe_again(options: dict[str, object], jpeg: bytes) -> str:
+    engine = create_engine("caption", "llama_cpp", options)
+    engine.load()
+    try:
+        return asyncio.run(engine.run(CaptionRequest(jpeg, max_tokens=12)))
+    finally:
+        engine.close()
+
+
+async def collect(stream: AsyncIterator[TextDelta]) -> list[TextDelta]:
+    return [delta async for delta in stream]
 
 
 def test_llama_cpp_vision_needs_its_projector(tiny_models: dict[str, Path], tmp_path: Path) -> None:

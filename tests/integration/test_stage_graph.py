@@ -107,6 +107,16 @@ async def test_local_emotion_labels_are_stored_told_to_the_llm_and_timed(
     last = "stt" if latency["stt_done_ms"] >= latency["analyse_done_ms"] else "analyse"
     path = sum(latency[f"{k}_overhead_ms"] for k in (last, "llm", "tts", "send"))
     assert latency["overhead_ms"] == pytest.approx(path)
+    # The stage has its span in the turn's trace, with the worker's call under it.
+    assert stack.server is not None
+    await asyncio.to_thread(stack.server.telemetry.flush)
+    with db.database.connection_context():
+        spans = {s.name: s for s in db.Span.select().where(db.Span.trace_id == row.trace_id)}
+    analyse, call = spans["analyse"], spans["/parley.workers.v1.Analyse/Analyse"]
+    assert analyse.parent_id == spans["turn"].span_id and call.parent_id == analyse.span_id
+    assert analyse.attributes["parley.stage.name"] == "emotion"
+    assert analyse.attributes["parley.model_seconds"] > 0
+    assert {"stt", "llm", "tts"} <= set(spans)
 
 
 MOODY = """

@@ -29,6 +29,7 @@ import peewee
 from admin.models import LatencyVector, insert_raw, raw_rows, split_by_name
 from parley import db
 
+EXTRA_KINDS = ("speech_llm", "analyse", "retrieve", "caption")
 METRICS: tuple[str, ...] = (
     "endpointing_ms",
     "stt_ms",
@@ -47,8 +48,10 @@ METRICS: tuple[str, ...] = (
     "first_audio_sent_ms",
     "voice_to_voice_ms",
     "turn_total_ms",
+    # The other stage kinds (issue 14): each with its model/transfer split.
+    *(f"{kind}_{part}" for kind in EXTRA_KINDS for part in ("ms", "model_ms", "overhead_ms")),
 )
-LAYOUT = 1  # bump when METRICS changes: rows made with another layout are redone
+LAYOUT = 2  # bump when METRICS changes: rows made with another layout are redone
 RECHECK = dt.timedelta(hours=24)
 _BATCH = 2000
 _lock = threading.Lock()  # one sync at a time per process

@@ -11,7 +11,11 @@ from parley import db
 
 STAGES = (  # stage, label, mark that ends it (ms after the decision)
     ("stt", "speech-to-text", "stt_done_ms"),
+    ("caption", "caption", "caption_done_ms"),
+    ("analyse", "analyse", "analyse_done_ms"),
+    ("retrieve", "retrieve", "retrieve_done_ms"),
     ("llm", "LLM to first sentence", "first_sentence_ms"),
+    ("speech_llm", "speech LLM to first output", ""),
     ("tts", "TTS to first audio", "tts_first_audio_ms"),
     ("send", "send first audio", "first_audio_sent_ms"),
 )
@@ -22,20 +26,29 @@ def _num(record: Mapping[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def _speech_llm_end(record: Mapping[str, Any]) -> float | None:
+    return _num(record, "speech_llm_first_audio_ms") or _num(record, "first_sentence_ms")
+
+
 def latency_bars(record: Mapping[str, Any]) -> list[Bar]:
-    """The critical path of one turn: each stage with its model time under it."""
+    """One turn's stages, each from when its inputs were ready to its first output,
+    with its model time under it, in the order they started."""
     bars: list[Bar] = []
     endpointing = _num(record, "endpointing_ms") or 0.0
     if endpointing:
         bars.append(Bar("end of speech → VAD decision", -endpointing, 0.0, "endpointing"))
-    start = 0.0
+    spans = []
+    previous = 0.0  # a record without stage totals: each stage starts where one ended
     for stage, label, mark in STAGES:
-        end = _num(record, mark)
+        total = _num(record, f"{stage}_ms")
+        end = _speech_llm_end(record) if stage == "speech_llm" else _num(record, mark)
+        if end is None and total is not None and stage == "send":
+            end = previous + total
         if end is None:
-            total = _num(record, f"{stage}_ms")
-            if total is None:
-                break
-            end = start + total
+            continue
+        spans.append((end - total if total is not None else previous, end, stage, label))
+        previous = end
+    for start, end, stage, label in sorted(spans):
         bars.append(Bar(label, start, end, f"stage {stage}"))
         model = _num(record, f"{stage}_model_ms")
         if model:
@@ -52,7 +65,6 @@ def latency_bars(record: Mapping[str, Any]) -> list[Bar]:
             )
         if stage == "llm" and (token := _num(record, "llm_first_token_ms")) is not None:
             bars.append(Bar("first token", start, token, "mark", indent=1))
-        start = end
     total = _num(record, "turn_total_ms")
     if total is not None:
         bars.append(Bar("VAD decision → turn finished", 0.0, total, "total"))

@@ -117,6 +117,23 @@ def speech_bounds(turn: db.Turn) -> dict[str, float] | None:
     return {"start": start, "end": end} if 0 <= start <= end else None
 
 
+def stage_outputs(turn: db.Turn) -> list[dict[str, Any]]:
+    """The pipeline's context stages' results stored in ``Turn.outputs`` (entries with a
+    ``kind``; the VAD's bounds are not a stage's), in the order they were stored."""
+    stored = turn.outputs if isinstance(turn.outputs, Mapping) else {}
+    return [
+        {
+            "stage": name,
+            "kind": entry["kind"],
+            "status": entry.get("status", "done"),
+            "error": entry.get("error", ""),
+            "value": entry,
+        }
+        for name, entry in stored.items()
+        if isinstance(entry, Mapping) and "kind" in entry
+    ]
+
+
 def turn_context(
     turn: db.Turn, user: User, submitted: MultiDict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -170,5 +187,6 @@ def turn_context(
         ),
         "span_count": timeline.span_count(turn),
         "speech": speech_bounds(turn),
+        "stage_outputs": stage_outputs(turn),
         "problems": [],
     }

@@ -16,6 +16,7 @@ from typing import Any
 from parley import __version__
 from parley.config import Config, WorkersConfig, load_config
 from parley.errors import ParleyError
+from parley.kinds import KINDS
 
 Handler = Callable[[argparse.Namespace, Config], int]
 INSECURE_HELP = (
@@ -121,6 +122,12 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
     from parley.commands.models import run_models
 
     return run_models(args, config)
+
+
+def cmd_index(args: argparse.Namespace, config: Config) -> int:
+    from parley.commands.index import run_index
+
+    return run_index(args, config)
 
 
 def cmd_trace(args: argparse.Namespace, config: Config) -> int:
@@ -306,13 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     p.set_defaults(handler=cmd_server)
 
-    p = sub.add_parser("worker", help="run one stage worker (stt, llm or tts)")
+    p = sub.add_parser("worker", help="run one stage worker (stt, llm, tts, speech_llm, ...)")
     p.add_argument(
-        "stage", nargs="?", choices=["stt", "llm", "tts"], help="the stage (default: the pool's)"
+        "stage", nargs="?", choices=list(KINDS), help="the stage kind (default: the pool's)"
     )
     p.add_argument(
         "--engine",
-        help="engine name, e.g. faster_whisper, llama_cpp, piper, openai (default: the pool's)",
+        help="engine name, e.g. faster_whisper, llama_cpp, piper, openai, onnx_audio, index, "
+        "or one an installed package adds (entry point group parley.engines; default: the pool's)",
     )
     p.add_argument(
         "--pool", help="take stage, engine and options from this configured pool (default: none)"
@@ -392,13 +400,58 @@ def build_parser() -> argparse.ArgumentParser:
     pull = msub.add_parser("pull", help="download the real default models (local pipeline)")
     pull.add_argument(
         "--only",
-        choices=["stt", "llm", "tts"],
+        choices=["stt", "llm", "tts", "analyse"],
         action="append",
-        help="only this stage's models, repeatable (default: every stage)",
+        help="only this stage's models, repeatable (default: stt, llm, tts; analyse if asked)",
     )
     msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
     msub.add_parser("list", help="show which pipelines have their model files")
     p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("index", help="retrieval indexes of document folders (retrieve stage)")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    build = isub.add_parser("build", help="chunk, embed and index the documents in DIR")
+    build.add_argument("name", help="the index's name (file <home>/indexes/NAME.sqlite)")
+    build.add_argument("folder", metavar="DIR", help="folder of .txt/.md/.rst documents")
+    build.add_argument(
+        "--embedder",
+        choices=["llama_cpp", "openai"],
+        default="llama_cpp",
+        help="where embeddings come from (default: llama_cpp, a local GGUF)",
+    )
+    build.add_argument(
+        "--model",
+        help="GGUF path (llama_cpp: required) or embeddings model name "
+        "(openai; default: text-embedding-3-small)",
+    )
+    build.add_argument(
+        "--pooling",
+        choices=["mean", "cls", "last", "model"],
+        default="mean",
+        help="how llama.cpp pools token embeddings (default: mean; model: the GGUF's own)",
+    )
+    build.add_argument(
+        "--base-url", help="OpenAI-compatible server (openai embedder; default: OPENAI_BASE_URL)"
+    )
+    build.add_argument(
+        "--chunk-chars", type=int, default=800, help="passage size in characters (default 800)"
+    )
+    build.add_argument(
+        "--overlap", type=int, default=1, help="sentences repeated between passages (default 1)"
+    )
+    for q in (build, isub.add_parser("query", help="the passages nearest to TEXT")):
+        q.add_argument(
+            "--database-url",
+            help="postgresql://... to keep the index in pgvector instead "
+            "(default: SQLite, <home>/indexes/NAME.sqlite)",
+        )
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+    query = isub.choices["query"]
+    query.add_argument("name", help="the index's name")
+    query.add_argument("text", help="what to look for")
+    query.add_argument("--top-k", type=int, default=3, help="passages to show (default 3)")
+    isub.add_parser("list", help="the SQLite indexes in <home>/indexes")
+    p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("trace", help="read stored traces")
     tsub = p.add_subparsers(dest="trace_command", required=True)

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parley import pipeline_graph
 from parley.config_annotation import AnnotationConfig, parse_annotation
 from parley.errors import ConfigError
+from parley.kinds import KINDS
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 # Ports follow one base port unless set one by one: the server is base + 1, the admin
@@ -74,6 +76,7 @@ class ServerConfig:
     stt_timeout_s: float = 30.0  # deadline for a whole transcription
     llm_timeout_s: float = 120.0  # deadline for a whole generation
     tts_timeout_s: float = 120.0  # deadline for a whole synthesis call
+    stage_timeout_s: float = 30.0  # deadline for an analyse, retrieve or caption call
     history_turns: int = 8  # default conversation history sent to the LLM
     # Server processes sharing the Converse port (SO_REUSEPORT), each with its own VAD,
     # store connection and span export; 0: one per CPU core. `--processes` wins.
@@ -183,7 +186,7 @@ class PoolConfig:
     """A stage's workers: which engine they run and where they listen."""
 
     name: str
-    stage: str  # "stt" | "llm" | "tts"
+    stage: str  # the stage kind: stt | llm | tts | speech_llm | analyse | retrieve | caption
     engine: str
     addresses: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -195,21 +198,64 @@ class PoolConfig:
 
 @dataclass(frozen=True)
 class StageConfig:
+    """One stage of a pipeline: its pool, its per-request parameters, its kind (empty:
+    the pool's stage, or the stage's name) and the stages it reads (None: the default
+    wiring of parley/pipeline_graph.py). ``name`` and the resolved ``inputs`` are set
+    by the pipeline."""
+
     pool: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = ""
+    inputs: tuple[str, ...] | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """A named pipeline: a small graph of stages (``stages``, by name, inputs first).
+
+    ``PipelineConfig(name, stt=..., llm=..., tts=...)`` is the classic three-stage
+    pipeline; ``stages={...}`` any graph. Either way the graph is wired and checked
+    here (ConfigError naming the stage), and ``stt``, ``llm`` and ``tts`` are the
+    stages of those kinds, if any."""
+
     name: str
-    stt: StageConfig
-    llm: StageConfig
-    tts: StageConfig
+    stt: StageConfig | None = None
+    llm: StageConfig | None = None
+    tts: StageConfig | None = None
     description: str = ""
     notice: str = ""  # printed loudly by the demo (e.g. "tiny models speak nonsense")
+    stages: Mapping[str, StageConfig] = field(default_factory=dict)
 
-    def stage(self, stage: str) -> StageConfig:
-        return typing.cast(StageConfig, getattr(self, stage))
+    def __post_init__(self) -> None:
+        given = dict(self.stages) or {
+            kind: stage for kind in ("stt", "llm", "tts") if (stage := getattr(self, kind))
+        }
+        nodes = []
+        for name, stage in given.items():
+            kind = stage.kind or name
+            on = pipeline_graph.analyse_on(stage.params, None) if kind == "analyse" else "audio"
+            feeds = pipeline_graph.feeds_prompt(kind, stage.params)
+            nodes.append(pipeline_graph.Node(name, kind, stage.inputs, on, feeds))
+        wiring = pipeline_graph.wire(self.name, nodes)
+        kinds = {node.name: node.kind for node in nodes}
+        stages = {
+            name: dataclasses.replace(given[name], name=name, kind=kinds[name], inputs=inputs)
+            for name, inputs in wiring.items()
+        }
+        object.__setattr__(self, "stages", stages)
+        for kind in ("stt", "llm", "tts"):
+            found = [s for s in stages.values() if s.kind == kind]
+            object.__setattr__(self, kind, found[0] if found else None)
+
+    def stage(self, name: str) -> StageConfig:
+        """The stage named ``name`` (KeyError if there is none)."""
+        return self.stages[name]
+
+    @property
+    def answer(self) -> StageConfig:
+        """The stage that answers: the llm or speech_llm stage."""
+        return next(s for s in self.stages.values() if s.kind in ("llm", "speech_llm"))
 
 
 @dataclass(frozen=True)
@@ -370,8 +416,8 @@ def _pools(
             stage, engine, addresses = spec["stage"], spec["engine"], spec["addresses"]
         except KeyError as exc:
             raise ConfigError(f"{where}: missing {exc.args[0]!r}") from None
-        if stage not in ("stt", "llm", "tts"):
-            raise ConfigError(f"{where}: stage must be stt, llm or tts, not {stage!r}")
+        if stage not in KINDS:
+            raise ConfigError(f"{where}: stage must be one of {', '.join(KINDS)}, not {stage!r}")
         if isinstance(addresses, str):
             addresses = [addresses]
         if not addresses:
@@ -388,28 +434,58 @@ def _pools(
     return pools
 
 
+_PIPELINE_KEYS = {"description", "notice"}
+
+
+def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig]) -> StageConfig:
+    """One ``[pipelines.P.NAME]`` table: ``pool``, optional ``kind`` and ``inputs``,
+    the rest being the stage's parameters."""
+    where = f"[pipelines.{pipeline}.{name}]"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a table with a pool, not {spec!r}")
+    params = dict(spec)
+    pool, kind, inputs = (
+        params.pop("pool", None),
+        params.pop("kind", ""),
+        params.pop("inputs", None),
+    )
+    if pool is None:
+        raise ConfigError(f"{where}: missing 'pool'")
+    if pool not in pools:
+        raise ConfigError(f"{where}: unknown pool {pool!r}")
+    if kind and kind not in KINDS:
+        raise ConfigError(f"{where}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    pool_stage = pools[pool].stage
+    kind = kind or (name if name in KINDS else pool_stage)
+    pipeline_graph.check_pool(pipeline, name, kind, pool, pool_stage)
+    if kind == "analyse":
+        params["on"] = pipeline_graph.analyse_on(params, pool_stage)
+    if inputs is not None and (
+        not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs)
+    ):
+        raise ConfigError(f"{where}: inputs must be a list of stage names")
+    return StageConfig(
+        pool=pool, params=params, kind=kind, inputs=None if inputs is None else tuple(inputs)
+    )
+
+
 def _pipelines(
     raw: Mapping[str, Any], pools: Mapping[str, PoolConfig]
 ) -> dict[str, PipelineConfig]:
     pipelines = {}
     for name, spec in raw.items():
-        stages = {}
-        for stage in ("stt", "llm", "tts"):
-            where = f"[pipelines.{name}.{stage}]"
-            stage_spec = dict(spec.get(stage) or {})
-            pool = stage_spec.pop("pool", None)
-            if pool is None:
-                raise ConfigError(f"{where}: missing 'pool'")
-            if pool not in pools:
-                raise ConfigError(f"{where}: unknown pool {pool!r}")
-            if pools[pool].stage != stage:
-                raise ConfigError(f"{where}: pool {pool!r} serves {pools[pool].stage}, not {stage}")
-            stages[stage] = StageConfig(pool=pool, params=stage_spec)
+        stages = {
+            key: _stage(name, key, value, pools)
+            for key, value in spec.items()
+            if key not in _PIPELINE_KEYS
+        }
+        for missing in [k for k in ("stt", "llm", "tts") if k in spec and not spec[k]]:
+            raise ConfigError(f"[pipelines.{name}.{missing}]: missing 'pool'")
         pipelines[name] = PipelineConfig(
             name=name,
             description=spec.get("description", ""),
             notice=spec.get("notice", ""),
-            **stages,
+            stages=stages,
         )
     return pipelines
 

@@ -85,8 +85,10 @@ class Turn(BaseModel):
     latency = JSONField(default=dict)  # the latency record (milliseconds, see server/latency.py)
     # What each stage reported besides the transcript and the response, by stage name:
     # {"vad": {"speech_start_s": 0.2, "speech_end_s": 2.4}} (seconds into the turn's
-    # input audio), and whatever later stages add (e.g. {"emotion": {"label": "happy"}}).
-    # Annotation questions can be bound to a value here by its dotted path.
+    # input audio) and each context stage of the pipeline (server/context_stages.py):
+    # {"emotion": {"kind": "analyse", "status": "done", "error": "", "label": "happy",
+    # "score": 0.81, "labels": [...], "input": "audio"}}; docs/architecture.md has every
+    # kind's shape. Annotation questions can be bound to a value here by its dotted path.
     outputs = JSONField(default=dict)
 
     class Meta:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/workers.proto\x12\x11parley.workers.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xa7\x01\n\nEngineInfo\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12;\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32*.parley.workers.v1.EngineInfo.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\tSttConfig\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\"X\n\nSttRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parley.workers.v1.SttConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"j\n\x0bSttResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x15\n\rmodel_seconds\x18\x05 \x01(\x01\"<\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\x0c\"\xd4\x01\n\nLlmRequest\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.parley.workers.v1.ChatMessage\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12;\n\x07options\x18\x04 \x03(\x0b\x32*.parley.workers.v1.LlmRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\x08LlmDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\x0e\n\x06tokens\x18\x03 \x01(\r\x12\x15\n\rmodel_seconds\x18\x04 \x01(\x01\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\"\x95\x01\n\tTtsConfig\x12\r\n\x05voice\x18\x01 \x01(\t\x12\r\n\x05speed\x18\x02 \x01(\x02\x12:\n\x07options\x18\x03 \x03(\x0b\x32).parley.workers.v1.TtsConfig.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\nTtsRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parley.workers.v1.TtsConfigH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x42\t\n\x07request\"k\n\x08TtsAudio\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12\x10\n\x08sentence\x18\x03 \x01(\r\x12\x14\n\x0csentence_end\x18\x04 \x01(\x08\x12\x15\n\rmodel_seconds\x18\x05 \x01(\x01\x32\xa5\x01\n\x03Stt\x12O\n\nTranscribe\x12\x1d.parley.workers.v1.SttRequest\x1a\x1e.parley.workers.v1.SttResponse(\x01\x30\x01\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\x9e\x01\n\x03Llm\x12H\n\x08Generate\x12\x1d.parley.workers.v1.LlmRequest\x1a\x1b.parley.workers.v1.LlmDelta0\x01\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\xa2\x01\n\x03Tts\x12L\n\nSynthesize\x12\x1d.parley.workers.v1.TtsRequest\x1a\x1b.parley.workers.v1.TtsAudio(\x01\x30\x01\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/workers.proto\x12\x11parley.workers.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xa7\x01\n\nEngineInfo\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12;\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32*.parley.workers.v1.EngineInfo.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\tSttConfig\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\"X\n\nSttRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parley.workers.v1.SttConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"j\n\x0bSttResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x15\n\rmodel_seconds\x18\x05 \x01(\x01\"<\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\x0c\"\xd4\x01\n\nLlmRequest\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.parley.workers.v1.ChatMessage\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12;\n\x07options\x18\x04 \x03(\x0b\x32*.parley.workers.v1.LlmRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\x08LlmDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\x0e\n\x06tokens\x18\x03 \x01(\r\x12\x15\n\rmodel_seconds\x18\x04 \x01(\x01\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\"\x95\x01\n\tTtsConfig\x12\r\n\x05voice\x18\x01 \x01(\t\x12\r\n\x05speed\x18\x02 \x01(\x02\x12:\n\x07options\x18\x03 \x03(\x0b\x32).parley.workers.v1.TtsConfig.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\nTtsRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parley.workers.v1.TtsConfigH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x42\t\n\x07request\"k\n\x08TtsAudio\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12\x10\n\x08sentence\x18\x03 \x01(\r\x12\x14\n\x0csentence_end\x18\x04 \x01(\x08\x12\x15\n\rmodel_seconds\x18\x05 \x01(\x01\"\x95\x02\n\x0fSpeechLlmConfig\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.parley.workers.v1.ChatMessage\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12@\n\x07options\x18\x04 \x03(\x0b\x32/.parley.workers.v1.SpeechLlmConfig.OptionsEntry\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x11\n\taudio_out\x18\x06 \x01(\x08\x12\r\n\x05voice\x18\x07 \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x10SpeechLlmRequest\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".parley.workers.v1.SpeechLlmConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"\x8c\x01\n\x0eSpeechLlmDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03pcm\x18\x02 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x15\n\rmodel_seconds\x18\x06 \x01(\x01\x12\r\n\x05heard\x18\x07 \x01(\t\"\xd1\x01\n\x0e\x41nalyseRequest\x12\x0f\n\x05\x61udio\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x12\x13\n\x0bsample_rate\x18\x04 \x01(\r\x12?\n\x07options\x18\x05 \x03(\x0b\x32..parley.workers.v1.AnalyseRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05input\"%\n\x05Label\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"P\n\rAnalyseResult\x12(\n\x06labels\x18\x01 \x03(\x0b\x32\x18.parley.workers.v1.Label\x12\x15\n\rmodel_seconds\x18\x02 \x01(\x01\"\xa1\x01\n\x0fRetrieveRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\x12@\n\x07options\x18\x03 \x03(\x0b\x32/.parley.workers.v1.RetrieveRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x07Passage\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\r\x12\r\n\x05score\x18\x04 \x01(\x02\"U\n\x0eRetrieveResult\x12,\n\x08passages\x18\x01 \x03(\x0b\x32\x1a.parley.workers.v1.Passage\x12\x15\n\rmodel_seconds\x18\x02 \x01(\x01\"\xb4\x01\n\x0e\x43\x61ptionRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12?\n\x07options\x18\x04 \x03(\x0b\x32..parley.workers.v1.CaptionRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\rCaptionResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rmodel_seconds\x18\x02 \x01(\x01\x32\xa5\x01\n\x03Stt\x12O\n\nTranscribe\x12\x1d.parley.workers.v1.SttRequest\x1a\x1e.parley.workers.v1.SttResponse(\x01\x30\x01\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\x9e\x01\n\x03Llm\x12H\n\x08Generate\x12\x1d.parley.workers.v1.LlmRequest\x1a\x1b.parley.workers.v1.LlmDelta0\x01\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\xa2\x01\n\x03Tts\x12L\n\nSynthesize\x12\x1d.parley.workers.v1.TtsRequest\x1a\x1b.parley.workers.v1.TtsAudio(\x01\x30\x01\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\xb2\x01\n\tSpeechLlm\x12V\n\x08Generate\x12#.parley.workers.v1.SpeechLlmRequest\x1a!.parley.workers.v1.SpeechLlmDelta(\x01\x30\x01\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\xa8\x01\n\x07\x41nalyse\x12N\n\x07\x41nalyse\x12!.parley.workers.v1.AnalyseRequest\x1a .parley.workers.v1.AnalyseResult\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\xac\x01\n\x08Retrieve\x12Q\n\x08Retrieve\x12\".parley.workers.v1.RetrieveRequest\x1a!.parley.workers.v1.RetrieveResult\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfo2\xa8\x01\n\x07\x43\x61ption\x12N\n\x07\x43\x61ption\x12!.parley.workers.v1.CaptionRequest\x1a .parley.workers.v1.CaptionResult\x12M\n\x08\x44\x65scribe\x12\".parley.workers.v1.DescribeRequest\x1a\x1d.parley.workers.v1.EngineInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LLMREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_TTSCONFIG_OPTIONSENTRY']._loaded_options = None
   _globals['_TTSCONFIG_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_SPEECHLLMCONFIG_OPTIONSENTRY']._loaded_options = None
+  _globals['_SPEECHLLMCONFIG_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_ANALYSEREQUEST_OPTIONSENTRY']._loaded_options = None
+  _globals['_ANALYSEREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_RETRIEVEREQUEST_OPTIONSENTRY']._loaded_options = None
+  _globals['_RETRIEVEREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_CAPTIONREQUEST_OPTIONSENTRY']._loaded_options = None
+  _globals['_CAPTIONREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_DESCRIBEREQUEST']._serialized_start=43
   _globals['_DESCRIBEREQUEST']._serialized_end=60
   _globals['_ENGINEINFO']._serialized_start=63
@@ -65,10 +73,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TTSREQUEST']._serialized_end=1117
   _globals['_TTSAUDIO']._serialized_start=1119
   _globals['_TTSAUDIO']._serialized_end=1226
-  _globals['_STT']._serialized_start=1229
-  _globals['_STT']._serialized_end=1394
-  _globals['_LLM']._serialized_start=1397
-  _globals['_LLM']._serialized_end=1555
-  _globals['_TTS']._serialized_start=1558
-  _globals['_TTS']._serialized_end=1720
+  _globals['_SPEECHLLMCONFIG']._serialized_start=1229
+  _globals['_SPEECHLLMCONFIG']._serialized_end=1506
+  _globals['_SPEECHLLMCONFIG_OPTIONSENTRY']._serialized_start=727
+  _globals['_SPEECHLLMCONFIG_OPTIONSENTRY']._serialized_end=773
+  _globals['_SPEECHLLMREQUEST']._serialized_start=1508
+  _globals['_SPEECHLLMREQUEST']._serialized_end=1608
+  _globals['_SPEECHLLMDELTA']._serialized_start=1611
+  _globals['_SPEECHLLMDELTA']._serialized_end=1751
+  _globals['_ANALYSEREQUEST']._serialized_start=1754
+  _globals['_ANALYSEREQUEST']._serialized_end=1963
+  _globals['_ANALYSEREQUEST_OPTIONSENTRY']._serialized_start=727
+  _globals['_ANALYSEREQUEST_OPTIONSENTRY']._serialized_end=773
+  _globals['_LABEL']._serialized_start=1965
+  _globals['_LABEL']._serialized_end=2002
+  _globals['_ANALYSERESULT']._serialized_start=2004
+  _globals['_ANALYSERESULT']._serialized_end=2084
+  _globals['_RETRIEVEREQUEST']._serialized_start=2087
+  _globals['_RETRIEVEREQUEST']._serialized_end=2248
+  _globals['_RETRIEVEREQUEST_OPTIONSENTRY']._serialized_start=727
+  _globals['_RETRIEVEREQUEST_OPTIONSENTRY']._serialized_end=773
+  _globals['_PASSAGE']._serialized_start=2250
+  _globals['_PASSAGE']._serialized_end=2319
+  _globals['_RETRIEVERESULT']._serialized_start=2321
+  _globals['_RETRIEVERESULT']._serialized_end=2406
+  _globals['_CAPTIONREQUEST']._serialized_start=2409
+  _globals['_CAPTIONREQUEST']._serialized_end=2589
+  _globals['_CAPTIONREQUEST_OPTIONSENTRY']._serialized_start=727
+  _globals['_CAPTIONREQUEST_OPTIONSENTRY']._serialized_end=773
+  _globals['_CAPTIONRESULT']._serialized_start=2591
+  _globals['_CAPTIONRESULT']._serialized_end=2643
+  _globals['_STT']._serialized_start=2646
+  _globals['_STT']._serialized_end=2811
+  _globals['_LLM']._serialized_start=2814
+  _globals['_LLM']._serialized_end=2972
+  _globals['_TTS']._serialized_start=2975
+  _globals['_TTS']._serialized_end=3137
+  _globals['_SPEECHLLM']._serialized_start=3140
+  _globals['_SPEECHLLM']._serialized_end=3318
+  _globals['_ANALYSE']._serialized_start=3321
+  _globals['_ANALYSE']._serialized_end=3489
+  _globals['_RETRIEVE']._serialized_start=3492
+  _globals['_RETRIEVE']._serialized_end=3664
+  _globals['_CAPTION']._serialized_start=3667
+  _globals['_CAPTION']._serialized_end=3835
 # @@protoc_insertion_point(module_scope)

@@ -368,3 +368,463 @@ class Tts:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SpeechLlmStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Generate = channel.stream_stream(
+                '/parley.workers.v1.SpeechLlm/Generate',
+                request_serializer=protos_dot_workers__pb2.SpeechLlmRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.SpeechLlmDelta.FromString,
+                _registered_method=True)
+        self.Describe = channel.unary_unary(
+                '/parley.workers.v1.SpeechLlm/Describe',
+                request_serializer=protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.EngineInfo.FromString,
+                _registered_method=True)
+
+
+class SpeechLlmServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Generate(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Describe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SpeechLlmServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Generate': grpc.stream_stream_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=protos_dot_workers__pb2.SpeechLlmRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.SpeechLlmDelta.SerializeToString,
+            ),
+            'Describe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Describe,
+                    request_deserializer=protos_dot_workers__pb2.DescribeRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.EngineInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'parley.workers.v1.SpeechLlm', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('parley.workers.v1.SpeechLlm', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SpeechLlm:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Generate(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/parley.workers.v1.SpeechLlm/Generate',
+            protos_dot_workers__pb2.SpeechLlmRequest.SerializeToString,
+            protos_dot_workers__pb2.SpeechLlmDelta.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Describe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.workers.v1.SpeechLlm/Describe',
+            protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+            protos_dot_workers__pb2.EngineInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AnalyseStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Analyse = channel.unary_unary(
+                '/parley.workers.v1.Analyse/Analyse',
+                request_serializer=protos_dot_workers__pb2.AnalyseRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.AnalyseResult.FromString,
+                _registered_method=True)
+        self.Describe = channel.unary_unary(
+                '/parley.workers.v1.Analyse/Describe',
+                request_serializer=protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.EngineInfo.FromString,
+                _registered_method=True)
+
+
+class AnalyseServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Analyse(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Describe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AnalyseServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Analyse': grpc.unary_unary_rpc_method_handler(
+                    servicer.Analyse,
+                    request_deserializer=protos_dot_workers__pb2.AnalyseRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.AnalyseResult.SerializeToString,
+            ),
+            'Describe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Describe,
+                    request_deserializer=protos_dot_workers__pb2.DescribeRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.EngineInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'parley.workers.v1.Analyse', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('parley.workers.v1.Analyse', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Analyse:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Analyse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.workers.v1.Analyse/Analyse',
+            protos_dot_workers__pb2.AnalyseRequest.SerializeToString,
+            protos_dot_workers__pb2.AnalyseResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Describe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.workers.v1.Analyse/Describe',
+            protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+            protos_dot_workers__pb2.EngineInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class RetrieveStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Retrieve = channel.unary_unary(
+                '/parley.workers.v1.Retrieve/Retrieve',
+                request_serializer=protos_dot_workers__pb2.RetrieveRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.RetrieveResult.FromString,
+                _registered_method=True)
+        self.Describe = channel.unary_unary(
+                '/parley.workers.v1.Retrieve/Describe',
+                request_serializer=protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.EngineInfo.FromString,
+                _registered_method=True)
+
+
+class RetrieveServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Retrieve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Describe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RetrieveServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Retrieve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Retrieve,
+                    request_deserializer=protos_dot_workers__pb2.RetrieveRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.RetrieveResult.SerializeToString,
+            ),
+            'Describe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Describe,
+                    request_deserializer=protos_dot_workers__pb2.DescribeRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.EngineInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'parley.workers.v1.Retrieve', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('parley.workers.v1.Retrieve', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Retrieve:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Retrieve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.workers.v1.Retrieve/Retrieve',
+            protos_dot_workers__pb2.RetrieveRequest.SerializeToString,
+            protos_dot_workers__pb2.RetrieveResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Describe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.workers.v1.Retrieve/Describe',
+            protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+            protos_dot_workers__pb2.EngineInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class CaptionStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Caption = channel.unary_unary(
+                '/parley.workers.v1.Caption/Caption',
+                request_serializer=protos_dot_workers__pb2.CaptionRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.CaptionResult.FromString,
+                _registered_method=True)
+        self.Describe = channel.unary_unary(
+                '/parley.workers.v1.Caption/Describe',
+                request_serializer=protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=protos_dot_workers__pb2.EngineInfo.FromString,
+                _registered_method=True)
+
+
+class CaptionServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Caption(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Describe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CaptionServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Caption': grpc.unary_unary_rpc_method_handler(
+                    servicer.Caption,
+                    request_deserializer=protos_dot_workers__pb2.CaptionRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.CaptionResult.SerializeToString,
+            ),
+            'Describe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Describe,
+                    request_deserializer=protos_dot_workers__pb2.DescribeRequest.FromString,
+                    response_serializer=protos_dot_workers__pb2.EngineInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'parley.workers.v1.Caption', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('parley.workers.v1.Caption', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Caption:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Caption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.workers.v1.Caption/Caption',
+            protos_dot_workers__pb2.CaptionRequest.SerializeToString,
+            protos_dot_workers__pb2.CaptionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Describe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.workers.v1.Caption/Describe',
+            protos_dot_workers__pb2.DescribeRequest.SerializeToString,
+            protos_dot_workers__pb2.EngineInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

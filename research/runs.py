@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
+import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +44,50 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+_SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
+def _public(value: Any) -> Any:
+    """``value`` without entries whose name says they hold a secret (an ``api_key`` in a
+    pool's options): a run's snapshot is shown to every admin user."""
+    if isinstance(value, Mapping):
+        return {k: _public(v) for k, v in value.items() if not _SECRET.search(str(k))}
+    if isinstance(value, list | tuple):
+        return [_public(v) for v in value]
+    return value
+
+
 def config_snapshot(config: Config, pipeline: str) -> dict[str, Any]:
     """The pipeline's stages, the pools they use (engine, options, addresses) and the
-    endpointing settings: what decides a run's results besides the recordings."""
-    spec = dataclasses.asdict(config.pipeline(pipeline))
-    pools = {
-        value["pool"]: dataclasses.asdict(config.pool(value["pool"]))
-        for value in spec.values()
-        if isinstance(value, dict) and "pool" in value
+    endpointing settings: what decides a run's results besides the recordings. Plain
+    JSON values (so a stored snapshot compares equal to a new one), never a secret
+    (no worker tokens or TLS settings; option names with key/token/secret/password
+    are left out)."""
+    chosen = config.pipeline(pipeline)
+    stages = {
+        name: {
+            "kind": stage.kind,
+            "pool": stage.pool,
+            "inputs": list(stage.inputs or ()),
+            "params": stage.params,
+        }
+        for name, stage in chosen.stages.items()
     }
-    return {"pipeline": spec, "pools": pools, "vad": dataclasses.asdict(config.vad)}
+    pools = {}
+    for stage in chosen.stages.values():
+        pool = config.pool(stage.pool)
+        pools[pool.name] = {
+            "stage": pool.stage,
+            "engine": pool.engine,
+            "addresses": list(pool.addresses),
+            "options": pool.options,
+        }
+    snapshot = {
+        "pipeline": {"name": chosen.name, "description": chosen.description, "stages": stages},
+        "pools": pools,
+        "vad": dataclasses.asdict(config.vad),
+    }
+    return dict(json.loads(json.dumps(_public(snapshot), default=str)))
 
 
 def _comparable(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,23 @@ decision. Model times are measured inside the workers (durations, so no clock sy
 Edge times (speech end, first audio played) are on the edge's clock and only compared
 with each other: voice-to-voice = first audio played - speech end.
 
-Critical path to the first answer audio:
+Every stage is a *segment*: from the moment its inputs were ready (a mark, or the
+decision itself) to the mark of its first output, split into the engine's model time
+and overhead. For the classic pipeline the critical path to the first answer audio is
 
     decision -> stt_done -> first_sentence -> tts_first_audio -> first_audio_sent
                 [  stt   ]  [      llm     ]  [      tts      ]  [     send     ]
 
-Each bracket = that stage's model time + its overhead; the overheads add up to
-``overhead_ms`` exactly, so nothing between stages is hidden.
+and in any graph it is the chain of segments that ends at ``first_audio_sent``, each
+starting at the end of the one before (e.g. ``stt -> retrieve -> llm -> tts -> send``
+when retrieval finished after the transcript and before the LLM could start). The
+overheads along that chain add up to ``overhead_ms`` exactly, so nothing between
+stages is hidden. Stages off the path (an analysis that finished early) still get
+their own ``<key>_ms``, ``<key>_model_ms`` and ``<key>_overhead_ms``.
+
+A segment's key is its stage's kind (``stt``, ``llm``, ``speech_llm``, ``analyse``,
+``retrieve``, ``caption``, ``tts``, plus ``send``); a second stage of one kind in a
+pipeline uses its stage name.
 """
 
 from __future__ import annotations
@@ -22,12 +32,22 @@ from dataclasses import dataclass, field
 
 MARKS = ("stt_done", "llm_first_token", "first_sentence", "tts_first_audio", "first_audio_sent")
 
+# key -> (mark where its inputs were ready, None: the decision; mark of its output)
+Segments = dict[str, tuple[str | None, str]]
+CLASSIC: Segments = {
+    "stt": (None, "stt_done"),
+    "llm": ("stt_done", "first_sentence"),
+    "tts": ("first_sentence", "tts_first_audio"),
+    "send": ("tts_first_audio", "first_audio_sent"),
+}
+
 
 @dataclass
 class TurnLatency:
     decision_at: float = field(default_factory=time.perf_counter)
     marks: dict[str, float] = field(default_factory=dict)  # name -> perf_counter()
-    model: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    model: dict[str, float] = field(default_factory=dict)  # segment key -> seconds
+    segments: Segments = field(default_factory=lambda: dict(CLASSIC))
     endpointing_s: float = 0.0  # audio time from speech end to the VAD's decision
     speech_end_edge: float | None = None
     first_played_edge: float | None = None
@@ -39,6 +59,11 @@ class TurnLatency:
 
     def model_time(self, stage: str, seconds: float) -> None:
         self.model.setdefault(stage, seconds)
+
+    def segment(self, key: str, ready: str | None, end: str) -> None:
+        """Declare (or move the start of) the segment ``key``: from mark ``ready``
+        (None: the decision) to mark ``end``."""
+        self.segments[key] = (ready, end)
 
     def done(self) -> None:
         if self.done_at is None:
@@ -57,29 +82,24 @@ class TurnLatency:
     def record(self) -> dict[str, float]:
         """The flat record stored with the turn and sent in TurnEvent FINISHED (ms)."""
         out: dict[str, float] = {"endpointing_ms": self.endpointing_s * 1000.0}
-        for name in MARKS:
+        for name in [*MARKS, *sorted(set(self.marks) - set(MARKS))]:
             value = self._since_decision(name)
             if value is not None:
                 out[f"{name}_ms"] = value
         if self.done_at is not None:
             out["turn_total_ms"] = (self.done_at - self.decision_at) * 1000.0
-        previous = 0.0
-        for stage, mark in (
-            ("stt", "stt_done"),
-            ("llm", "first_sentence"),
-            ("tts", "tts_first_audio"),
-            ("send", "first_audio_sent"),
-        ):
-            at = out.get(f"{mark}_ms")
-            if at is None:
-                break
-            model = self.model.get(stage, 0.0) * 1000.0
-            out[f"{stage}_ms"] = at - previous
-            out[f"{stage}_model_ms"] = model
-            out[f"{stage}_overhead_ms"] = at - previous - model
-            previous = at
-        if "first_audio_sent_ms" in out:
-            out["overhead_ms"] = sum(out[f"{s}_overhead_ms"] for s in ("stt", "llm", "tts", "send"))
+        for key, (ready, end) in self.segments.items():
+            start = 0.0 if ready is None else out.get(f"{ready}_ms")
+            at = out.get(f"{end}_ms")
+            if start is None or at is None:
+                continue
+            model = self.model.get(key, 0.0) * 1000.0
+            out[f"{key}_ms"] = at - start
+            out[f"{key}_model_ms"] = model
+            out[f"{key}_overhead_ms"] = at - start - model
+        path = self.critical_path()
+        if path:
+            out["overhead_ms"] = sum(out[f"{key}_overhead_ms"] for key in path)
         if self.speech_end_edge is not None:
             out["speech_end_edge_s"] = self.speech_end_edge
         if self.first_played_edge is not None:
@@ -88,3 +108,19 @@ class TurnLatency:
         if v2v is not None:
             out["voice_to_voice_ms"] = v2v
         return out
+
+    def critical_path(self) -> list[str]:
+        """The segment keys from the decision to the first audio sent, in order (empty
+        when the turn sent no audio or a link of the chain is missing)."""
+        ends = {end: key for key, (_, end) in self.segments.items() if end in self.marks}
+        path: list[str] = []
+        mark: str | None = "first_audio_sent"
+        while mark is not None:
+            key = ends.get(mark)
+            if key is None or key in path:
+                return []
+            path.append(key)
+            mark = self.segments[key][0]
+            if mark is not None and mark not in self.marks:
+                return []
+        return path[::-1]

@@ -1,36 +1,43 @@
-"""Run one turn across the workers: STT -> LLM (streamed) -> speech text -> TTS (streamed).
+"""Run one turn through a pipeline's graph of stages (parley/pipeline_graph.py).
 
-The LLM and the TTS run concurrently: the LLM's text goes through the speech-text stage
-(:mod:`server.speech_text`), each sentence goes to the TTS worker as soon as it is
-complete, and each audio chunk goes to the edge as soon as the TTS makes it. A
-transcript with no words (:mod:`server.no_speech`) is not answered. Partial results are
-kept in ``TurnResult`` as they arrive, so a turn cancelled by barge-in or failed by a
-worker is still stored with what it had.
+Every stage runs as soon as its inputs are done, so independent stages run at once:
+``stt`` (fed while the user spoke), ``caption`` and ``analyse`` on the audio start at
+the end of the turn; ``retrieve`` and text analysis start when the transcript is in;
+the answer stage (``llm`` or ``speech_llm``) starts when all its inputs are done, and
+streams into the TTS (server/answer.py). A transcript with no words
+(:mod:`server.no_speech`) is not answered. A context stage (analyse, retrieve,
+caption) that fails is stored with its error and the turn still answers; a failure of
+stt, the answer stage or the TTS fails the turn (StageError). Partial results are kept
+in ``TurnResult`` as they arrive, so a turn cancelled by barge-in or failed by a worker
+is still stored with what it had.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
-from parley.config import PipelineConfig, PoolConfig, ServerConfig
+from parley.config import PipelineConfig, ServerConfig, StageConfig
+from parley.kinds import ANSWER_KINDS, CONTEXT_KINDS
 from protos import edge_pb2
 from protos import workers_pb2 as wpb
 from server import worker_clients as clients
+from server.answer import AnswerPlan, answer
+from server.context_stages import Skipped, StageOutput, context_text, run_context_stage
 from server.latency import TurnLatency
 from server.no_speech import is_no_speech
 from server.outbox import Emit
 from server.playback import AnswerPlayback
-from server.speech_text import SpeechText
+from server.spans import ending, engine_attributes, stage_span
 from server.turn_trace import TurnTrace
 from server.worker_clients import WorkerPool
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,26 +76,27 @@ class TurnInput:
 class TurnResult:
     transcript: str = ""
     no_speech: bool = False  # the transcript has no words: not answered
-    response: str = ""  # the LLM's text without reasoning blocks
+    response: str = ""  # the answer's text without reasoning blocks
     reasoning: str = ""  # the LLM's reasoning blocks (not spoken, not remembered)
     spoken: list[str] = field(default_factory=list)  # the sentences sent to the TTS
     audio: bytearray = field(default_factory=bytearray)  # PCM16LE mono answer audio
     audio_rate: int = 0
     playback: AnswerPlayback = field(default_factory=AnswerPlayback)
+    # The context stages' results (analyse labels, passages, captions), by stage name.
+    stage_outputs: dict[str, StageOutput] = field(default_factory=dict)
 
 
-def _str_map(values: Mapping[str, Any] | None) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (values or {}).items()}
+class _NoSpeech(Exception):
+    """The transcript has no words: the rest of the turn is not run."""
 
 
-def _engine(pool: PoolConfig) -> dict[str, str]:
-    return {"parley.engine": pool.engine, "parley.model": str(pool.options.get("model", ""))}
-
-
-def _stage_span(turn: TurnInput, name: str, attributes: Mapping[str, Any]) -> trace.Span:
-    if turn.trace is None:
-        return trace.INVALID_SPAN
-    return turn.trace.child(name, attributes)
+def latency_keys(stages: Mapping[str, StageConfig]) -> dict[str, str]:
+    """Each stage's key in the latency record: its kind, or its name for a second
+    stage of a kind."""
+    keys: dict[str, str] = {}
+    for name, stage in stages.items():
+        keys[name] = stage.kind if stage.kind not in keys.values() else name
+    return keys
 
 
 class PipelineRunner:
@@ -100,76 +108,139 @@ class PipelineRunner:
     ) -> None:
         self.pipeline = pipeline
         self.server = server
-        self.stt_pool = pools[pipeline.stt.pool]
-        self.llm_pool = pools[pipeline.llm.pool]
-        self.tts_pool = pools[pipeline.tts.pool]
+        self.stage_pools = {name: pools[s.pool] for name, s in pipeline.stages.items()}
+        self.keys = latency_keys(pipeline.stages)
+        stage, tts = pipeline.answer, pipeline.tts
+        self.plan = AnswerPlan(
+            stage=stage,
+            pool=self.stage_pools[stage.name],
+            key=self.keys[stage.name],
+            tts=tts,
+            tts_pool=self.stage_pools[tts.name] if tts else None,
+            tts_key=self.keys[tts.name] if tts else "tts",
+            server=server,
+        )
 
-    @property
-    def history_turns(self) -> int:
-        return int(self.pipeline.llm.params.get("history_turns", self.server.history_turns))
-
-    async def run(
-        self, turn: TurnInput, latency: TurnLatency, emit: Emit, result: TurnResult
-    ) -> None:
-        """Run the turn, filling ``result``; raises StageError when a stage fails."""
-        await self._transcribe(turn, latency, emit, result)
-        result.no_speech = is_no_speech(result.transcript)
-        if not result.no_speech:
-            await self._answer(turn, latency, emit, result)
+    def pools(self) -> list[WorkerPool]:
+        """The pools this pipeline calls, each once."""
+        return list({id(p): p for p in self.stage_pools.values()}.values())
 
     def _stt_config(self, sample_rate: int) -> wpb.SttConfig:
-        params = self.pipeline.stt.params
+        params = self.pipeline.stt.params if self.pipeline.stt else {}
         return wpb.SttConfig(
             sample_rate=sample_rate,
             language=str(params.get("language", "")),
             prompt=str(params.get("prompt", "")),
         )
 
-    def listen(self, turn_trace: TurnTrace, sample_rate: int, max_turn_s: float) -> Listening:
-        """Open the transcription call (and its span) for a turn that has just started."""
-        span = turn_trace.child("stt", _engine(self.stt_pool.config))
+    def listen(
+        self, turn_trace: TurnTrace, sample_rate: int, max_turn_s: float
+    ) -> Listening | None:
+        """Open the transcription call (and its span) for a turn that has just started
+        (None for a pipeline without an stt stage)."""
+        stt = self.pipeline.stt
+        if stt is None:
+            return None
+        pool = self.stage_pools[stt.name]
+        span = stage_span(turn_trace, self.keys[stt.name], stt, engine_attributes(pool.config))
         with trace.use_span(span):  # the call's client span is a child of ``stt``
             stream = clients.SttStream(
-                self.stt_pool,
+                pool,
                 self._stt_config(sample_rate),
                 timeout=max_turn_s + self.server.stt_timeout_s,
             )
         return Listening(stream, span)
 
+    async def run(
+        self, turn: TurnInput, latency: TurnLatency, emit: Emit, result: TurnResult
+    ) -> None:
+        """Run the turn, filling ``result``; raises StageError when stt, the answer
+        stage or the TTS fails."""
+        latency.segments = {}
+        finished = {
+            name: asyncio.get_running_loop().create_future() for name in self.pipeline.stages
+        }
+        try:
+            async with asyncio.TaskGroup() as group:
+                for stage in self.pipeline.stages.values():
+                    if stage.kind == "tts":
+                        continue  # runs with the answer stage, on its sentences
+                    group.create_task(self._stage(stage, finished, turn, latency, emit, result))
+        except ExceptionGroup as failed:
+            if all(isinstance(e, _NoSpeech) for e in failed.exceptions):
+                return
+            first = next(e for e in failed.exceptions if not isinstance(e, _NoSpeech))
+            raise first from None
+
+    async def _stage(
+        self,
+        stage: StageConfig,
+        finished: Mapping[str, asyncio.Future[None]],
+        turn: TurnInput,
+        latency: TurnLatency,
+        emit: Emit,
+        result: TurnResult,
+    ) -> None:
+        inputs = stage.inputs or ()
+        await asyncio.gather(*(finished[name] for name in inputs))
+        # The segment starts where its last input ended (the decision, without inputs).
+        done_marks = [f"{self.keys[name]}_done" for name in inputs]
+        done_marks = [m for m in done_marks if m in latency.marks]
+        ready = max(done_marks, key=latency.marks.__getitem__) if done_marks else None
+        if stage.kind == "stt":
+            await self._transcribe(turn, latency, emit, result)
+        elif stage.kind in CONTEXT_KINDS:
+            await self._context(stage, ready, turn, latency, result)
+        elif stage.kind in ANSWER_KINDS:
+            context = [
+                text
+                for name in inputs
+                if (out := result.stage_outputs.get(name)) is not None
+                and (text := context_text(self.pipeline.stage(name), out))
+            ]
+            await answer(self.plan, turn, latency, emit, result, context, ready)
+        finished[stage.name].set_result(None)  # (a failure cancels the waiting stages)
+
     async def _transcribe(
         self, turn: TurnInput, latency: TurnLatency, emit: Emit, result: TurnResult
     ) -> None:
+        stt = self.pipeline.stt
+        assert stt is not None
+        key, pool = self.keys[stt.name], self.stage_pools[stt.name]
+        latency.segment(key, None, f"{key}_done")
         listening = turn.listening
         span = (
-            listening.span if listening else _stage_span(turn, "stt", _engine(self.stt_pool.config))
+            listening.span
+            if listening
+            else stage_span(turn.trace, key, stt, engine_attributes(pool.config))
         )
         with trace.use_span(span), ending(span):
-            stt = None
+            heard = None
             if listening is not None:
                 try:
-                    stt = await listening.stream.finish()
+                    heard = await listening.stream.finish()
                 except clients.StageError as exc:
                     if not exc.unavailable:
                         raise
                     # The worker went away while the user spoke: send the whole turn
                     # again (to another worker of the pool if there is one).
-            if stt is None:
-                stt = await clients.transcribe(
-                    self.stt_pool,
+            if heard is None:
+                heard = await clients.transcribe(
+                    pool,
                     turn.pcm,
                     self._stt_config(turn.sample_rate),
                     timeout=self.server.stt_timeout_s,
                 )
             span.set_attributes(
                 {
-                    "parley.stt.audio_seconds": stt.audio_seconds,
-                    "parley.stt.transcript_chars": len(stt.text.strip()),
-                    "parley.model_seconds": stt.model_seconds,
+                    "parley.stt.audio_seconds": heard.audio_seconds,
+                    "parley.stt.transcript_chars": len(heard.text.strip()),
+                    "parley.model_seconds": heard.model_seconds,
                 }
             )
-        latency.mark("stt_done")
-        latency.model_time("stt", stt.model_seconds)
-        result.transcript = stt.text.strip()
+        latency.mark(f"{key}_done")
+        latency.model_time(key, heard.model_seconds)
+        result.transcript = heard.text.strip()
         emit(
             edge_pb2.ServerEvent(
                 transcript=edge_pb2.Transcript(
@@ -177,211 +248,47 @@ class PipelineRunner:
                 )
             )
         )
+        result.no_speech = is_no_speech(result.transcript)
+        if result.no_speech:
+            raise _NoSpeech
 
-    def _messages(self, turn: TurnInput, transcript: str) -> list[wpb.ChatMessage]:
-        """System prompt, the history as the user heard it, then the new transcript.
-
-        An exchange whose answer the user never heard has no assistant message; its
-        words join the next user message, so roles still alternate (strict templates
-        refuse two user messages in a row)."""
-        params = self.pipeline.llm.params
-        messages = []
-        if params.get("system_prompt"):
-            messages.append(wpb.ChatMessage(role="system", content=str(params["system_prompt"])))
-        keep = self.history_turns
-        said: list[str] = []
-        for exchange in list(turn.history)[-keep:] if keep > 0 else []:
-            said.append(exchange.user)
-            if exchange.assistant.strip():
-                messages.append(wpb.ChatMessage(role="user", content="\n".join(said)))
-                messages.append(wpb.ChatMessage(role="assistant", content=exchange.assistant))
-                said = []
-        images = [jpeg for _, jpeg in turn.frames[-1:]] if params.get("vision") else []
-        content = "\n".join([*said, transcript])
-        messages.append(wpb.ChatMessage(role="user", content=content, images=images))
-        return messages
-
-    async def _answer(
-        self, turn: TurnInput, latency: TurnLatency, emit: Emit, result: TurnResult
+    async def _context(
+        self,
+        stage: StageConfig,
+        ready: str | None,
+        turn: TurnInput,
+        latency: TurnLatency,
+        result: TurnResult,
     ) -> None:
-        """LLM and TTS at once: sentences flow from one to the other through a queue."""
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        llm = self._llm_request(turn, result.transcript)
-        llm_span = _stage_span(turn, "llm", self._llm_attributes(llm))
-        tts_span = _stage_span(
-            turn, "tts", {**_engine(self.tts_pool.config), "parley.tts.voice": self._voice}
-        )
-
-        async def produce() -> None:
-            with ending(llm_span):
-                try:
-                    await self._generate(turn, llm, llm_span, latency, emit, result, sentences)
-                finally:
-                    sentences.put_nowait(None)
-
-        async def speak() -> None:
-            with ending(tts_span):
-                await self._speak(turn, tts_span, sentences, latency, emit, result)
-
+        """Run a context stage; its failure is stored, never raised."""
+        key, pool = self.keys[stage.name], self.stage_pools[stage.name]
+        latency.segment(key, ready, f"{key}_done")
+        span = stage_span(turn.trace, key, stage, engine_attributes(pool.config))
+        frame = turn.frames[-1][1] if turn.frames else None
         try:
-            async with asyncio.TaskGroup() as group:
-                # Each call is made inside its span, so the worker's spans nest under it.
-                with trace.use_span(llm_span):
-                    group.create_task(produce())
-                with trace.use_span(tts_span):
-                    group.create_task(speak())
-        except ExceptionGroup as failed:  # the first failure is the one to report
-            raise failed.exceptions[0] from None
-
-    def _llm_request(self, turn: TurnInput, transcript: str) -> wpb.LlmRequest:
-        params = self.pipeline.llm.params
-        return wpb.LlmRequest(
-            messages=self._messages(turn, transcript),
-            temperature=float(params.get("temperature", 0.7)),
-            max_tokens=int(params.get("max_tokens", 256)),
-            options=_str_map(params.get("options")),
-        )
-
-    def _llm_attributes(self, request: wpb.LlmRequest) -> dict[str, Any]:
-        """GenAI semantic conventions where they fit."""
-        pool = self.llm_pool.config
-        return {
-            **_engine(pool),
-            "gen_ai.operation.name": "chat",
-            "gen_ai.system": pool.engine,
-            "gen_ai.request.model": str(pool.options.get("model", "")),
-            "gen_ai.request.temperature": request.temperature,
-            "gen_ai.request.max_tokens": request.max_tokens,
-        }
-
-    async def _generate(
-        self,
-        turn: TurnInput,
-        request: wpb.LlmRequest,
-        span: trace.Span,
-        latency: TurnLatency,
-        emit: Emit,
-        result: TurnResult,
-        sentences: asyncio.Queue[str | None],
-    ) -> None:
-        stage = SpeechText(language=self._text_language)
-        started, tokens, first, finish = time.perf_counter(), 0, 0.0, ""
-
-        def forward(answer: str, ready: list[str], model_seconds: float) -> None:
-            result.response, result.reasoning = stage.response, stage.reasoning
-            if answer:  # the edge gets the answer's text (no reasoning, no tokens)
-                response = edge_pb2.ResponseText(turn_id=turn.turn_id, delta=answer)
-                emit(edge_pb2.ServerEvent(response=response))
-            for sentence in ready:
-                if "first_sentence" not in latency.marks:
-                    latency.mark("first_sentence")
-                    latency.model_time("llm", model_seconds)
-                sentences.put_nowait(sentence)
-
-        model_seconds = 0.0
-        async for delta in clients.generate(
-            self.llm_pool, request, timeout=self.server.llm_timeout_s
-        ):
-            finish = delta.finish_reason or finish
-            model_seconds = delta.model_seconds or model_seconds
-            if not delta.text:
-                continue
-            tokens += 1
-            first = first or time.perf_counter() - started
-            latency.mark("llm_first_token")
-            forward(*stage.feed(delta.text), model_seconds)
-        forward(*stage.flush(), model_seconds)
-        emit(edge_pb2.ServerEvent(response=edge_pb2.ResponseText(turn_id=turn.turn_id, final=True)))
-        elapsed = time.perf_counter() - started
-        span.set_attributes(
-            {
-                "gen_ai.usage.output_tokens": tokens,
-                "gen_ai.response.finish_reasons": [finish or "stop"],
-                "parley.llm.ttft_s": first,
-                "parley.llm.tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-            }
-        )
-
-    @property
-    def _text_language(self) -> str:
-        """pysbd's language code for the speech-text stage's sentence rules."""
-        return str(self.pipeline.tts.params.get("text_language", "en"))
-
-    @property
-    def _voice(self) -> str:
-        return str(self.pipeline.tts.params.get("voice", ""))
-
-    async def _speak(
-        self,
-        turn: TurnInput,
-        span: trace.Span,
-        sentences: asyncio.Queue[str | None],
-        latency: TurnLatency,
-        emit: Emit,
-        result: TurnResult,
-    ) -> None:
-        params = self.pipeline.tts.params
-        config = wpb.TtsConfig(
-            voice=self._voice,
-            speed=float(params.get("speed", 0.0)),
-            options=_str_map(params.get("options")),
-        )
-        started, characters, seq = time.perf_counter(), 0, 0
-
-        async def texts() -> AsyncIterator[str]:
-            nonlocal characters
-            while (sentence := await sentences.get()) is not None:
-                characters += len(sentence)
-                result.spoken.append(sentence)  # what the TTS is asked to say
-                yield sentence
-
-        async for audio in clients.synthesize(
-            self.tts_pool, config, texts(), timeout=self.server.tts_timeout_s
-        ):
-            if not audio.pcm:
-                continue
-            if "tts_first_audio" not in latency.marks:
-                latency.mark("tts_first_audio")
-                latency.model_time("tts", audio.model_seconds)
-                span.set_attribute("parley.tts.ttfb_s", time.perf_counter() - started)
-            result.audio_rate = audio.sample_rate
-            result.audio += audio.pcm
-            result.playback.sent(audio.sentence, len(audio.pcm) / 2 / (audio.sample_rate or 1))
-            emit(
-                _audio_event(turn.turn_id, seq, audio.pcm, audio.sample_rate),
-                on_sent=lambda: latency.mark("first_audio_sent"),
+            with trace.use_span(span), ending(span):
+                output = await run_context_stage(
+                    stage,
+                    pool,
+                    self.server,
+                    pcm=turn.pcm,
+                    sample_rate=turn.sample_rate,
+                    transcript=result.transcript,
+                    frame=frame,
+                )
+                span.set_attribute("parley.model_seconds", output.model_seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            skipped = isinstance(exc, Skipped)
+            if not skipped and not isinstance(exc, clients.StageError):
+                log.warning("%s stage %s failed: %s", stage.kind, stage.name, exc)
+            status = "skipped" if skipped else "failed"
+            message = exc.message if isinstance(exc, clients.StageError) else str(exc)
+            result.stage_outputs[stage.name] = StageOutput(
+                stage.name, stage.kind, status, error=message
             )
-            seq += 1
-        emit(_audio_event(turn.turn_id, seq, b"", result.audio_rate or 16000, last=True))
-        span.set_attributes(
-            {
-                "parley.tts.characters": characters,
-                "parley.tts.audio_seconds": len(result.audio) / 2 / (result.audio_rate or 1),
-            }
-        )
-
-
-@contextlib.contextmanager
-def ending(span: trace.Span) -> Iterator[None]:
-    """End ``span`` when the block ends; a failure marks it as an error, a cancellation
-    (barge-in) as cancelled."""
-    try:
-        yield
-    except asyncio.CancelledError:
-        span.set_attribute("parley.cancelled", True)
-        raise
-    except Exception as exc:
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, str(exc)))
-        raise
-    finally:
-        span.end()
-
-
-def _audio_event(
-    turn_id: str, seq: int, pcm: bytes, rate: int, *, last: bool = False
-) -> edge_pb2.ServerEvent:
-    fmt = edge_pb2.AudioFormat(sample_rate=rate, channels=1, encoding=edge_pb2.AudioFormat.PCM16LE)
-    return edge_pb2.ServerEvent(
-        audio=edge_pb2.AudioOut(turn_id=turn_id, seq=seq, pcm=pcm, format=fmt, last=last)
-    )
+            return
+        latency.mark(f"{key}_done")
+        latency.model_time(key, output.model_seconds)
+        result.stage_outputs[stage.name] = output

@@ -122,8 +122,7 @@ class Session:
 
     async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent]) -> None:
         # Connect to this pipeline's workers now, not on the first turn.
-        pools = (self.runner.stt_pool, self.runner.llm_pool, self.runner.tts_pool)
-        warming = [asyncio.create_task(pool.connect()) for pool in pools]
+        warming = [asyncio.create_task(pool.connect()) for pool in self.runner.pools()]
         try:
             async for event in events:
                 await self.handle(event)
@@ -367,7 +366,7 @@ class Session:
             if turn.listening is not None:
                 turn.listening.stream.cancel()  # no-op once it has answered
             latency.done()
-            if result.transcript and not result.no_speech:
+            if (result.transcript or result.spoken) and not result.no_speech:
                 self.history.append(HeardTurn(result.transcript, result.spoken, result.playback))
             # The store write is owned by the session (close() waits for it), so it
             # lands even if this task is cancelled again while waiting for it.
@@ -412,6 +411,7 @@ class Session:
                 trace_id=turn.trace.trace_id if turn.trace else "",
                 answer_pcm=bytes(result.audio),
                 answer_rate=result.audio_rate,
+                stage_outputs={n: out.as_output() for n, out in result.stage_outputs.items()},
             )
         except Exception:
             log.exception("could not store turn %s", turn.turn_id)

@@ -170,7 +170,11 @@ class TurnStore:
         trace_id: str = "",
         answer_pcm: bytes = b"",
         answer_rate: int = 0,
+        stage_outputs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        """``stage_outputs``: the context stages' results by stage name, each
+        ``{"kind", "status", "error", ...value}`` (StageOutput.as_output), merged into
+        ``Turn.outputs`` beside what the turn stored when it began (the VAD's bounds)."""
         fields: dict[str, Any] = {
             "status": status,
             "transcript": transcript,
@@ -183,6 +187,10 @@ class TurnStore:
             "trace_id": trace_id,
         }
         with db.write_transaction():
+            if stage_outputs:
+                row = db.Turn.get_or_none(db.Turn.id == turn_id)
+                before = row.outputs if row is not None and row.outputs else {}
+                fields["outputs"] = {**before, **stage_outputs}
             db.Turn.update(**fields).where(db.Turn.id == turn_id).execute()
             if answer_pcm:
                 self._save_audio(turn_id, "output", answer_pcm, answer_rate)

@@ -1,7 +1,8 @@
 """The trace of one turn: a root ``turn`` span (its own trace, not a child of the
-long-lived stream) with a ``vad`` child; the pipeline adds ``stt``, ``llm`` and ``tts``
-children, the workers' spans nest under those, and the edge parents its ``edge.capture``
-and ``edge.playback`` spans on the turn through the traceparent sent in TurnEvent.
+long-lived stream) with a ``vad`` child; the pipeline adds a child per stage (``stt``,
+``llm``, ``tts``, ``speech_llm``, ``analyse``, ``retrieve``, ``caption``), the workers'
+spans nest under those, and the edge parents its ``edge.capture`` and
+``edge.playback`` spans on the turn through the traceparent sent in TurnEvent.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from workers.engines import LlmRequest, Speech, SttRequest, TextDelta, Transcript, TtsRequest
+from workers.errors import EngineUnavailable
+from workers.kinds import AnalyseRequest, Label, Passage, RetrieveRequest
 
 
 class FixedStt:
@@ -91,3 +93,52 @@ class ToneTts:
                 index += 1
         finally:
             self.ended.set()
+
+
+class FixedLabels:
+    """An analyse engine that labels every input the same, after ``delay`` seconds;
+    ``fail`` makes it raise. ``seen`` records the inputs (audio length, text)."""
+
+    model = "fixed-labels"
+
+    def __init__(
+        self, labels: tuple[tuple[str, float], ...] = (("calm", 0.9), ("tense", 0.1)),
+        delay: float = 0.0, fail: str = "",
+    ) -> None:  # fmt: skip
+        self.labels, self.delay, self.fail = labels, delay, fail
+        self.seen: list[AnalyseRequest] = []
+        self.started = asyncio.Event()
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def run(self, request: AnalyseRequest) -> list[Label]:
+        self.seen.append(request)
+        self.started.set()
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise EngineUnavailable(self.fail)
+        return [Label(name, score) for name, score in self.labels]
+
+
+class FixedPassages:
+    """A retrieve engine returning the same passages for any query (recorded)."""
+
+    model = "fixed-passages"
+
+    def __init__(self, passages: tuple[str, ...] = ("The lamp switch is by the door.",)):
+        self.passages = passages
+        self.queries: list[str] = []
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def run(self, request: RetrieveRequest) -> list[Passage]:
+        self.queries.append(request.query)
+        return [Passage(text, "notes.md", i, 0.9 - i / 10) for i, text in enumerate(self.passages)]

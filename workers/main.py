@@ -15,7 +15,8 @@ from parley.config import WorkersConfig
 from parley.security import TokenCheck, beyond_loopback, refuse_open_listen
 from parley.telemetry import Telemetry
 from workers import engines
-from workers.service import SERVICERS
+from workers.errors import InvalidRequest
+from workers.service import servicers
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,10 @@ async def serve_engine(
     must carry (else UNAUTHENTICATED), TLS and mutual TLS."""
     security = security or WorkersConfig()
     tls = check_listen(stage, address, security)
-    servicer_cls, add_to_server, service_name = SERVICERS[stage]
+    try:
+        servicer_cls, add_to_server, service_name = servicers()[stage]
+    except KeyError:
+        raise InvalidRequest(f"no worker service for stage {stage!r}") from None
     servicer = servicer_cls(engine, name)
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if security.token:

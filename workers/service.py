@@ -1,5 +1,6 @@
-"""gRPC servicers for the three stages: protobuf <-> engine types, engine timing, and
-the one place where engine exceptions become gRPC status codes.
+"""gRPC servicers for the STT, LLM and TTS stages (the other kinds are in
+workers/service_kinds.py): protobuf <-> engine types, engine timing, and the one place
+where engine exceptions become gRPC status codes.
 
 Each response carries ``model_seconds`` measured here, around the engine, so the server
 can split a stage's time into model time and transfer/queue time.
@@ -249,8 +250,32 @@ class TtsServicer(_EngineServicer, pb_grpc.TtsServicer):
         self.annotate(model_seconds=total, audio_seconds=samples / rate)
 
 
-SERVICERS: dict[str, tuple[type, Callable[[Any, grpc.aio.Server], None], str]] = {
-    "stt": (SttServicer, pb_grpc.add_SttServicer_to_server, "parley.workers.v1.Stt"),
-    "llm": (LlmServicer, pb_grpc.add_LlmServicer_to_server, "parley.workers.v1.Llm"),
-    "tts": (TtsServicer, pb_grpc.add_TtsServicer_to_server, "parley.workers.v1.Tts"),
-}
+def servicers() -> dict[str, tuple[type, Callable[[Any, grpc.aio.Server], None], str]]:
+    """stage kind -> (servicer class, function adding it to a server, service name)."""
+    from workers import service_kinds as k
+
+    return {
+        "stt": (SttServicer, pb_grpc.add_SttServicer_to_server, "parley.workers.v1.Stt"),
+        "llm": (LlmServicer, pb_grpc.add_LlmServicer_to_server, "parley.workers.v1.Llm"),
+        "tts": (TtsServicer, pb_grpc.add_TtsServicer_to_server, "parley.workers.v1.Tts"),
+        "speech_llm": (
+            k.SpeechLlmServicer,
+            pb_grpc.add_SpeechLlmServicer_to_server,
+            "parley.workers.v1.SpeechLlm",
+        ),
+        "analyse": (
+            k.AnalyseServicer,
+            pb_grpc.add_AnalyseServicer_to_server,
+            "parley.workers.v1.Analyse",
+        ),
+        "retrieve": (
+            k.RetrieveServicer,
+            pb_grpc.add_RetrieveServicer_to_server,
+            "parley.workers.v1.Retrieve",
+        ),
+        "caption": (
+            k.CaptionServicer,
+            pb_grpc.add_CaptionServicer_to_server,
+            "parley.workers.v1.Caption",
+        ),
+    }

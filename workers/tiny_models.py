@@ -7,7 +7,11 @@
   nonsense), see workers/tiny_whisper.py;
 - ``voice.onnx`` + ``voice.onnx.json``: a Piper voice that speaks a tone as long as the
   phonemes it is given, see workers/tiny_voice.py;
-- ``stories260K.gguf``: a real 260K-parameter story model shipped in workers/assets.
+- ``stories260K.gguf``: a real 260K-parameter story model shipped in workers/assets;
+- ``emotion/``: a random-weight speech-emotion classifier in the format of a Hugging
+  Face audio-classification ONNX export, see workers/tiny_emotion.py;
+- ``mmproj.gguf``: a random-weight multimodal projector for stories260K (local vision
+  through llama-cpp-python's chat handlers), see workers/tiny_vision.py.
 
 Everything is deterministic. A stamp file records the recipe version; a later call
 with the same version and all files present writes nothing.
@@ -22,12 +26,14 @@ from pathlib import Path
 
 from workers.errors import MissingExtra
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 3
 STAMP = "tiny-models.json"
 ASSETS = Path(__file__).resolve().parent / "assets"
 GGUF_NAME = "stories260K.gguf"
 WHISPER_FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json")
 VOICE_NAME = "voice.onnx"
+EMOTION_FILES = ("model.onnx", "config.json", "preprocessor_config.json")
+PROJECTOR_NAME = "mmproj.gguf"
 
 
 def tiny_model_paths(dest: Path) -> dict[str, Path]:
@@ -37,6 +43,8 @@ def tiny_model_paths(dest: Path) -> dict[str, Path]:
         "voice": dest / VOICE_NAME,
         "voice_config": dest / (VOICE_NAME + ".json"),
         "gguf": dest / GGUF_NAME,
+        "emotion": dest / "emotion" / "model.onnx",
+        "projector": dest / PROJECTOR_NAME,
     }
 
 
@@ -47,11 +55,16 @@ def _expected_files(dest: Path) -> list[Path]:
         paths["voice"],
         paths["voice_config"],
         paths["gguf"],
+        *(paths["emotion"].parent / name for name in EMOTION_FILES),
+        paths["projector"],
     ]
 
 
 def _stamp() -> dict[str, object]:
-    return {"recipe": RECIPE_VERSION, "files": [*WHISPER_FILES, VOICE_NAME, GGUF_NAME]}
+    return {
+        "recipe": RECIPE_VERSION,
+        "files": [*WHISPER_FILES, VOICE_NAME, GGUF_NAME, *EMOTION_FILES, PROJECTOR_NAME],
+    }
 
 
 def is_built(dest: Path) -> bool:
@@ -85,8 +98,11 @@ def build_tiny_models(dest: Path, *, force: bool = False) -> dict[str, Path]:
         ("ctranslate2", "ctranslate2"),
         ("tokenizers", "tokenizers"),
         ("onnx", "onnx"),
+        ("gguf", "gguf"),
     ):
         _require(module, package)
+    from workers.tiny_emotion import write_tiny_emotion
+    from workers.tiny_vision import write_tiny_projector
     from workers.tiny_voice import write_tiny_voice
     from workers.tiny_whisper import write_tiny_whisper
 
@@ -99,5 +115,7 @@ def build_tiny_models(dest: Path, *, force: bool = False) -> dict[str, Path]:
     whisper_tmp.rename(paths["whisper"])
     write_tiny_voice(paths["voice"])
     shutil.copyfile(ASSETS / GGUF_NAME, paths["gguf"])
+    write_tiny_emotion(paths["emotion"].parent)
+    write_tiny_projector(paths["projector"])
     (dest / STAMP).write_text(json.dumps(_stamp(), indent=2) + "\n", encoding="utf-8")
     return paths

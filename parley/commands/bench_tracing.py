@@ -60,11 +60,11 @@ async def _traced_call_cost(calls: int = 300, rounds: int = 3) -> dict[str, floa
     from protos import workers_pb2 as wpb
     from server.worker_clients import WorkerPool, generate
     from workers.instant import InstantLlmEngine
-    from workers.service import SERVICERS
+    from workers.service import servicers
 
     traced = setup_telemetry("parley-bench", env={})
     request = wpb.LlmRequest(messages=[wpb.ChatMessage(role="user", content="hi")])
-    servicer_cls, add, name = SERVICERS["llm"]
+    servicer_cls, add, name = servicers()["llm"]
     totals = {"untraced": 0.0, "traced": 0.0}
     for _ in range(rounds):
         for mode in totals:

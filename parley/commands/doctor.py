@@ -41,6 +41,8 @@ ENGINES: dict[str, tuple[str, str]] = {
     "llama_cpp": ("llama_cpp", "llm"),
     "piper": ("piper", "tts"),
     "openai": ("openai", "llm"),
+    "onnx_audio": ("onnxruntime", "analyse"),
+    "index": ("sqlite_vec", "rag"),
 }
 STATUS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
@@ -74,8 +76,8 @@ def check_python() -> Check:
 def _default_extras(config: Config) -> set[str]:
     pipeline = config.pipeline(config.server.default_pipeline)
     needed = {"server"}
-    for stage in ("stt", "llm", "tts"):
-        pool = config.pool(pipeline.stage(stage).pool)
+    for stage, stage_config in pipeline.stages.items():
+        pool = config.pool(stage_config.pool)
         if pool.local and pool.engine in ENGINES:
             needed.add(ENGINES[pool.engine][1] if pool.engine != "openai" else stage)
     if missing_models(config, pipeline.name):
@@ -146,8 +148,8 @@ def check_pipeline(config: Config, name: str) -> Check:
     area = f"pipeline {name}" + (" *" if default else "")
     pipeline = config.pipeline(name)
     problems, fixes = [], []
-    for stage in ("stt", "llm", "tts"):
-        pool = config.pool(pipeline.stage(stage).pool)
+    for stage, stage_config in pipeline.stages.items():
+        pool = config.pool(stage_config.pool)
         if pool.engine == "openai" and not _openai_ready(pool):
             problems.append(f"{stage}: no OpenAI key or base URL")
             fixes.append(

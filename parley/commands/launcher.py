@@ -57,8 +57,8 @@ def stack_specs(
     seen: set[str] = set()
     for name in pipelines:
         pipeline = config.pipeline(name)
-        for stage in ("stt", "llm", "tts"):
-            pool = config.pool(pipeline.stage(stage).pool)
+        for stage in pipeline.stages.values():
+            pool = config.pool(stage.pool)
             if not pool.local or pool.name in seen:
                 continue
             seen.add(pool.name)

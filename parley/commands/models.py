@@ -26,11 +26,15 @@ class ModelFile:
     stage: str
     path: str  # repository/resolve/revision/file on the hub (or a mirror)
     dest: str  # relative to the models directory
+    default: bool = True  # fetched by a plain `parley models pull` (else: --only STAGE)
 
 
 WHISPER = "Systran/faster-whisper-base.en/resolve/main"
 QWEN = "Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main"
 PIPER = "rhasspy/piper-voices/resolve/main/en/en_US/lessac/medium"
+# Speech emotion recognition (8 emotions, English, Apache-2.0), wav2vec2-large-xlsr
+# fine-tuned on RAVDESS, exported to ONNX (1.26 GB) in the model's own repository.
+EMOTION = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition/resolve/refs%2Fpr%2F8/onnx"
 
 REAL_MODELS = [
     *(
@@ -42,6 +46,10 @@ REAL_MODELS = [
     ),
     ModelFile("tts", f"{PIPER}/en_US-lessac-medium.onnx", "en_US-lessac-medium.onnx"),
     ModelFile("tts", f"{PIPER}/en_US-lessac-medium.onnx.json", "en_US-lessac-medium.onnx.json"),
+    *(
+        ModelFile("analyse", f"{EMOTION}/{name}", f"speech-emotion/{name}", default=False)
+        for name in ("model.onnx", "config.json", "preprocessor_config.json")
+    ),
 ]
 
 
@@ -69,7 +77,7 @@ def _download(url: str, dest: Path) -> None:
 
 def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
     """Download the missing real model files; ParleyError (listing them) when offline."""
-    wanted = [m for m in REAL_MODELS if stages is None or m.stage in stages]
+    wanted = [m for m in REAL_MODELS if (m.default if stages is None else m.stage in stages)]
     missing = [m for m in wanted if not (models_dir / m.dest).exists()]
     base = _base_url()
     fetched: list[Path] = []
@@ -98,11 +106,12 @@ def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
 def pipeline_model_paths(config: Config, pipeline: str) -> list[Path]:
     """The local model files a pipeline's pools point at (remote APIs have none)."""
     paths = []
-    for stage in ("stt", "llm", "tts"):
-        pool = config.pool(config.pipeline(pipeline).stage(stage).pool)
-        model = pool.options.get("model")
-        if isinstance(model, str) and os.path.isabs(model):
-            paths.append(Path(model))
+    for stage in config.pipeline(pipeline).stages.values():
+        pool = config.pool(stage.pool)
+        for key in ("model", "clip_model"):
+            model = pool.options.get(key)
+            if isinstance(model, str) and os.path.isabs(model):
+                paths.append(Path(model))
     return paths
 
 
@@ -125,9 +134,11 @@ def ensure_models(config: Config, pipeline: str) -> None:
     if missing and all(path.is_relative_to(tiny_dir) for path in missing):
         build_tiny(config)
     elif missing:
+        stages = sorted({m.stage for m in REAL_MODELS if config.models_dir / m.dest in missing})
+        only = "".join(f" --only {s}" for s in stages) if stages else ""
         raise ParleyError(
             f"pipeline {pipeline!r} needs model files that are missing ({missing[0]}, ...): "
-            "run `parley models pull`"
+            f"run `parley models pull{only}`"
         )
 
 

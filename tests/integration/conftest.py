@@ -23,6 +23,7 @@ from parley.config import (
     StoreConfig,
     VadConfig,
     WorkersConfig,
+    load_config,
 )
 from parley.telemetry import Telemetry
 from protos import edge_pb2
@@ -53,13 +54,52 @@ class Stack:
         self.config: Config | None = None
         self.security = WorkersConfig()  # the workers' token and TLS, as served and dialled
 
-    async def start_worker(self, stage: str, engine: Any, address: str | None = None) -> str:
+    async def start_worker(
+        self, stage: str, engine: Any, address: str | None = None, kind: str | None = None
+    ) -> str:
+        """Serve ``engine`` as the worker of ``stage`` (a stage name; ``kind``: its
+        kind, default the name)."""
         address = address or self.addresses.get(stage) or free_address()
         name = type(engine).__name__
-        server, _ = await serve_engine(stage, name, engine, address, security=self.security)
+        server, _ = await serve_engine(kind or stage, name, engine, address, security=self.security)
         self.workers[stage] = server
         self.addresses[stage] = address
         return address
+
+    async def start_pipeline(
+        self,
+        pipeline: str,
+        engines: Mapping[str, Any],
+        *,
+        toml: str = "",
+        server: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Serve a configured pipeline (bundled, or defined in ``toml``) with test
+        engines: ``engines`` maps each stage name to its engine; the stages' pools are
+        pointed at them. Returns the config the server runs with."""
+        path = self.home / "parley.toml"
+        path.write_text(toml)
+        config = load_config(path, env={"PARLEY_HOME": str(self.home), **dict(env or {})})
+        pools = dict(config.pools)
+        for name, stage in config.pipeline(pipeline).stages.items():
+            pool = pools[stage.pool]
+            address = self.addresses.get(pool.name)
+            if address is None:
+                address = await self.start_worker(name, engines[name], kind=pool.stage)
+                self.addresses[pool.name] = address
+            pools[pool.name] = dataclasses.replace(pool, addresses=(address,))
+        config = dataclasses.replace(
+            config,
+            server=dataclasses.replace(
+                ServerConfig(default_pipeline=pipeline, port=0), **dict(server or {})
+            ),
+            store=StoreConfig(database_url=f"sqlite:///{self.home}/test.db"),
+            pools=pools,
+        )
+        self.config = config
+        self.server = await start_server(config, "127.0.0.1:0")
+        return config
 
     async def stop_worker(self, stage: str) -> None:
         await self.workers.pop(stage).stop(None)
@@ -281,3 +321,37 @@ def is_turn(kind: int, turn_id: str | None = None) -> Callable[[edge_pb2.ServerE
 
 def is_kind(name: str) -> Callable[[edge_pb2.ServerEvent], bool]:
     return lambda event: event.WhichOneof("event") == name
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredOutput:
+    """A context stage's entry in ``Turn.outputs``, split as the tests read it: ``value``
+    is what the stage produced (without the stored ``kind``/``status``/``error`` and an
+    analyse stage's copied best ``label``/``score``)."""
+
+    stage: str
+    kind: str
+    status: str
+    error: str
+    value: dict[str, Any]
+    entry: dict[str, Any]
+
+
+def stored_outputs(turn_id: str) -> dict[str, StoredOutput]:
+    from parley import db
+
+    with db.database.connection_context():
+        outputs = db.Turn.get_by_id(turn_id).outputs or {}
+    meta = {"kind", "status", "error", "label", "score"}
+    return {
+        name: StoredOutput(
+            name,
+            entry["kind"],
+            entry["status"],
+            entry["error"],
+            {k: v for k, v in entry.items() if k not in meta},
+            entry,
+        )
+        for name, entry in outputs.items()
+        if isinstance(entry, dict) and "kind" in entry
+    }

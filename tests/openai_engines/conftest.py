@@ -1,12 +1,19 @@
 """Fixtures for the OpenAI engines: a real llama.cpp OpenAI-compatible server on the
-stories260K model, and a small scripted fake of the OpenAI audio and chat endpoints
-(chat answers streamed chunk by chunk with chosen timing, chosen transcripts, speech as
-WAV or raw PCM at a chosen rate), which records every request and when it came."""
+stories260K model, and a small scripted fake of the OpenAI audio, chat and embeddings
+endpoints (chat answers streamed chunk by chunk with chosen timing, as text or, when
+the request asks for ``modalities: ["text", "audio"]``, as audio chunks with their
+transcript; chat requests may carry ``input_audio`` and image parts; chosen
+transcripts; speech as WAV or raw PCM at a chosen rate; embeddings from the words of
+each input), which records every request and when it came."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
+import math
+import re
 import socket
 import struct
 import subprocess
@@ -180,6 +187,31 @@ class FakeOpenAI:
         """The texts the speech endpoint was asked to say, in order."""
         return [r.json["input"] for r in self.requests("/v1/audio/speech")]
 
+    def input_audio(self, index: int = -1) -> bytes:
+        """The WAV of the ``input_audio`` part of a chat request (the last by default)."""
+        (part,) = [
+            p
+            for m in self.requests("/v1/chat/completions")[index].json["messages"]
+            if isinstance(m["content"], list)
+            for p in m["content"]
+            if p["type"] == "input_audio"
+        ]
+        assert part["input_audio"]["format"] == "wav"
+        return base64.b64decode(part["input_audio"]["data"])
+
+
+EMBEDDING_DIMENSIONS = 64
+
+
+def fake_embedding(text: str) -> list[float]:
+    """Each word adds one to a dimension chosen by its hash: texts sharing words are
+    near (cosine), so the nearest passage to a query is the one with most of its words."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % EMBEDDING_DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
 
 def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], list[Any]]:
     """Form fields and file parts of a multipart/form-data body."""
@@ -253,8 +285,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, "temperature must be at most 2")
             script = fake.chat_scripts.pop(0) if fake.chat_scripts else ChatScript(CHAT_DELTAS)
             time.sleep(script.first_pause)
-            return self._chunked(
-                _sse_chunks(script.deltas), "text/event-stream", received, script.pause
+            if "audio" in received.json.get("modalities", []):
+                audio = received.json.get("audio") or {}
+                if audio.get("format") != "pcm16":
+                    return self._error(400, "streamed audio must be pcm16")
+                chunks = _sse_audio_chunks(script.deltas, fake.pcm_for)
+            else:
+                chunks = _sse_chunks(script.deltas)
+            return self._chunked(chunks, "text/event-stream", received, script.pause)
+        if self.path == "/v1/embeddings":
+            inputs = received.json["input"]
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            data = [
+                {"object": "embedding", "index": i, "embedding": fake_embedding(text)}
+                for i, text in enumerate(inputs)
+            ]
+            usage = {"prompt_tokens": 0, "total_tokens": 0}
+            return self._json(
+                200, {"object": "list", "data": data, "model": "fake", "usage": usage}
             )
         self._error(404, f"no route {self.path}")
 
@@ -309,17 +357,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _sse_chunks(deltas: tuple[str, ...]) -> list[bytes]:
-    def event(delta: dict[str, str], finish: str | None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        chunk = {
-            "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-            "model": "fake", "choices": [choice],
-        }  # fmt: skip
-        return f"data: {json.dumps(chunk)}\n\n".encode()
+    first = [_event({"role": "assistant", "content": ""}, None)]
+    deltas = [_event({"content": text}, None) for text in deltas]
+    return [*first, *deltas, _event({}, "stop"), b"data: [DONE]\n\n"]
 
-    first = [event({"role": "assistant", "content": ""}, None)]
-    deltas = [event({"content": text}, None) for text in deltas]
-    return [*first, *deltas, event({}, "stop"), b"data: [DONE]\n\n"]
+
+def _sse_audio_chunks(deltas: tuple[str, ...], pcm_for: Any) -> list[bytes]:
+    """An answer with audio, as OpenAI streams one: each piece's transcript, then its
+    audio (base64 pcm16), in ``delta.audio``."""
+    events = [_event({"role": "assistant"}, None)]
+    for text in deltas:
+        events.append(_event({"audio": {"id": "audio_fake", "transcript": text}}, None))
+        data = base64.b64encode(pcm_for(text)).decode()
+        events.append(_event({"audio": {"id": "audio_fake", "data": data}}, None))
+    return [*events, _event({}, "stop"), b"data: [DONE]\n\n"]
+
+
+def _event(delta: dict[str, Any], finish: str | None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    chunk = {
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+        "model": "fake", "choices": [choice],
+    }  # fmt: skip
+    return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
 class _Server(ThreadingHTTPServer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,37 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         build_parser().parse_args(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"parley {parley.__version__}"
+
+
+@pytest.mark.parametrize(
+    "kind", ["stt", "llm", "tts", "speech_llm", "analyse", "retrieve", "caption"]
+)
+def test_worker_runs_any_stage_kind(kind: str) -> None:
+    args = build_parser().parse_args(["worker", kind, "--engine", "mine"])
+    assert (args.stage, args.engine) == (kind, "mine")
+
+
+def test_index_commands_parse() -> None:
+    built = build_parser().parse_args(
+        ["index", "build", "docs", "/notes", "--model", "e.gguf", "--chunk-chars", "400"]
+    )
+    assert (built.name, built.folder, built.embedder, built.model) == (
+        "docs", "/notes", "llama_cpp", "e.gguf"
+    )  # fmt: skip
+    assert (built.chunk_chars, built.overlap, built.pooling, built.database_url) == (
+        400, 1, "mean", None
+    )  # fmt: skip
+    asked = build_parser().parse_args(["index", "query", "docs", "the lamp", "--top-k", "2"])
+    assert (asked.name, asked.text, asked.top_k) == ("docs", "the lamp", 2)
+
+
+def test_index_build_of_a_missing_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parley.cli import main
+
+    monkeypatch.setenv("PARLEY_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code = main(["index", "build", "docs", str(tmp_path / "nope"), "--model", "x.gguf"])
+    assert code == 2
+    assert "is not a folder" in capsys.readouterr().err

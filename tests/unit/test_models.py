@@ -7,6 +7,7 @@ import functools
 import http.server
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from parley.commands.models import (
 from parley.config import Config, load_config
 from parley.errors import ParleyError
 
+DEFAULT = [m for m in REAL_MODELS if m.default]  # what a plain `parley models pull` fetches
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -56,7 +58,7 @@ def mirror(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     """A local HTTP mirror laid out like the hub; yields (base URL, requested paths)."""
     root = tmp_path / "mirror"
     for model in REAL_MODELS:
-        path = root / model.path
+        path = root / urllib.parse.unquote(model.path)  # as the URL's path reads
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"fake {model.dest}\n".encode() * 100)
     requests: list[str] = []
@@ -89,7 +91,7 @@ def test_offline_pull_lists_every_missing_file(
     base = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("PARLEY_MODELS_MIRROR", base + "/")
     models = tmp_path / "models"
-    present = REAL_MODELS[-1]
+    present = DEFAULT[-1]
     (models / present.dest).parent.mkdir(parents=True)
     (models / present.dest).write_text("already here")
 
@@ -99,7 +101,7 @@ def test_offline_pull_lists_every_missing_file(
     message = str(info.value)
     assert "looks offline" in message
     assert "PARLEY_MODELS_MIRROR" in message
-    for model in REAL_MODELS[:-1]:
+    for model in DEFAULT[:-1]:
         assert f"{base}/{model.path}" in message  # trailing slash of the mirror dropped
         assert str(models / model.dest) in message
     assert present.path not in message  # files already in place are not listed
@@ -127,17 +129,26 @@ def test_pull_from_a_mirror_downloads_each_file_once(
 
     fetched = pull(models)
 
-    assert sorted(fetched) == sorted(models / m.dest for m in REAL_MODELS)
-    for model in REAL_MODELS:
+    assert sorted(fetched) == sorted(models / m.dest for m in DEFAULT)
+    for model in DEFAULT:
         assert (models / model.dest).read_bytes() == f"fake {model.dest}\n".encode() * 100
-    assert sorted(requests) == sorted(f"/{m.path}" for m in REAL_MODELS)
+    assert sorted(requests) == sorted(f"/{m.path}" for m in DEFAULT)
     assert not list(models.rglob("*.part"))
 
     assert pull(models) == []  # everything is there: nothing downloaded again
-    assert len(requests) == len(REAL_MODELS)
+    assert len(requests) == len(DEFAULT)
 
     # The pulled files are exactly what the `local` pipeline's pools point at.
     assert missing_models(config(tmp_path / "home"), "local") == []
+    # The speech-emotion model is fetched on request, for the local-emotion pipeline.
+    assert [p.name for p in missing_models(config(tmp_path / "home"), "local-emotion")] == [
+        "model.onnx"
+    ]
+    emotion = pull(models, {"analyse"})
+    assert sorted(p.name for p in emotion) == [
+        "config.json", "model.onnx", "preprocessor_config.json"
+    ]  # fmt: skip
+    assert missing_models(config(tmp_path / "home"), "local-emotion") == []
 
 
 def test_pull_only_some_stages(

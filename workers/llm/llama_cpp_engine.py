@@ -2,8 +2,10 @@
 
 ``model`` is the path of a GGUF file. ``chat_format`` names one of llama-cpp-python's
 chat formats ("chatml", "alpaca", ...); left unset, the chat template stored in the
-GGUF is used. Images in messages are ignored: this engine is text-only (a vision
-pipeline needs an engine with a multimodal chat handler).
+GGUF is used. With ``clip_model`` (the model's multimodal projector GGUF) it sees the
+images in messages through one of llama-cpp-python's multimodal chat handlers
+(``chat_handler``, default ``llava15``; see workers/llm/vision.py); without, images
+are ignored.
 
 Generation also stops at the chat-template tokens of :mod:`parley.chat_tokens`
 (``template_stops``, on by default), so a model run with the wrong template does not go
@@ -24,6 +26,7 @@ import llama_cpp
 from parley.chat_tokens import STOP_STRINGS
 from workers.engines import LlmRequest, TextDelta
 from workers.errors import EngineError, InvalidRequest, ModelNotFound
+from workers.llm import vision
 from workers.llm.options import CONVERTERS, parse_options
 from workers.threads import iterate_in_thread
 
@@ -51,8 +54,12 @@ class LlamaCppEngine:
         seed: int = -1,
         verbose: bool = False,
         template_stops: bool = True,
+        clip_model: str = "",
+        chat_handler: str = "llava15",
     ) -> None:
         self.model = model
+        self.clip_model = clip_model
+        self.chat_handler = chat_handler
         self.chat_format = chat_format
         self.n_ctx = n_ctx
         self.n_threads = n_threads
@@ -67,10 +74,14 @@ class LlamaCppEngine:
         path = Path(self.model).expanduser()
         if not path.is_file():
             raise ModelNotFound(f"GGUF model {path} does not exist: {_HINT}")
+        handler = None
+        if self.clip_model:
+            handler = vision.chat_handler(self.chat_handler, self.clip_model, self.verbose)
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(path),
-                chat_format=self.chat_format,
+                chat_format=None if handler else self.chat_format,
+                chat_handler=handler,
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads or None,
                 n_gpu_layers=self.n_gpu_layers,
@@ -91,10 +102,11 @@ class LlamaCppEngine:
         if not request.messages:
             raise InvalidRequest("an LLM request needs at least one message")
         messages = []
-        for message in request.messages:  # images are ignored: text-only engine
+        for message in request.messages:  # images only reach a model with a projector
             if message.role not in ROLES:
                 raise InvalidRequest(f"unknown message role {message.role!r}")
-            messages.append({"role": message.role, "content": message.content})
+            content = vision.content_parts(message) if self.clip_model else message.content
+            messages.append({"role": message.role, "content": content})
         kwargs: dict[str, Any] = {
             "messages": messages,
             "temperature": request.temperature,

@@ -9,7 +9,6 @@ reasoning models refuse any).
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from parley.chat_tokens import STOP_STRINGS
 from workers.engines import LlmRequest, Message, TextDelta
 from workers.errors import InvalidRequest
+from workers.llm import vision
 from workers.llm.options import parse_options
 from workers.openai_client import OpenAIEngine
 
@@ -29,15 +29,7 @@ SUPPORTED = ("top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 def chat_message(message: Message) -> dict[str, Any]:
     """One chat message; images become JPEG data-URL parts after the text."""
-    if not message.images:
-        return {"role": message.role, "content": message.content}
-    parts: list[dict[str, Any]] = []
-    if message.content:
-        parts.append({"type": "text", "text": message.content})
-    for image in message.images:
-        url = "data:image/jpeg;base64," + base64.b64encode(image).decode("ascii")
-        parts.append({"type": "image_url", "image_url": {"url": url}})
-    return {"role": message.role, "content": parts}
+    return {"role": message.role, "content": vision.content_parts(message)}
 
 
 class OpenAILlmEngine(OpenAIEngine):

@@ -92,8 +92,19 @@ def _baseline(schema: Schema) -> None:
     """The schema as first released: created from the models by step 1."""
 
 
+def _i9_delivery_and_recovery(schema: Schema) -> None:
+    """Exactly-once audio (the device's acknowledged seq) and crash recovery (which
+    server process ran a conversation)."""
+    from parley import db
+
+    schema.add_columns(db.Device, "audio_epoch", "audio_next_seq")
+    schema.add_columns(db.Conversation, "server_instance")
+    schema.add_index(db.Conversation, ["server_instance"], unique=False)
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
+    Migration("i9-delivery-and-recovery", _i9_delivery_and_recovery),
 ]
 
 

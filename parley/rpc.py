@@ -76,14 +76,18 @@ async def start_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     tls: ServerTls | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Start a grpc.aio server on ``address`` (host:port, port 0 = any free port),
-    over TLS when ``tls`` is given.
+    over TLS when ``tls`` is given; a received message above ``max_message_bytes``
+    ends its call with RESOURCE_EXHAUSTED.
 
     Returns the server, the bound port and its health servicer; every name in
     ``service_names`` (and the overall "") is marked SERVING once started.
     """
-    server = grpc.aio.server(interceptors=list(interceptors), options=SERVER_OPTIONS)
+    options = [o for o in SERVER_OPTIONS if o[0] != "grpc.max_receive_message_length"]
+    options.append(("grpc.max_receive_message_length", max_message_bytes))
+    server = grpc.aio.server(interceptors=list(interceptors), options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -12,7 +12,7 @@ import grpc
 from parley import rpc
 from parley.config import Config
 from parley.telemetry import Telemetry, setup_telemetry
-from protos import edge_pb2_grpc
+from server import wire
 from server.edge_service import EdgeServicer
 from server.store import TurnStore
 from server.vad import SileroVad
@@ -20,7 +20,7 @@ from server.worker_clients import WorkerPool
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "parley.edge.v1.Edge"
+SERVICE_NAME = wire.SERVICE_NAME
 
 
 @dataclass
@@ -49,7 +49,9 @@ async def start_server(
     OTEL_* variables ask for it)."""
     if telemetry is None:
         telemetry = setup_telemetry("parley-server", database_url=config.database_url)
-    store = TurnStore(config.database_url, config.data_dir)
+    store = TurnStore(
+        config.database_url, config.data_dir, write_retry_s=config.store.write_retry_s
+    )
     await store.open()
     vad = SileroVad(config.vad.model_path or None)
     interceptors = telemetry.client_interceptors()
@@ -63,9 +65,10 @@ async def start_server(
         )
     server, port, _ = await rpc.start_server(
         address,
-        lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s),
+        lambda s: wire.add_edge_servicer(servicer, s),
         [SERVICE_NAME],
         tls=tls,
+        max_message_bytes=config.limits.max_message_bytes,
     )
     log.info(
         "parley server listening on %s (port %d), store %s", address, port, config.database_url

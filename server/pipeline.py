@@ -28,6 +28,8 @@ from server.sentences import SentenceSplitter
 from server.turn_trace import TurnTrace
 from server.worker_clients import WorkerPool
 
+MIN_RETRY_S = 0.5  # a failed STT call is retried only with at least this much time left
+
 
 @dataclass(frozen=True)
 class Exchange:
@@ -132,22 +134,26 @@ class PipelineRunner:
         span = (
             listening.span if listening else _stage_span(turn, "stt", _engine(self.stt_pool.config))
         )
+        # The stage's deadline runs from the end of speech (the VAD's decision), not
+        # from when the call was opened at the start of speech.
+        deadline = time.monotonic() + self.server.stt_timeout_s
         with trace.use_span(span), ending(span):
             stt = None
             if listening is not None:
                 try:
-                    stt = await listening.stream.finish()
+                    stt = await listening.stream.finish(timeout=self.server.stt_timeout_s)
                 except clients.StageError as exc:
-                    if not exc.unavailable:
+                    # The worker went away or stalled while the user spoke: send the
+                    # whole turn again (to another worker of the pool if there is one),
+                    # in the time that is left.
+                    if not exc.unavailable or deadline - time.monotonic() < MIN_RETRY_S:
                         raise
-                    # The worker went away while the user spoke: send the whole turn
-                    # again (to another worker of the pool if there is one).
             if stt is None:
                 stt = await clients.transcribe(
                     self.stt_pool,
                     turn.pcm,
                     self._stt_config(turn.sample_rate),
-                    timeout=self.server.stt_timeout_s,
+                    timeout=max(MIN_RETRY_S, deadline - time.monotonic()),
                 )
             span.set_attributes(
                 {

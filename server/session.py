@@ -1,8 +1,15 @@
 """One Session per Converse stream: audio in -> turns -> pipeline -> events out.
 
 The session owns its background work: at most one running turn task (a new turn, or
-speech during the answer, cancels it: barge-in), plus the store writes it started.
-Everything is cancelled and awaited when the stream ends.
+speech during the answer, cancels it: barge-in), the turns queued behind it, plus the
+store writes it started. Everything is cancelled and awaited when the stream ends.
+
+Turns found in the same audio (one long chunk holding several utterances, or a chunk
+that ends one utterance and starts the next) do not barge in on each other: the user
+spoke them before any answer could be heard, so each is its own turn, answered in
+order. A long chunk is scored in pieces with a yield between them, so it cannot
+starve the other sessions. Messages are checked against ``[limits]`` first
+(:mod:`server.limits`), audio chunks by seq (:mod:`server.delivery`).
 """
 
 from __future__ import annotations
@@ -10,34 +17,41 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
-from opentelemetry.trace import format_trace_id
 
-from parley import otlp
 from parley.audio import AudioConverter, float_to_pcm16_bytes
-from parley.config import VadConfig
+from parley.config import LimitsConfig, VadConfig
 from parley.telemetry import Telemetry
 from protos import edge_pb2
+from server.delivery import AudioReceipts
 from server.edge_clock import RATE, EdgeClock
+from server.inbound import Inbound
 from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.store import TurnStore
+from server.turn_record import Outcome, TurnRecorder
 from server.turn_trace import TurnTrace
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import SileroVad
 from server.worker_clients import StageError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Audio goes to the STT worker in pieces of at least this much (fewer, larger messages;
 # what is left when the turn closes is sent at once).
 STREAM_AHEAD_SAMPLES = RATE // 10
 RECENT_TURNS = 16
+# A chunk longer than this is fed to the VAD in pieces, yielding to the event loop
+# between them.
+PIECE_SAMPLES = RATE // 2
 ErrorCode = edge_pb2.Error.Code
 
 
@@ -48,13 +62,7 @@ class ActiveTurn:
     latency: TurnLatency
     playing: bool = False
     finished: bool = False
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # done | failed | interrupted
-    error: str = ""
-    stage: str = ""
+    arrival: int = 0  # the audio chunk in which the turn ended (see Session._arrival)
 
 
 class Session:
@@ -69,6 +77,8 @@ class Session:
         vad_config: VadConfig,
         emit: Outbox,
         telemetry: Telemetry,
+        limits: LimitsConfig | None = None,
+        receipts: AudioReceipts | None = None,
     ) -> None:
         self.session_id = session_id
         self.device_id = hello.device_id
@@ -83,9 +93,20 @@ class Session:
         self.clock = EdgeClock()
         self.samples_in = 0
         self.history: list[Exchange] = []
-        self.frames: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=64)
+        limits = limits or LimitsConfig()
+        self.receipts = receipts or AudioReceipts()
+        self.inbound = Inbound(limits, fmt, self.receipts, emit, session_id)
+        self.recorder = TurnRecorder(
+            store, session_id=session_id, pipeline=self.pipeline, emit=emit
+        )
+        self.frames: collections.deque[tuple[float, bytes]] = collections.deque(
+            maxlen=limits.max_frames_per_turn
+        )
         self.turn_index = 0
         self.active: ActiveTurn | None = None
+        self.queued: list[ActiveTurn] = []  # turns found in the same audio, in order
+        self._arrival = 0  # counts audio chunks taken
+        self._opening_in_backlog = False  # the open speech began with the last turn's end
         # The open turn's transcription call, fed while the user speaks, and how far.
         self.listening: Listening | None = None
         self.streamed_upto = 0
@@ -98,11 +119,13 @@ class Session:
         self.opening_id = ""
         # Recent turns' trace ids: edge spans must belong to one of them.
         self.trace_ids: collections.deque[str] = collections.deque(maxlen=RECENT_TURNS)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     # ------------------------------------------------------------------ inbound
 
-    async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent]) -> None:
+    async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent | None]) -> None:
+        """Take the stream's events until the edge half-closes it; then answer the turns
+        already heard (the edge is waiting for them) and end."""
         # Connect to this pipeline's workers now, not on the first turn.
         pools = (self.runner.stt_pool, self.runner.llm_pool, self.runner.tts_pool)
         warming = [asyncio.create_task(pool.connect()) for pool in pools]
@@ -113,12 +136,25 @@ class Session:
             tail = [*self.detector.feed(self.converter.flush()), *self.detector.flush()]
             for detected in tail:
                 await self._on_detector_event(detected)
+            await self._settle()
         finally:
             for task in warming:
                 task.cancel()
             await self.close()
 
-    async def handle(self, event: edge_pb2.EdgeEvent) -> None:
+    async def _settle(self) -> None:
+        """Wait until no turn is running or queued."""
+        while pending := [t.task for t in self._turns() if not t.task.done()]:
+            await asyncio.wait(pending)
+
+    def _turns(self) -> list[ActiveTurn]:
+        """The running turn, then those queued behind it."""
+        return [*([self.active] if self.active is not None else []), *self.queued]
+
+    async def handle(self, received: edge_pb2.EdgeEvent | None) -> None:
+        event = self.inbound.admit(received)
+        if event is None:  # dropped, and the edge told why
+            return
         kind = event.WhichOneof("event")
         if kind == "audio":
             await self._on_audio(event.audio)
@@ -141,9 +177,27 @@ class Session:
             return
         self.clock.add(self.samples_in, chunk.capture_time)
         self.samples_in += len(samples)
-        for event in self.detector.feed(samples):
-            await self._on_detector_event(event)
-        self._stream_ahead()
+        held = self.converter.held_back
+        self.receipts.taken(chunk.seq, self.samples_in + held, whole=not self.converter.carrying)
+        self._arrival += 1
+        for start in range(0, len(samples), PIECE_SAMPLES):
+            if start:
+                await asyncio.sleep(0)  # a long chunk: let the other sessions run
+            for event in self.detector.feed(samples[start : start + PIECE_SAMPLES]):
+                await self._on_detector_event(event)
+            self._stream_ahead()
+        self._acknowledge()
+
+    def _needed_from(self) -> int:
+        """Audio before this position is finished with: not in the open speech or its
+        pre-roll, nor in an ended turn whose input is not stored yet."""
+        return min([self.detector.needed_from, *self.recorder.unstored.values()])
+
+    def _acknowledge(self) -> None:
+        self.receipts.advance(self._needed_from())
+        due = self.receipts.ack_due()
+        if due is not None:
+            self.emit(edge_pb2.ServerEvent(audio_ack=edge_pb2.AudioAck(next_seq=due)))
 
     def _stream_ahead(self) -> None:
         """Send the open turn's audio to the STT worker as soon as it is certain to
@@ -158,23 +212,23 @@ class Session:
 
     def _on_spans(self, spans: edge_pb2.Spans) -> None:
         """The edge's finished spans: re-export those that belong to this session's turns."""
-        try:
-            decoded = otlp.decode(spans.otlp)
-        except ValueError as exc:
-            self._error(ErrorCode.BAD_REQUEST, f"bad spans message: {exc}")
-            return
-        ours = [s for s in decoded if format_trace_id(s.context.trace_id) in self.trace_ids]
-        self.telemetry.export_foreign(ours)
+        self.telemetry.export_foreign(self.inbound.spans(spans.otlp, self.trace_ids))
 
     async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
         if isinstance(event, SpeechStarted):
-            self._barge_in()
-            self._open_turn(event)
+            # Speech that starts in the chunk that ended the last turn was spoken before
+            # any answer to it could be heard: not a barge-in, the next turn in line.
+            turns = self._turns()
+            self._opening_in_backlog = bool(turns) and turns[-1].arrival == self._arrival
+            if not self._opening_in_backlog:
+                self._barge_in()
+            self._open_turn(event, listen=not any(not t.task.done() for t in turns))
         else:
-            self._barge_in()
+            if not self._opening_in_backlog:
+                self._barge_in()
             self._start_turn(event)
 
-    def _open_turn(self, started: SpeechStarted) -> None:
+    def _open_turn(self, started: SpeechStarted, *, listen: bool = True) -> None:
         """Speech started: the turn gets its id and trace, and its STT call opens."""
         if self.listening is not None:  # cannot happen: turns do not overlap
             self.listening.stream.cancel()
@@ -189,7 +243,8 @@ class Session:
         )
         if self.opening.trace_id:
             self.trace_ids.append(self.opening.trace_id)
-        self.listening = self.runner.listen(self.opening, RATE, self.vad_config.max_turn_s)
+        if listen:  # a turn that will wait in line gets its audio in one go later
+            self.listening = self.runner.listen(self.opening, RATE, self.vad_config.max_turn_s)
         self.streamed_upto = started.audio_start_sample
         self.emit(
             edge_pb2.ServerEvent(
@@ -225,6 +280,8 @@ class Session:
 
     def _barge_in(self) -> None:
         """New speech while an answer is being made or played: stop it."""
+        for waiting in self.queued:  # nothing of theirs was said yet
+            waiting.task.cancel()
         active = self.active
         if active is None or (active.finished and not active.playing):
             return
@@ -268,10 +325,41 @@ class Session:
         self.latencies[turn_id] = latency
         while len(self.latencies) > RECENT_TURNS:
             self.latencies.popitem(last=False)
-        task = asyncio.create_task(self._run_turn(turn, index, latency), name=f"turn-{turn_id}")
-        self.active = ActiveTurn(turn_id, task, latency)
+        # Once the turn's input is stored, the edge may forget its audio (and what
+        # came before it, if nothing else still needs that).
+        taken = self.receipts.point(self._needed_from())
+        begun = self.recorder.begin(
+            turn, index, ended.audio_start_sample, (self.device_id, self.receipts.epoch, taken)
+        )
+        ahead = [t for t in self._turns() if not t.task.done()]
+        after = ahead[-1].task if self._opening_in_backlog and ahead else None
+        self._opening_in_backlog = False
+        task = asyncio.create_task(
+            self._run_turn(turn, latency, begun, after), name=f"turn-{turn_id}"
+        )
+        entry = ActiveTurn(turn_id, task, latency, arrival=self._arrival)
+        if after is None:
+            self.active = entry
+        else:
+            self.queued.append(entry)
 
-    async def _run_turn(self, turn: TurnInput, index: int, latency: TurnLatency) -> None:
+    async def _wait_in_line(
+        self, turn_id: str, latency: TurnLatency, ahead: asyncio.Task[None]
+    ) -> None:
+        """A turn found in the same audio as the one before waits for its answer."""
+        await asyncio.wait([ahead])
+        entry = next(t for t in self.queued if t.turn_id == turn_id)
+        self.queued.remove(entry)
+        self.active = entry
+        latency.decision_at = time.perf_counter()  # timed from when it starts
+
+    async def _run_turn(
+        self,
+        turn: TurnInput,
+        latency: TurnLatency,
+        stored: asyncio.Task[None],
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
         result = TurnResult()
         status, error, stage = "done", "", ""
         turn_event = edge_pb2.TurnEvent(
@@ -280,19 +368,10 @@ class Session:
             edge_time=latency.speech_end_edge or 0.0,
             traceparent=turn.trace.traceparent if turn.trace else "",
         )
-        stored = asyncio.create_task(
-            self.store.begin_turn(
-                turn.turn_id,
-                self.session_id,
-                index,
-                self.pipeline,
-                turn.pcm,
-                turn.sample_rate,
-                turn.frames,
-            )
-        )
         try:
             self.emit(edge_pb2.ServerEvent(turn=turn_event))
+            if after is not None:
+                await self._wait_in_line(turn.turn_id, latency, after)
             await self.runner.run(turn, latency, self.emit, result)
         except asyncio.CancelledError:
             status = "interrupted"
@@ -305,6 +384,7 @@ class Session:
             status, error, stage = "failed", f"internal error: {exc}", "server"
             self._error(ErrorCode.INTERNAL, error, turn_id=turn.turn_id)
         finally:
+            self.queued = [t for t in self.queued if t.turn_id != turn.turn_id]
             if turn.listening is not None:
                 turn.listening.stream.cancel()  # no-op once it has answered
             latency.done()
@@ -315,8 +395,8 @@ class Session:
             # The store write is owned by the session (close() waits for it), so it
             # lands even if this task is cancelled again while waiting for it.
             outcome = Outcome(status, error, stage)
-            saving = self._spawn(self._store_turn(stored, turn, outcome, result, latency))
-        await asyncio.shield(saving)  # FINISHED means "stored"
+            saving = self._spawn(self.recorder.finish(stored, turn, outcome, result, latency))
+        stored_ok = await asyncio.shield(saving)  # FINISHED says whether it was stored
         self.emit(
             edge_pb2.ServerEvent(
                 turn=edge_pb2.TurnEvent(
@@ -324,46 +404,23 @@ class Session:
                     kind=edge_pb2.TurnEvent.FINISHED,
                     latency_ms=latency.record(),
                     interrupted=outcome.status == "interrupted",
+                    stored=stored_ok,
                 )
             )
         )
 
-    async def _store_turn(
-        self,
-        begun: asyncio.Task[None],
-        turn: TurnInput,
-        outcome: Outcome,
-        result: TurnResult,
-        latency: TurnLatency,
-    ) -> None:
-        try:
-            await self.emit.drained()  # the answer is on the wire: its marks are final
-            record = latency.record()
-            if turn.trace is not None:
-                turn.trace.finish(status=outcome.status, error=outcome.error, latency_ms=record)
-            await begun
-            await self.store.finish_turn(
-                turn.turn_id,
-                status=outcome.status,
-                transcript=result.transcript,
-                response=result.response,
-                latency=record,
-                error=outcome.error,
-                error_stage=outcome.stage,
-                trace_id=turn.trace.trace_id if turn.trace else "",
-                answer_pcm=bytes(result.audio),
-                answer_rate=result.audio_rate,
-            )
-        except Exception:
-            log.exception("could not store turn %s", turn.turn_id)
-
     # ------------------------------------------------------------------ plumbing
 
-    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
+    def _spawn(self, coro: Awaitable[T]) -> asyncio.Future[T]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._reap)
         return task
+
+    def _reap(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %s: background task failed: %s", self.session_id, task.exception())
 
     def _error(
         self,
@@ -380,14 +437,18 @@ class Session:
         )
 
     async def close(self) -> None:
-        """Cancel the running turn and wait for every store write to land."""
+        """Cancel the running and queued turns and wait for every store write to land
+        (idempotent)."""
         if self.listening is not None:
             self.listening.stream.cancel()
             self.listening.span.end()
+            self.listening = None
         if self.opening is not None:
             self.opening.finish(status="interrupted", error="stream ended", latency_ms={})
-        if self.active is not None and not self.active.task.done():
-            self.active.task.cancel()
-            await asyncio.gather(self.active.task, return_exceptions=True)
+            self.opening = None
+        running = [t.task for t in self._turns() if not t.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -65,9 +65,11 @@ class MediaWriter:
             size = temp.stat().st_size
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, target)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 temp.unlink()
+            if isinstance(exc, OSError) and not exc.filename:  # say which file it was
+                raise OSError(exc.errno, exc.strerror, str(target)) from exc
             raise
         if self._batch is not None:
             self._batch.append(target)

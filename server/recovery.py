@@ -50,7 +50,9 @@ class ServerInstance:
         if self._fd is not None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / f"{self.id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Read-only descriptors: flock does not need write access, and a data directory
+        # with no file open for writing can be remounted read-only.
+        fd = os.open(self.folder / f"{self.id}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd = fd
 
@@ -71,7 +73,7 @@ class ServerInstance:
             if instance == self.id:
                 continue
             try:
-                fd = os.open(path, os.O_RDWR)
+                fd = os.open(path, os.O_RDONLY)
             except OSError:
                 continue
             try:

@@ -49,8 +49,11 @@ def on_store_thread(
     async def run(self: TurnStore, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         call = functools.partial(method, self, *args, **kwargs)
+        operation = method.__name__.replace("_", " ")
+        if args and isinstance(args[0], str):  # the turn's or conversation's id
+            operation += f" {args[0]}"
         return await retrying(
-            method.__name__.replace("_", " "),
+            operation,
             lambda: loop.run_in_executor(self._executor, call),
             self.write_retry_s,
         )

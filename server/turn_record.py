@@ -95,8 +95,8 @@ class TurnRecorder:
                 answer_rate=result.audio_rate,
             )
             return True
-        except StoreFailure as failure:  # logged where it happened
-            message = f"the turn was not stored: {failure.reason} ({failure.detail})"
+        except StoreFailure as failure:  # logged, with the details, where it happened
+            message = f"the turn was not stored: {failure.reason}"
         except Exception as exc:  # a bug: report it, keep the session
             log.exception("could not store turn %s", turn.turn_id)
             message = f"the turn was not stored: internal error: {exc}"

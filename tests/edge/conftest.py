@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edge.agent import EdgeAgent
-from edge.capture import Chunk
+from edge.scripted import ScriptedSource  # noqa: F401 (the tests' microphone)
 from parley.audio import AudioConverter, Resampler, float_to_pcm16, read_audio
 from parley.config import EdgeConfig, VadConfig
 from protos import edge_pb2
@@ -149,47 +149,6 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
 
 
 # --------------------------------------------------------------------------- sources, engines
-
-
-class ScriptedSource:
-    """A microphone the test talks into: silence at real-time pace (20 ms chunks of
-    16 kHz mono), with whatever :meth:`say` queued mixed in, stamped on the edge clock."""
-
-    rate = RATE
-    overflows = 0
-
-    def __init__(self) -> None:
-        self._queued = np.zeros(0, np.int16)
-        self.captured: list[Chunk] = []
-
-    def say(self, samples: np.ndarray) -> float:
-        """Queue speech; returns how long it lasts in seconds."""
-        self._queued = np.concatenate([self._queued, samples.astype(np.int16)])
-        return samples.size / self.rate
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return "scripted"
-
-    async def chunks(self) -> AsyncIterator[Chunk]:
-        step = self.rate // 50
-        start, n = time.monotonic(), 0
-        while True:
-            due = start + (n + 1) * step / self.rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            pcm = self._queued[:step]
-            self._queued = self._queued[step:]
-            if pcm.size < step:
-                pcm = np.concatenate([pcm, np.zeros(step - pcm.size, np.int16)])
-            chunk = Chunk(pcm.tobytes(), start + n * step / self.rate)
-            self.captured.append(chunk)
-            n += 1
-            yield chunk
 
 
 class SpeakingTts:

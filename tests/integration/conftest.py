@@ -67,9 +67,11 @@ class Stack:
         server: Mapping[str, Any] | None = None,
         dead: tuple[str, ...] = (),
         telemetry: Telemetry | None = None,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Config:
         """Serve ``engines`` (stage -> engine); stages in ``dead`` get an address
-        where nothing listens. Returns the config the server runs with."""
+        where nothing listens; ``settings``: section -> values to change (e.g.
+        ``{"limits": {"max_frame_bytes": 10}}``). Returns the config the server runs with."""
         for stage in ("stt", "llm", "tts"):
             if stage in dead:
                 self.addresses[stage] = free_address()
@@ -92,6 +94,9 @@ class Stack:
             pools=pools,
             pipelines={"test": PipelineConfig("test", **stages)},
         )
+        for section, values in (settings or {}).items():
+            changed = dataclasses.replace(getattr(config, section), **values)
+            config = dataclasses.replace(config, **{section: changed})
         self.config = config
         self.server = await start_server(config, "127.0.0.1:0", telemetry)
         return config

@@ -118,12 +118,13 @@ class SqliteLock:
 
 
 async def locked_database(home: Path, *, short_s: float, long_s: float, retry_s: float) -> Result:
-    """The write lock held from the start of speech for ``short_s`` (less than the
-    retry time: the turn must be stored) and for ``long_s`` (more: the edge must be
-    told it was not, and a new stream is refused with UNAVAILABLE, not UNKNOWN)."""
+    """Another process holds the write lock: from the start of speech for ``short_s``
+    (less than the retry time: the turn must be stored), then for ``long_s`` (more than
+    the retry time plus SQLite's 5 s busy wait: the edge must be told the turn was not
+    stored), then while a new stream opens (refused with UNAVAILABLE, not UNKNOWN)."""
     settings = {"store": {"write_retry_s": retry_s}}
     async with stack(home, settings) as (server, _):
-        streams, statuses = [], []
+        streams = []
         for seconds in (short_s, long_s):
             stream = await RawStream(server.address).open()
             stream.send(hello("locked"))
@@ -131,15 +132,17 @@ async def locked_database(home: Path, *, short_s: float, long_s: float, retry_s:
             lock = SqliteLock(server.database_url, seconds)
             await lock.held()
             stream.send(*audio_chunks(turn_audio()))
-            if seconds == long_s:
-                refused = await RawStream(server.address).open()
-                refused.send(hello("refused"))
-                statuses.append(await refused.finish(timeout=retry_s + 15))
             await stream.wait_for(is_finished, timeout=seconds + retry_s + 20)
             lock.release()
             stream.close_send()
             await stream.finish()
             streams.append(stream)
+        lock = SqliteLock(server.database_url, long_s)
+        await lock.held()
+        refused = await RawStream(server.address).open()
+        refused.send(hello("refused"))
+        status = await refused.finish(timeout=long_s + retry_s + 15)
+        lock.release()
         finished = [s.finished() for s in streams]
         return {
             "stored_while_locked_briefly": bool(finished[0] and finished[0][0].stored),
@@ -148,7 +151,8 @@ async def locked_database(home: Path, *, short_s: float, long_s: float, retry_s:
                 and not finished[1][0].stored
                 and any(e.code == edge_pb2.Error.STORE_FAILED for e in streams[1].errors())
             ),
-            "new_stream_status": statuses[0].name if statuses and statuses[0] else "none",
+            "new_stream_status": status.name if status else "none",
+            "new_stream_details": refused.details,
             "turns_lost": turns_lost(streams, server.database_url),
             "crashes": count_tracebacks(server) + int(not server.alive()),
         }

@@ -34,6 +34,7 @@ class RunningServer:
 
     async def stop(self, grace: float | None = 2.0) -> None:
         await self.server.stop(grace)
+        await self.servicer.services.wait_closed(timeout=10.0)  # their last store writes
         for pool in self.pools.values():
             await pool.close()
         await self.store.close()

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -63,6 +63,16 @@ class Services:
     pools: dict[str, WorkerPool]
     telemetry: Telemetry
     ledger: DeliveryLedger
+    # Streams not cleaned up yet (the server waits for them before closing the store).
+    open: set[asyncio.Event] = field(default_factory=set)
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` seconds) until every stream's cleanup has run."""
+        pending = [asyncio.ensure_future(done.wait()) for done in self.open]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+            for waiter in pending:
+                waiter.cancel()
 
 
 class Conversation:
@@ -80,6 +90,15 @@ class Conversation:
         self.ended = "the stream ended"
 
     async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent | None]) -> None:
+        done = asyncio.Event()
+        self.services.open.add(done)
+        try:
+            await self._run(events)
+        finally:
+            self.services.open.discard(done)
+            done.set()
+
+    async def _run(self, events: AsyncIterator[edge_pb2.EdgeEvent | None]) -> None:
         services, hello = self.services, self.hello
         try:
             stored = await services.store.start_conversation(

@@ -52,6 +52,11 @@ RECENT_TURNS = 16
 # A chunk longer than this is fed to the VAD in pieces, yielding to the event loop
 # between them.
 PIECE_SAMPLES = RATE // 2
+# gRPC ends the request stream the same way when the edge half-closes it and when the
+# edge cancels or goes away; in the second case the handler's cancellation follows
+# within a millisecond. The session waits this long before taking the end as a
+# half-close (and the open speech as a turn).
+END_GRACE_S = 0.1
 ErrorCode = edge_pb2.Error.Code
 
 
@@ -107,6 +112,7 @@ class Session:
         self.queued: list[ActiveTurn] = []  # turns found in the same audio, in order
         self._arrival = 0  # counts audio chunks taken
         self._opening_in_backlog = False  # the open speech began with the last turn's end
+        self._flushed_upto: int | None = None  # set when the edge half-closed the stream
         # The open turn's transcription call, fed while the user speaks, and how far.
         self.listening: Listening | None = None
         self.streamed_upto = 0
@@ -132,7 +138,9 @@ class Session:
         try:
             async for event in events:
                 await self.handle(event)
+            await asyncio.sleep(END_GRACE_S)
             # End of stream: the converter's look-ahead, then whatever turn is open.
+            self._flushed_upto = self.samples_in + self.converter.held_back
             tail = [*self.detector.feed(self.converter.flush()), *self.detector.flush()]
             for detected in tail:
                 await self._on_detector_event(detected)
@@ -191,7 +199,8 @@ class Session:
     def _needed_from(self) -> int:
         """Audio before this position is finished with: not in the open speech or its
         pre-roll, nor in an ended turn whose input is not stored yet."""
-        return min([self.detector.needed_from, *self.recorder.unstored.values()])
+        detector = self.detector.needed_from if self._flushed_upto is None else self._flushed_upto
+        return min([detector, *self.recorder.unstored.values()])
 
     def _acknowledge(self) -> None:
         self.receipts.advance(self._needed_from())

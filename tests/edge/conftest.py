@@ -21,10 +21,9 @@ import pytest
 from edge.agent import EdgeAgent
 from edge.scripted import ScriptedSource  # noqa: F401 (the tests' microphone)
 from parley.audio import AudioConverter, Resampler, float_to_pcm16, read_audio
-from parley.config import EdgeConfig, VadConfig
+from parley.chaos.crash import reference_turn_seconds as turn_seconds
+from parley.config import EdgeConfig
 from protos import edge_pb2
-from server.turns import TurnDetector, TurnEnded
-from server.vad import SileroVad
 from tests.integration.conftest import Stack
 from workers.engines import Speech, TtsRequest
 
@@ -42,11 +41,7 @@ def lamp_16k() -> np.ndarray:
 
 def reference_turn_seconds() -> float:
     """The turn the server's VAD finds in the clip when it is sent directly."""
-    detector = TurnDetector(VadConfig(), SileroVad(), RATE)
-    audio = np.concatenate([lamp_16k(), np.zeros(RATE * 2, np.int16)]).astype(np.float32) / 32768
-    events = [e for i in range(0, audio.size, 320) for e in detector.feed(audio[i : i + 320])]
-    (ended,) = [e for e in events if isinstance(e, TurnEnded)]
-    return float(ended.audio.size / RATE)
+    return turn_seconds(lamp_16k())
 
 
 def at_rate(samples: np.ndarray, src: int, dst: int) -> np.ndarray:

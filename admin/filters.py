@@ -14,7 +14,7 @@ import peewee
 from admin.models import Annotation, TurnGroupMember, raw_rows
 from parley import db
 
-STATUSES = ("done", "failed", "interrupted", "running")
+STATUSES = ("done", "failed", "interrupted", "aborted", "running")
 ANNOTATED = {
     "yes": "annotated by anyone",
     "no": "not annotated",

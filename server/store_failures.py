@@ -25,6 +25,8 @@ from typing import TypeVar
 
 import peewee
 
+from parley.errors import ParleyError
+
 log = logging.getLogger("server.store")
 
 T = TypeVar("T")
@@ -38,7 +40,7 @@ _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-class StoreFailure(Exception):
+class StoreFailure(ParleyError):
     """A store write that did not happen. ``reason``: see the module docstring."""
 
     def __init__(self, operation: str, reason: str, detail: str, *, attempts: int = 1) -> None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from parley.request_stream import QueueIterator
 from protos import edge_pb2, edge_pb2_grpc
 
 OUTBOX_EVENTS = 50
@@ -26,13 +27,9 @@ class Connection:
     ) -> None:
         self.channel = channel
         self.hello = hello
-        self._outbox: asyncio.Queue[edge_pb2.EdgeEvent | None] = asyncio.Queue(outbox)
-        self._call = edge_pb2_grpc.EdgeStub(channel).Converse(self._requests())
-
-    async def _requests(self) -> AsyncIterator[edge_pb2.EdgeEvent]:
-        yield edge_pb2.EdgeEvent(hello=self.hello)
-        while (event := await self._outbox.get()) is not None:
-            yield event
+        self._outbox: asyncio.Queue[edge_pb2.EdgeEvent | None] = asyncio.Queue(outbox + 1)
+        self._outbox.put_nowait(edge_pb2.EdgeEvent(hello=hello))  # first, always
+        self._call = edge_pb2_grpc.EdgeStub(channel).Converse(QueueIterator(self._outbox))
 
     @property
     def backlog(self) -> int:

@@ -11,5 +11,7 @@ suite runs a fast subset (``tests/integration/test_chaos.py``).
 - :mod:`parley.chaos.client`: a Converse client that sends raw bytes and records what
   came back;
 - :mod:`parley.chaos.fuzz`: Converse message streams from a fixed seed;
-- :mod:`parley.chaos.faults`: each fault case, returning what it found.
+- :mod:`parley.chaos.faults`: each fault case, returning what it found;
+- :mod:`parley.chaos.churn`: sessions ending in every way, and the leaks they leave;
+- :mod:`parley.chaos.crash`: the server killed at random under the real edge agent.
 """

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
 from parley import rpc
+from parley.request_stream import QueueIterator
 from protos import edge_pb2
 
 SPEECH_WAV = Path(__file__).resolve().parent.parent / "assets" / "turn_on_the_living_room_lamp.wav"
@@ -79,13 +80,9 @@ class RawStream:
             request_serializer=lambda data: data,
             response_deserializer=edge_pb2.ServerEvent.FromString,
         )
-        self.call = method(self._requests(), timeout=timeout)
+        self.call = method(QueueIterator(self._outbox), timeout=timeout)
         self.reader = asyncio.create_task(self._read())
         return self
-
-    async def _requests(self) -> AsyncIterator[bytes]:
-        while (data := await self._outbox.get()) is not None:
-            yield data
 
     async def _read(self) -> None:
         try:

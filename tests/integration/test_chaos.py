@@ -9,26 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from parley.chaos import crash, faults, fuzz
+from parley.chaos import churn, crash, faults
 from parley.chaos.processes import tmpfs_unavailable
-from parley.commands.bench_chaos import QUICK
+from parley.commands.bench_chaos import QUICK, fuzz_case
 
 pytestmark = pytest.mark.timeout(240)
 
 
 async def test_fuzzed_messages_never_crash_the_server(tmp_path: Path) -> None:
-    async with faults.stack(tmp_path) as (server, _):
-        found = await fuzz.run_fuzz(
-            server.address,
-            seed=QUICK.seed,
-            sessions=QUICK.fuzz_sessions,
-            messages=QUICK.fuzz_messages,
-            seconds=QUICK.fuzz_seconds,
-            alive=server.alive,
-        )
-        assert server.alive()
-        assert faults.count_tracebacks(server) == 0, server.logs()[-3000:]
-    assert found["inputs_tried"] > 500 and found["unknown"] == 0
+    found = await fuzz_case(tmp_path, QUICK)
+    assert found["crashes"] == 0 and found["unknown"] == 0
+    assert found["inputs_tried"] > 500
     assert found["errors_reported"].get("LIMIT_EXCEEDED", 0) > 0  # limits were hit, by name
 
 
@@ -92,7 +83,7 @@ async def test_killing_the_server_at_random_moments_loses_no_audio_and_doubles_n
 
 
 async def test_a_churn_of_sessions_leaks_nothing(tmp_path: Path) -> None:
-    found = await faults.churn_leaks(
+    found = await churn.churn_leaks(
         tmp_path, sessions=QUICK.churn_sessions, warmup=QUICK.churn_warmup
     )
     assert found["conversations_left_open"] == 0

@@ -145,6 +145,8 @@ class Session:
             for detected in tail:
                 await self._on_detector_event(detected)
             await self._settle()
+            # Every turn heard is stored: a reconnect resumes after all of this audio.
+            self.receipts.advance(self._needed_from())
         finally:
             for task in warming:
                 task.cancel()

@@ -26,6 +26,9 @@ from protos import edge_pb2
 
 REPORT_EVERY_S = 5.0  # after the first report of a limit, at most one per this long
 CAPABILITY_CHARS = 64
+# AudioChunk.seq below this: the next seq (an acknowledgement) must fit a uint64 on the
+# wire and the store's signed 64-bit column.
+MAX_SEQ = (1 << 63) - 1
 FRAME_BURST_S = 2.0  # the frame rate limit lets this many seconds' worth through at once
 
 
@@ -87,9 +90,14 @@ def check_hello(hello: edge_pb2.Hello, limits: LimitsConfig) -> Violation | None
     return next((c for c in checks if c is not None), None)
 
 
+MAX_SECONDS = 1e12  # edge times are seconds on a monotonic clock: far below this
+
+
 def _finite(value: float, what: str) -> Violation | None:
     if not math.isfinite(value):
         return Violation("finite", f"{what} must be a finite number, not {value}")
+    if abs(value) >= MAX_SECONDS:
+        return Violation("finite", f"{what} is {value:g} s, not a time (|t| < 1e12)")
     return None
 
 
@@ -122,6 +130,8 @@ class StreamGuard:
         return None
 
     def _audio(self, chunk: edge_pb2.AudioChunk) -> Violation | None:
+        if chunk.seq >= MAX_SEQ:
+            return Violation("audio.seq", f"audio chunk seq {chunk.seq} is not below 2^63 - 1")
         if len(chunk.pcm) > self.max_chunk_bytes:
             return Violation(
                 "limits.max_audio_chunk_ms",
@@ -183,6 +193,8 @@ def span_violation(span: ReadableSpan) -> Violation | None:
     status = span.status.description or ""
     service = str(span.resource.attributes.get("service.name", ""))
     turn_id = str((span.attributes or {}).get("parley.turn.id", ""))
+    if max(span.start_time or 0, span.end_time or 0) > MAX_SEQ:  # a signed 64-bit column
+        return Violation("span.start_ns", "a span's time does not fit 64-bit nanoseconds")
     return (
         _too_long(span.name, column_chars(db.Span.name), "a span's name", "span.name")
         or _too_long(service, column_chars(db.Span.service), "a span's service", "span.service")

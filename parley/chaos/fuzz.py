@@ -155,7 +155,7 @@ class Fuzzer:
         frame = edge_pb2.VideoFrame(
             seq=self.rng.randrange(1 << 32),
             jpeg=self.rng.randbytes(size),
-            capture_time=self.rng.uniform(-1e9, 1e9),
+            capture_time=self.rng.choice([self.rng.uniform(-1e9, 1e9), 1e300]),
             width=self.rng.randrange(1 << 32),
             height=self.rng.randrange(1 << 32),
         )
@@ -180,8 +180,8 @@ class Fuzzer:
                 trace_id=self.rng.randbytes(16),
                 span_id=self.rng.randbytes(8),
                 name=self._text(name_chars),
-                start_time_unix_nano=self.rng.randrange(1 << 63),
-                end_time_unix_nano=self.rng.randrange(1 << 63),
+                start_time_unix_nano=self.rng.randrange(1 << 64),
+                end_time_unix_nano=self.rng.choice([self.rng.randrange(1 << 63), (1 << 64) - 1]),
             )
             for _ in range(count)
         ]

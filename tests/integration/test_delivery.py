@@ -124,3 +124,23 @@ async def test_a_seq_that_goes_back_within_a_stream_is_dropped_and_reported(
     assert "audio chunk 101 does not follow 104" in error.message
     stream.close_send()
     await stream.finish()
+
+
+async def test_a_seq_at_the_top_of_the_range_is_refused_and_poisons_nothing(
+    stack: Stack,
+) -> None:
+    """Found by the fuzzer: seq 2^64 - 1 made the next acknowledgement 2^64, which no
+    Welcome could carry, so every later stream of that device failed."""
+    await stack.start(dict(ENGINES))
+    top = edge_pb2.EdgeEvent(audio=edge_pb2.AudioChunk(seq=(1 << 64) - 1, pcm=bytes(640)))
+    stream = await RawStream(stack.address).open()
+    stream.send(hello("pi", epoch="e1"), top)
+    stream.close_send()
+    await stream.finish()
+    assert [e.limit for e in stream.errors()] == ["audio.seq"]
+    again = await RawStream(stack.address).open()
+    again.send(hello("pi", epoch="e1"), *audio_chunks(turn_audio()))
+    assert (await welcome(again)).next_audio_seq == 0
+    assert await again.wait_for(is_finished) is not None
+    again.close_send()
+    await again.finish()

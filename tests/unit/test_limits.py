@@ -55,6 +55,15 @@ def test_audio_chunks_are_bounded_in_length_at_the_hello_format() -> None:
     assert StreamGuard(LimitsConfig(max_audio_chunk_ms=100), stereo).max_chunk_bytes == 19200
 
 
+def test_a_seq_whose_successor_would_not_fit_is_refused() -> None:
+    guard = StreamGuard(LimitsConfig(), FORMAT)
+    for seq in ((1 << 63) - 1, (1 << 64) - 1):
+        event = edge_pb2.EdgeEvent(audio=edge_pb2.AudioChunk(seq=seq, pcm=b"\0\0"))
+        violation = guard.check(event)
+        assert violation is not None and violation.limit == "audio.seq"
+    assert guard.check(edge_pb2.EdgeEvent(audio=edge_pb2.AudioChunk(seq=(1 << 63) - 2))) is None
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_times_must_be_finite(value: float) -> None:
     guard = StreamGuard(LimitsConfig(), FORMAT)
@@ -67,6 +76,7 @@ def test_times_must_be_finite(value: float) -> None:
     for event in events:
         violation = guard.check(event)
         assert violation is not None and violation.limit == "finite"
+    assert guard.check(chunk(b"\0\0", capture_time=1e300)) is not None  # not a time either
 
 
 def test_frames_are_bounded_in_size_and_rate() -> None:
@@ -81,9 +91,10 @@ def test_frames_are_bounded_in_size_and_rate() -> None:
     assert all(r is not None and r.limit == "limits.max_frames_per_s" for r in results[4:])
 
 
-def span(name: str = "edge.playback", trace_id: int = 1) -> ReadableSpan:
+def span(name: str = "edge.playback", trace_id: int = 1, end: int = 0) -> ReadableSpan:
     context = SpanContext(trace_id=trace_id, span_id=1, is_remote=True)
-    return ReadableSpan(name=name, context=context, resource=Resource({"service.name": "edge"}))
+    resource = Resource({"service.name": "edge"})
+    return ReadableSpan(name=name, context=context, resource=resource, end_time=end)
 
 
 def test_spans_are_bounded_per_turn_and_must_fit_their_columns() -> None:
@@ -93,6 +104,8 @@ def test_spans_are_bounded_per_turn_and_must_fit_their_columns() -> None:
     kept, violation = guard.admit_spans([span(), span(trace_id=2)])
     assert [s.context.trace_id for s in kept] == [2]
     assert violation is not None and violation.limit == "limits.max_spans_per_turn"
+    kept, violation = guard.admit_spans([span(trace_id=3, end=(1 << 64) - 1)])
+    assert not kept and violation is not None and violation.limit == "span.start_ns"
 
 
 def test_reports_are_rate_limited_per_limit() -> None:

@@ -39,6 +39,9 @@ from protos import edge_pb2
 log = logging.getLogger("edge")
 
 FRAME_BACKLOG = 5  # outbox events above which a camera frame is dropped
+# Fatal errors that end the stream but not the agent: it reconnects (the server's
+# store or the server itself failed, not this edge's settings).
+RETRYABLE_ERRORS = {edge_pb2.Error.INTERNAL, edge_pb2.Error.STORE_FAILED}
 _PLAYBACK = {
     "started": edge_pb2.PlaybackEvent.STARTED,
     "finished": edge_pb2.PlaybackEvent.FINISHED,
@@ -183,7 +186,7 @@ class EdgeAgent:
         elif kind == "error":
             error = event.error
             log.warning("server error %s: %s", edge_pb2.Error.Code.Name(error.code), error.message)
-            if error.fatal and error.code != edge_pb2.Error.INTERNAL:
+            if error.fatal and error.code not in RETRYABLE_ERRORS:
                 raise AgentRejected(f"{self.config.server} refused this edge: {error.message}")
         if self.observer is not None:
             self.observer(event)

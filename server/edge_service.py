@@ -47,10 +47,6 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         telemetry: Telemetry,
     ) -> None:
         self.config = config
-        self.telemetry = telemetry
-        self.store = store
-        self.vad = vad
-        self.pools = pools
         self.services = Services(config, store, vad, dict(pools), telemetry, DeliveryLedger())
 
     def _check_hello(self, event: edge_pb2.EdgeEvent | None) -> edge_pb2.Hello:

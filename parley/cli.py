@@ -305,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--quick", action="store_true", help="the test suite's short run")
     chaos.add_argument("--seed", type=int, help="the fuzzer's and the kills' seed (default 9)")
     chaos.add_argument("--fuzz-sessions", type=int, help="fuzzed streams (default 300)")
+    chaos.add_argument("--churn-sessions", type=int, help="measured churn sessions (default 50)")
     chaos.add_argument("--utterances", type=int, help="spoken while the server is killed (20)")
     chaos.add_argument("--json", action="store_true", help="print only the JSON object")
     chaos.add_argument("--output", help="also write the JSON object to this file")

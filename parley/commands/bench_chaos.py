@@ -187,6 +187,7 @@ def run_bench_chaos(args: argparse.Namespace, config: Config) -> int:
         for key, value in {
             "seed": args.seed,
             "fuzz_sessions": args.fuzz_sessions,
+            "churn_sessions": args.churn_sessions,
             "utterances": args.utterances,
         }.items()
         if value is not None

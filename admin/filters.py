@@ -15,7 +15,7 @@ from flask import abort
 from admin.models import Annotation, TurnGroupMember, raw_rows
 from parley import db
 
-STATUSES = ("done", "failed", "interrupted", "no_speech", "running")
+STATUSES = ("done", "failed", "interrupted", "no_speech", "aborted", "running")
 ANNOTATED = {
     "yes": "annotated by anyone",
     "no": "not annotated",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -38,6 +39,9 @@ from protos import edge_pb2
 log = logging.getLogger("edge")
 
 FRAME_BACKLOG = 5  # outbox events above which a camera frame is dropped
+# Fatal errors that end the stream but not the agent: it reconnects (the server's
+# store or the server itself failed, not this edge's settings).
+RETRYABLE_ERRORS = {edge_pb2.Error.INTERNAL, edge_pb2.Error.STORE_FAILED}
 _PLAYBACK = {
     "started": edge_pb2.PlaybackEvent.STARTED,
     "finished": edge_pb2.PlaybackEvent.FINISHED,
@@ -63,7 +67,10 @@ class EdgeAgent:
         self.source, self.speaker, self.camera = source, speaker, camera
         self.speaker.on_event = self._on_playback
         self.observer = observer
-        self.ring = AudioRing(max(1, round(config.buffer_s * 1000 / config.chunk_ms)))
+        self.ring = AudioRing(
+            max(1, round(config.buffer_s * 1000 / config.chunk_ms)),
+            max(1, round(config.unacked_s * 1000 / config.chunk_ms)),
+        )
         self.stats = AgentStats()
         self.spans = TurnSpans(config.device_id)  # edge.capture, edge.playback
         self.uplink = Uplink(
@@ -76,6 +83,7 @@ class EdgeAgent:
         )
         self.playback: deque[tuple[PlaybackKind, str, float]] = deque(maxlen=256)
         self._seq = 0
+        self.audio_epoch = uuid.uuid4().hex  # names this numbering of chunks (seq from 0)
 
     @property
     def connected(self) -> asyncio.Event:
@@ -83,8 +91,7 @@ class EdgeAgent:
 
     def snapshot(self) -> dict[str, int]:
         """The counters, including audio sent on the stream that is open now."""
-        stats = self.stats.as_dict()
-        stats["chunks_sent"] = self.uplink.audio_sent()
+        stats = self.uplink.sync_stats().as_dict()
         stats["chunks_buffered"] = len(self.ring)
         stats["mic_overflows"] = self.source.overflows
         return stats
@@ -102,6 +109,7 @@ class EdgeAgent:
             ),
             capabilities=caps,
             agent_version=parley.__version__,
+            audio_epoch=self.audio_epoch,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -186,7 +194,7 @@ class EdgeAgent:
                     error.stage or "stage",
                     pipeline,
                 )
-            if error.fatal and error.code != edge_pb2.Error.INTERNAL:
+            if error.fatal and error.code not in RETRYABLE_ERRORS:
                 raise AgentRejected(f"{self.config.server} refused this edge: {error.message}")
         if self.observer is not None:
             self.observer(event)

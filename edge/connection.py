@@ -3,8 +3,9 @@ events, and what was left unsent when it broke.
 
 The outbox is small (about a second of audio), so when the network is slow the audio
 waits in the agent's ring buffer, where it is counted and bounded, not here. Events
-are handed to gRPC one at a time by the request generator; anything still in the
-outbox when the stream ends was never sent and can be salvaged.
+are handed to gRPC one at a time by the request generator. Audio is not salvaged
+from here when a stream ends: the ring keeps every chunk until the server
+acknowledges it (see :mod:`edge.ring`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from parley.request_stream import QueueIterator
 from protos import edge_pb2, edge_pb2_grpc
 
 OUTBOX_EVENTS = 50
@@ -25,16 +27,9 @@ class Connection:
     ) -> None:
         self.channel = channel
         self.hello = hello
-        self.audio_sent = 0  # chunks handed to gRPC
-        self._outbox: asyncio.Queue[edge_pb2.EdgeEvent | None] = asyncio.Queue(outbox)
-        self._call = edge_pb2_grpc.EdgeStub(channel).Converse(self._requests())
-
-    async def _requests(self) -> AsyncIterator[edge_pb2.EdgeEvent]:
-        yield edge_pb2.EdgeEvent(hello=self.hello)
-        while (event := await self._outbox.get()) is not None:
-            if event.HasField("audio"):
-                self.audio_sent += 1
-            yield event
+        self._outbox: asyncio.Queue[edge_pb2.EdgeEvent | None] = asyncio.Queue(outbox + 1)
+        self._outbox.put_nowait(edge_pb2.EdgeEvent(hello=hello))  # first, always
+        self._call = edge_pb2_grpc.EdgeStub(channel).Converse(QueueIterator(self._outbox))
 
     @property
     def backlog(self) -> int:
@@ -62,15 +57,6 @@ class Connection:
 
     def events(self) -> AsyncIterator[edge_pb2.ServerEvent]:
         return self._call.__aiter__()
-
-    def unsent_audio(self) -> list[edge_pb2.AudioChunk]:
-        """Empty the outbox; the audio chunks in it, oldest first."""
-        chunks = []
-        while not self._outbox.empty():
-            event = self._outbox.get_nowait()
-            if event is not None and event.HasField("audio"):
-                chunks.append(event.audio)
-        return chunks
 
     async def close(self) -> None:
         self._call.cancel()

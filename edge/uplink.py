@@ -5,8 +5,12 @@ Per stream: the reader (this task) hands server events to the agent; a sender mo
 audio from the ring buffer to the stream once the server has said Welcome; a pinger
 sends a Ping every ``PING_S`` and abandons a stream on which the server has said
 nothing for ``STALL_S`` (gRPC keepalive catches dead TCP connections; this catches a
-server that accepts but does not answer). Audio the stream never took goes back to
-the ring, so it is sent on the next stream, once.
+server that accepts but does not answer).
+
+Delivery is acknowledged: every chunk stays in the ring until the server says it has
+taken it (``Welcome.next_audio_seq``, ``AudioAck``); when a stream breaks, the chunks
+not acknowledged go back to the front of the ring and are sent on the next stream,
+where the server drops any it had taken already. Nothing lost, nothing taken twice.
 
 The backoff starts again from its shortest delay only after a stream has stayed up
 ``HEALTHY_S`` seconds past the server's Welcome: a server that welcomes and then drops
@@ -69,7 +73,7 @@ class Uplink:
         self.session_id = ""
         self.stopping = False
         self.conn: Connection | None = None
-        self._holding: list[edge_pb2.AudioChunk] = []  # taken from the ring, not yet queued
+        self._sending = False  # the sender holds a chunk the outbox has not taken yet
         self._dropping = False
         self._last_event = 0.0
         self.healthy_s = HEALTHY_S
@@ -82,15 +86,15 @@ class Uplink:
         if (
             conn is not None
             and self.connected.is_set()
-            and not len(self.ring)
-            and not self._holding
+            and not self.ring.unsent
+            and not self._sending
             and conn.offer(edge_pb2.EdgeEvent(audio=chunk))
         ):
+            self.ring.sent(chunk)  # kept until the server acknowledges it
             return
         if not self.ring.append(chunk) and not self._dropping:
             self._dropping = True
             log.warning("audio buffer full (%.0f s): dropping the oldest", self.config.buffer_s)
-        self.stats.chunks_dropped = self.ring.dropped
 
     def offer(self, event: edge_pb2.EdgeEvent) -> bool:
         """Queue an event on the open stream; False when disconnected or full."""
@@ -103,8 +107,12 @@ class Uplink:
         conn = self.conn
         return conn.backlog if conn is not None and self.connected.is_set() else None
 
-    def audio_sent(self) -> int:
-        return self.stats.chunks_sent + (self.conn.audio_sent if self.conn is not None else 0)
+    def sync_stats(self) -> AgentStats:
+        """The stats with the ring's delivery counters brought up to date."""
+        ring, stats = self.ring, self.stats
+        stats.chunks_sent, stats.chunks_dropped = ring.acknowledged, ring.dropped
+        stats.chunks_unconfirmed, stats.chunks_resent = ring.unconfirmed, ring.resent
+        return stats
 
     async def close(self, task: asyncio.Task[None], timeout: float = 1.0) -> None:
         """Stop reconnecting; half-close an open stream so the server ends the session
@@ -173,7 +181,9 @@ class Uplink:
         try:
             async for event in conn.events():
                 self._last_event = time.monotonic()
-                if event.HasField("welcome"):
+                if event.HasField("audio_ack"):
+                    self.ring.acknowledge(event.audio_ack.next_seq)
+                elif event.HasField("welcome"):
                     self._on_welcome(event.welcome)
                     reader = asyncio.current_task()
                     helpers.append(asyncio.create_task(self._send(conn)))
@@ -191,13 +201,14 @@ class Uplink:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             self.conn = None
-            self.stats.chunks_sent += conn.audio_sent
-            self.ring.put_back([*self._holding, *conn.unsent_audio()])
-            self._holding.clear()
+            self._sending = False
+            self.ring.rewind()  # not acknowledged: sent again on the next stream
             await conn.close()
 
     def _on_welcome(self, welcome: edge_pb2.Welcome) -> None:
         self._welcomed_at = time.monotonic()
+        # What the server (or one before it) has taken already need not come again.
+        self.ring.acknowledge(welcome.next_audio_seq)
         self.session_id = welcome.session_id
         self.stats.connects += 1
         self.connected.set()
@@ -211,18 +222,19 @@ class Uplink:
         if self.stats.connects > 1 and len(self.ring):
             self.stats.chunks_replayed += len(self.ring)
             log.info(
-                "sending %.1f s of audio captured while disconnected (%d chunks dropped so far)",
+                "sending %.1f s of audio the server has not confirmed (%d chunks dropped so far)",
                 len(self.ring) * self.config.chunk_ms / 1000,
                 self.ring.dropped,
             )
 
     async def _send(self, conn: Connection) -> None:
-        """Move what waits in the ring buffer onto the stream, oldest first."""
+        """Move what waits in the ring buffer onto the stream, oldest first (each chunk
+        stays in the ring, in flight, until acknowledged)."""
         while True:
             chunk = await self.ring.get()
-            self._holding.append(chunk)  # until the outbox has it
+            self._sending = True  # until the outbox has it: newer chunks must wait
             await conn.send(edge_pb2.EdgeEvent(audio=chunk))
-            self._holding.clear()
+            self._sending = False
 
     async def _ping(self, conn: Connection, reader: asyncio.Task[None] | None) -> None:
         while True:

@@ -171,6 +171,21 @@ class AudioConverter:
         mono = downmix(pcm16_to_float(pcm[:whole]), self.channels)
         return self._resampler.process(mono)
 
+    @property
+    def held_back(self) -> int:
+        """Output samples owed for audio already given (the resampler's look-ahead, and
+        a partial frame carried over counts as one)."""
+        resampler = self._resampler
+        lookahead = 0
+        if resampler.src_rate != resampler.dst_rate:
+            lookahead = -(-resampler.half_width * resampler.dst_rate // resampler.src_rate) + 1
+        return lookahead + (1 if self._carry else 0)
+
+    @property
+    def carrying(self) -> bool:
+        """Part of a frame is waiting for the next chunk."""
+        return bool(self._carry)
+
     def convert_int16(self, pcm: bytes) -> Int16Array:
         return float_to_pcm16(self.convert(pcm))
 

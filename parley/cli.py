@@ -177,6 +177,10 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         from parley.commands.bench_edge import run_bench_edge
 
         return run_bench_edge(args, config)
+    if args.bench_command == "chaos":
+        from parley.commands.bench_chaos import run_bench_chaos
+
+        return run_bench_chaos(args, config)
     from parley.commands.bench import run_bench
 
     return run_bench(args, config)
@@ -550,6 +554,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--repeat", type=int, default=5, help="timed comparisons (default 5)")
     rep.add_argument("--json", action="store_true", help="print only the JSON object")
     rep.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    chaos = bsub.add_parser(
+        "chaos",
+        help="fuzzed messages and faults against real processes: crashes, lost turns, leaks",
+    )
+    chaos.add_argument("--quick", action="store_true", help="the test suite's short run")
+    chaos.add_argument("--seed", type=int, help="the fuzzer's and the kills' seed (default 9)")
+    chaos.add_argument("--fuzz-sessions", type=int, help="fuzzed streams (default 300)")
+    chaos.add_argument("--churn-sessions", type=int, help="measured churn sessions (default 50)")
+    chaos.add_argument(
+        "--utterances", type=int, help="spoken while the server is killed (default 20)"
+    )
+    chaos.add_argument("--json", action="store_true", help="print only the JSON object")
+    chaos.add_argument("--output", help="also write the JSON object to this file (default: none)")
     p.set_defaults(handler=cmd_bench)
     return parser
 

@@ -92,6 +92,32 @@ class ServerConfig:
 class StoreConfig:
     database_url: str = ""  # empty: sqlite:///<home>/parley.db
     data_dir: str = ""  # empty: <home>/data; turn media is written below it
+    # Seconds a write keeps being retried while the database is locked by another
+    # process (then the turn is reported as not stored); 0 tries once.
+    write_retry_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """What one Converse stream may send (the server enforces these; a message that
+    breaks one is dropped with an Error LIMIT_EXCEEDED naming it, or the stream ends
+    with RESOURCE_EXHAUSTED for the gRPC message size)."""
+
+    max_message_bytes: int = 4 * 1024 * 1024  # one EdgeEvent on the wire (gRPC layer)
+    max_audio_chunk_ms: int = 5000  # audio in one AudioChunk, at the Hello's format
+    max_frame_bytes: int = 2 * 1024 * 1024  # one camera frame's JPEG
+    max_frames_per_s: float = 5.0  # camera frames per second (a burst of 2 s is allowed)
+    max_frames_per_turn: int = 8  # frames kept and stored with a turn (the most recent)
+    max_spans_per_message: int = 256  # spans in one Spans message
+    max_spans_per_turn: int = 1024  # edge spans kept per turn (trace)
+    max_capabilities: int = 16  # entries in Hello.capabilities (each up to 64 characters)
+    max_token_chars: int = 4096  # Hello.token
+    max_outbox_events: int = 4096  # events queued for an edge that does not read them
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            if not getattr(self, item.name) > 0:
+                raise ConfigError(f"[limits] {item.name} must be positive")
 
 
 @dataclass(frozen=True)
@@ -144,6 +170,9 @@ class EdgeConfig:
     # Link: audio kept while disconnected, the reconnect backoff's cap.
     buffer_s: float = 30.0
     reconnect_max_s: float = 5.0
+    # Audio sent but not yet acknowledged by the server, kept to resend after a
+    # reconnect; it must outlast the server's longest turn (vad.max_turn_s).
+    unacked_s: float = 45.0
     # TLS: a CA file turns it on; a client certificate and key add mutual TLS.
     tls: bool = False
     tls_ca: str = ""
@@ -265,6 +294,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
@@ -304,6 +334,7 @@ _SCALAR_SECTIONS = {
     "server": ServerConfig,
     "vad": VadConfig,
     "store": StoreConfig,
+    "limits": LimitsConfig,
     "edge": EdgeConfig,
     "admin": AdminConfig,
     "workers": WorkersConfig,

@@ -46,6 +46,10 @@ class Device(BaseModel):
     first_seen = peewee.DateTimeField(default=_now)
     last_seen = peewee.DateTimeField(default=_now)
     agent_version = peewee.CharField(default="")
+    # Exactly-once audio: the device's numbering of its chunks (Hello.audio_epoch) and
+    # the first seq of it not yet in a stored turn (see server/delivery.py).
+    audio_epoch = peewee.CharField(default="", max_length=64)
+    audio_next_seq = peewee.BigIntegerField(default=0)
 
 
 class Conversation(BaseModel):
@@ -60,6 +64,9 @@ class Conversation(BaseModel):
     # "mTLS CN=<name>", or "none" (an open loopback or --insecure server).
     auth = peewee.CharField(max_length=160, default="")
     peer = peewee.CharField(max_length=128, default="")  # gRPC peer, e.g. ipv4:10.0.0.7:51234
+    # The server process that ran the stream (server/recovery.py): when it dies, the
+    # next server start ends its conversations and marks its running turns aborted.
+    server_instance = peewee.CharField(default="", max_length=36, index=True)
 
 
 class Turn(BaseModel):
@@ -72,7 +79,8 @@ class Turn(BaseModel):
     position = peewee.IntegerField()  # 0, 1, ... within the conversation
     pipeline = peewee.CharField(index=True)
     created_at = peewee.DateTimeField(default=_now, index=True)
-    # running | done | failed | interrupted | no_speech (a transcript without words)
+    # running | done | failed | interrupted | no_speech (a transcript without words) |
+    # aborted (the server died during the turn)
     status = peewee.CharField(default="running", index=True)
     transcript = peewee.TextField(default="")
     response = peewee.TextField(default="")  # the LLM's text, without reasoning blocks

@@ -122,12 +122,23 @@ def _turn_outputs(schema: Schema) -> None:
     schema.add_columns(Turn, "outputs")
 
 
+def _i9_delivery_and_recovery(schema: Schema) -> None:
+    """Exactly-once audio (the device's acknowledged seq) and crash recovery (which
+    server process ran a conversation)."""
+    from parley import db
+
+    schema.add_columns(db.Device, "audio_epoch", "audio_next_seq")
+    schema.add_columns(db.Conversation, "server_instance")
+    schema.add_index(db.Conversation, ["server_instance"], unique=False)
+
+
 STORE_MIGRATIONS: list[Migration] = [
     Migration("0001-baseline", _baseline),
     Migration("i9sec-conversation-auth", _conversation_auth),
     Migration("i8-turn-spoken", _turn_spoken),
     Migration("i12-datasets-runs", _datasets_and_runs),
     Migration("i13-turn-outputs", _turn_outputs),
+    Migration("i9-delivery-and-recovery", _i9_delivery_and_recovery),
 ]
 
 

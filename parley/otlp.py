@@ -43,8 +43,13 @@ def _context(trace_id: bytes, span_id: bytes) -> SpanContext:
     )
 
 
+class TooManySpans(ValueError):
+    """A message holds more spans than the caller allows."""
+
+
 def decode(payload: bytes, max_spans: int = 1000) -> list[ReadableSpan]:
-    """Spans from an encoded ExportTraceServiceRequest (ValueError if malformed)."""
+    """Spans from an encoded ExportTraceServiceRequest (ValueError if malformed,
+    TooManySpans above ``max_spans``)."""
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(payload)
@@ -59,7 +64,7 @@ def decode(payload: bytes, max_spans: int = 1000) -> list[ReadableSpan]:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
                     raise ValueError("span with a malformed trace or span id")
                 if len(spans) >= max_spans:
-                    raise ValueError(f"more than {max_spans} spans in one message")
+                    raise TooManySpans(f"more than {max_spans} spans in one message")
                 parent = span.parent_span_id
                 spans.append(
                     ReadableSpan(

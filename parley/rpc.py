@@ -125,17 +125,21 @@ async def start_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     tls: ServerTls | None = None,
     reuse_port: bool = False,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Start a grpc.aio server on ``address`` (host:port, port 0 = any free port),
-    over TLS when ``tls`` is given. With ``reuse_port`` the port may be shared with
-    other processes doing the same (SO_REUSEPORT: the kernel spreads new connections
-    across them).
+    over TLS when ``tls`` is given; a received message above ``max_message_bytes``
+    ends its call with RESOURCE_EXHAUSTED. With ``reuse_port`` the port may be shared
+    with other processes doing the same (SO_REUSEPORT: the kernel spreads new
+    connections across them).
 
     Returns the server, the bound port and its health servicer; every name in
     ``service_names`` (and the overall "") is marked SERVING once started.
     """
-    options = [(k, v) for k, v in SERVER_OPTIONS if k != "grpc.so_reuseport"]
+    replaced = {"grpc.so_reuseport", "grpc.max_receive_message_length"}
+    options = [(k, v) for k, v in SERVER_OPTIONS if k not in replaced]
     options.append(("grpc.so_reuseport", int(reuse_port)))
+    options.append(("grpc.max_receive_message_length", max_message_bytes))
     server = grpc.aio.server(interceptors=list(interceptors), options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()

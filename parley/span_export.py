@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
+import peewee
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -74,6 +75,8 @@ class QueueingSpanProcessor(SpanProcessor):
                 try:
                     self.exporter.export(batch)
                     self.exported += len(batch)
+                except (peewee.OperationalError, OSError) as exc:  # locked, disk full: said once
+                    log.error("span export failed (%s); %d span(s) lost", exc, len(batch))
                 except Exception:  # an exporter must never kill the export thread
                     log.exception("span export failed; %d span(s) lost", len(batch))
             with self._lock:

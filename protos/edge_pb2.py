@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11protos/edge.proto\x12\x0eparley.edge.v1\"\x9f\x01\n\x0b\x41udioFormat\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x10\n\x08\x63hannels\x18\x02 \x01(\r\x12\x36\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32$.parley.edge.v1.AudioFormat.Encoding\"1\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0b\n\x07PCM16LE\x10\x01\"\x9b\x01\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x31\n\x0c\x61udio_format\x18\x04 \x01(\x0b\x32\x1b.parley.edge.v1.AudioFormat\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\"<\n\nAudioChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0b\n\x03pcm\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61pture_time\x18\x03 \x01(\x01\"\\\n\nVideoFrame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04jpeg\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61pture_time\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\"\xaf\x01\n\rPlaybackEvent\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".parley.edge.v1.PlaybackEvent.Kind\x12\x11\n\tedge_time\x18\x03 \x01(\x01\"H\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07STARTED\x10\x01\x12\x0c\n\x08\x46INISHED\x10\x02\x12\x0f\n\x0bINTERRUPTED\x10\x03\"\x15\n\x05Spans\x12\x0c\n\x04otlp\x18\x01 \x01(\x0c\"\x19\n\x04Ping\x12\x11\n\tedge_time\x18\x01 \x01(\x01\"\x97\x02\n\tEdgeEvent\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.parley.edge.v1.HelloH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.parley.edge.v1.AudioChunkH\x00\x12+\n\x05\x66rame\x18\x03 \x01(\x0b\x32\x1a.parley.edge.v1.VideoFrameH\x00\x12\x31\n\x08playback\x18\x04 \x01(\x0b\x32\x1d.parley.edge.v1.PlaybackEventH\x00\x12&\n\x05spans\x18\x05 \x01(\x0b\x32\x15.parley.edge.v1.SpansH\x00\x12$\n\x04ping\x18\x06 \x01(\x0b\x32\x14.parley.edge.v1.PingH\x00\x42\x07\n\x05\x65vent\"\x93\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x31\n\x0cinput_format\x18\x04 \x01(\x0b\x32\x1b.parley.edge.v1.AudioFormat\x12\x16\n\x0eserver_version\x18\x05 \x01(\t\"\xd8\x02\n\tTurnEvent\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.parley.edge.v1.TurnEvent.Kind\x12\x11\n\tedge_time\x18\x03 \x01(\x01\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\x12<\n\nlatency_ms\x18\x05 \x03(\x0b\x32(.parley.edge.v1.TurnEvent.LatencyMsEntry\x12\x13\n\x0binterrupted\x18\x06 \x01(\x08\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPEECH_STARTED\x10\x01\x12\x10\n\x0cSPEECH_ENDED\x10\x02\x12\x0c\n\x08\x46INISHED\x10\x03\x12\r\n\tNO_SPEECH\x10\x04\":\n\nTranscript\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\"=\n\x0cResponseText\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\"p\n\x08\x41udioOut\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0b\n\x03pcm\x18\x03 \x01(\x0c\x12+\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x1b.parley.edge.v1.AudioFormat\x12\x0c\n\x04last\x18\x05 \x01(\x08\"/\n\x0cStopPlayback\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x99\x02\n\x05\x45rror\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.parley.edge.v1.Error.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07turn_id\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x05 \x01(\x08\"\xa5\x01\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\x13\n\x0fUNAUTHENTICATED\x10\x02\x12\x14\n\x10UNKNOWN_PIPELINE\x10\x03\x12\x14\n\x10\x42\x41\x44_AUDIO_FORMAT\x10\x04\x12\x10\n\x0cSTAGE_FAILED\x10\x05\x12\x15\n\x11STAGE_UNAVAILABLE\x10\x06\x12\x0c\n\x08INTERNAL\x10\x07\"\x19\n\x04Pong\x12\x11\n\tedge_time\x18\x01 \x01(\x01\"\xf8\x02\n\x0bServerEvent\x12*\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.parley.edge.v1.WelcomeH\x00\x12)\n\x04turn\x18\x02 \x01(\x0b\x32\x19.parley.edge.v1.TurnEventH\x00\x12\x30\n\ntranscript\x18\x03 \x01(\x0b\x32\x1a.parley.edge.v1.TranscriptH\x00\x12\x30\n\x08response\x18\x04 \x01(\x0b\x32\x1c.parley.edge.v1.ResponseTextH\x00\x12)\n\x05\x61udio\x18\x05 \x01(\x0b\x32\x18.parley.edge.v1.AudioOutH\x00\x12,\n\x04stop\x18\x06 \x01(\x0b\x32\x1c.parley.edge.v1.StopPlaybackH\x00\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.parley.edge.v1.ErrorH\x00\x12$\n\x04pong\x18\x08 \x01(\x0b\x32\x14.parley.edge.v1.PongH\x00\x42\x07\n\x05\x65vent2N\n\x04\x45\x64ge\x12\x46\n\x08\x43onverse\x12\x19.parley.edge.v1.EdgeEvent\x1a\x1b.parley.edge.v1.ServerEvent(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11protos/edge.proto\x12\x0eparley.edge.v1\"\x9f\x01\n\x0b\x41udioFormat\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x10\n\x08\x63hannels\x18\x02 \x01(\r\x12\x36\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32$.parley.edge.v1.AudioFormat.Encoding\"1\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0b\n\x07PCM16LE\x10\x01\"\xb0\x01\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x31\n\x0c\x61udio_format\x18\x04 \x01(\x0b\x32\x1b.parley.edge.v1.AudioFormat\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x13\n\x0b\x61udio_epoch\x18\x07 \x01(\t\"<\n\nAudioChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0b\n\x03pcm\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61pture_time\x18\x03 \x01(\x01\"\\\n\nVideoFrame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04jpeg\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61pture_time\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\"\xaf\x01\n\rPlaybackEvent\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".parley.edge.v1.PlaybackEvent.Kind\x12\x11\n\tedge_time\x18\x03 \x01(\x01\"H\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07STARTED\x10\x01\x12\x0c\n\x08\x46INISHED\x10\x02\x12\x0f\n\x0bINTERRUPTED\x10\x03\"\x15\n\x05Spans\x12\x0c\n\x04otlp\x18\x01 \x01(\x0c\"\x19\n\x04Ping\x12\x11\n\tedge_time\x18\x01 \x01(\x01\"\x97\x02\n\tEdgeEvent\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.parley.edge.v1.HelloH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.parley.edge.v1.AudioChunkH\x00\x12+\n\x05\x66rame\x18\x03 \x01(\x0b\x32\x1a.parley.edge.v1.VideoFrameH\x00\x12\x31\n\x08playback\x18\x04 \x01(\x0b\x32\x1d.parley.edge.v1.PlaybackEventH\x00\x12&\n\x05spans\x18\x05 \x01(\x0b\x32\x15.parley.edge.v1.SpansH\x00\x12$\n\x04ping\x18\x06 \x01(\x0b\x32\x14.parley.edge.v1.PingH\x00\x42\x07\n\x05\x65vent\"\xab\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x31\n\x0cinput_format\x18\x04 \x01(\x0b\x32\x1b.parley.edge.v1.AudioFormat\x12\x16\n\x0eserver_version\x18\x05 \x01(\t\x12\x16\n\x0enext_audio_seq\x18\x06 \x01(\x04\"\x1c\n\x08\x41udioAck\x12\x10\n\x08next_seq\x18\x01 \x01(\x04\"\xe8\x02\n\tTurnEvent\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.parley.edge.v1.TurnEvent.Kind\x12\x11\n\tedge_time\x18\x03 \x01(\x01\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\x12<\n\nlatency_ms\x18\x05 \x03(\x0b\x32(.parley.edge.v1.TurnEvent.LatencyMsEntry\x12\x13\n\x0binterrupted\x18\x06 \x01(\x08\x12\x0e\n\x06stored\x18\x07 \x01(\x08\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPEECH_STARTED\x10\x01\x12\x10\n\x0cSPEECH_ENDED\x10\x02\x12\x0c\n\x08\x46INISHED\x10\x03\x12\r\n\tNO_SPEECH\x10\x04\":\n\nTranscript\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\"=\n\x0cResponseText\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\"p\n\x08\x41udioOut\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0b\n\x03pcm\x18\x03 \x01(\x0c\x12+\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x1b.parley.edge.v1.AudioFormat\x12\x0c\n\x04last\x18\x05 \x01(\x08\"/\n\x0cStopPlayback\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xce\x02\n\x05\x45rror\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.parley.edge.v1.Error.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07turn_id\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x05 \x01(\x08\x12\r\n\x05limit\x18\x06 \x01(\t\"\xcb\x01\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\x13\n\x0fUNAUTHENTICATED\x10\x02\x12\x14\n\x10UNKNOWN_PIPELINE\x10\x03\x12\x14\n\x10\x42\x41\x44_AUDIO_FORMAT\x10\x04\x12\x10\n\x0cSTAGE_FAILED\x10\x05\x12\x15\n\x11STAGE_UNAVAILABLE\x10\x06\x12\x0c\n\x08INTERNAL\x10\x07\x12\x10\n\x0cSTORE_FAILED\x10\x08\x12\x12\n\x0eLIMIT_EXCEEDED\x10\t\"\x19\n\x04Pong\x12\x11\n\tedge_time\x18\x01 \x01(\x01\"\xa7\x03\n\x0bServerEvent\x12*\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.parley.edge.v1.WelcomeH\x00\x12)\n\x04turn\x18\x02 \x01(\x0b\x32\x19.parley.edge.v1.TurnEventH\x00\x12\x30\n\ntranscript\x18\x03 \x01(\x0b\x32\x1a.parley.edge.v1.TranscriptH\x00\x12\x30\n\x08response\x18\x04 \x01(\x0b\x32\x1c.parley.edge.v1.ResponseTextH\x00\x12)\n\x05\x61udio\x18\x05 \x01(\x0b\x32\x18.parley.edge.v1.AudioOutH\x00\x12,\n\x04stop\x18\x06 \x01(\x0b\x32\x1c.parley.edge.v1.StopPlaybackH\x00\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.parley.edge.v1.ErrorH\x00\x12$\n\x04pong\x18\x08 \x01(\x0b\x32\x14.parley.edge.v1.PongH\x00\x12-\n\taudio_ack\x18\t \x01(\x0b\x32\x18.parley.edge.v1.AudioAckH\x00\x42\x07\n\x05\x65vent2N\n\x04\x45\x64ge\x12\x46\n\x08\x43onverse\x12\x19.parley.edge.v1.EdgeEvent\x1a\x1b.parley.edge.v1.ServerEvent(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,45 +38,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDIOFORMAT_ENCODING']._serialized_start=148
   _globals['_AUDIOFORMAT_ENCODING']._serialized_end=197
   _globals['_HELLO']._serialized_start=200
-  _globals['_HELLO']._serialized_end=355
-  _globals['_AUDIOCHUNK']._serialized_start=357
-  _globals['_AUDIOCHUNK']._serialized_end=417
-  _globals['_VIDEOFRAME']._serialized_start=419
-  _globals['_VIDEOFRAME']._serialized_end=511
-  _globals['_PLAYBACKEVENT']._serialized_start=514
-  _globals['_PLAYBACKEVENT']._serialized_end=689
-  _globals['_PLAYBACKEVENT_KIND']._serialized_start=617
-  _globals['_PLAYBACKEVENT_KIND']._serialized_end=689
-  _globals['_SPANS']._serialized_start=691
-  _globals['_SPANS']._serialized_end=712
-  _globals['_PING']._serialized_start=714
-  _globals['_PING']._serialized_end=739
-  _globals['_EDGEEVENT']._serialized_start=742
-  _globals['_EDGEEVENT']._serialized_end=1021
-  _globals['_WELCOME']._serialized_start=1024
-  _globals['_WELCOME']._serialized_end=1171
-  _globals['_TURNEVENT']._serialized_start=1174
-  _globals['_TURNEVENT']._serialized_end=1518
-  _globals['_TURNEVENT_LATENCYMSENTRY']._serialized_start=1373
-  _globals['_TURNEVENT_LATENCYMSENTRY']._serialized_end=1421
-  _globals['_TURNEVENT_KIND']._serialized_start=1423
-  _globals['_TURNEVENT_KIND']._serialized_end=1518
-  _globals['_TRANSCRIPT']._serialized_start=1520
-  _globals['_TRANSCRIPT']._serialized_end=1578
-  _globals['_RESPONSETEXT']._serialized_start=1580
-  _globals['_RESPONSETEXT']._serialized_end=1641
-  _globals['_AUDIOOUT']._serialized_start=1643
-  _globals['_AUDIOOUT']._serialized_end=1755
-  _globals['_STOPPLAYBACK']._serialized_start=1757
-  _globals['_STOPPLAYBACK']._serialized_end=1804
-  _globals['_ERROR']._serialized_start=1807
-  _globals['_ERROR']._serialized_end=2088
-  _globals['_ERROR_CODE']._serialized_start=1923
-  _globals['_ERROR_CODE']._serialized_end=2088
-  _globals['_PONG']._serialized_start=2090
-  _globals['_PONG']._serialized_end=2115
-  _globals['_SERVEREVENT']._serialized_start=2118
-  _globals['_SERVEREVENT']._serialized_end=2494
-  _globals['_EDGE']._serialized_start=2496
-  _globals['_EDGE']._serialized_end=2574
+  _globals['_HELLO']._serialized_end=376
+  _globals['_AUDIOCHUNK']._serialized_start=378
+  _globals['_AUDIOCHUNK']._serialized_end=438
+  _globals['_VIDEOFRAME']._serialized_start=440
+  _globals['_VIDEOFRAME']._serialized_end=532
+  _globals['_PLAYBACKEVENT']._serialized_start=535
+  _globals['_PLAYBACKEVENT']._serialized_end=710
+  _globals['_PLAYBACKEVENT_KIND']._serialized_start=638
+  _globals['_PLAYBACKEVENT_KIND']._serialized_end=710
+  _globals['_SPANS']._serialized_start=712
+  _globals['_SPANS']._serialized_end=733
+  _globals['_PING']._serialized_start=735
+  _globals['_PING']._serialized_end=760
+  _globals['_EDGEEVENT']._serialized_start=763
+  _globals['_EDGEEVENT']._serialized_end=1042
+  _globals['_WELCOME']._serialized_start=1045
+  _globals['_WELCOME']._serialized_end=1216
+  _globals['_AUDIOACK']._serialized_start=1218
+  _globals['_AUDIOACK']._serialized_end=1246
+  _globals['_TURNEVENT']._serialized_start=1249
+  _globals['_TURNEVENT']._serialized_end=1609
+  _globals['_TURNEVENT_LATENCYMSENTRY']._serialized_start=1464
+  _globals['_TURNEVENT_LATENCYMSENTRY']._serialized_end=1512
+  _globals['_TURNEVENT_KIND']._serialized_start=1514
+  _globals['_TURNEVENT_KIND']._serialized_end=1609
+  _globals['_TRANSCRIPT']._serialized_start=1611
+  _globals['_TRANSCRIPT']._serialized_end=1669
+  _globals['_RESPONSETEXT']._serialized_start=1671
+  _globals['_RESPONSETEXT']._serialized_end=1732
+  _globals['_AUDIOOUT']._serialized_start=1734
+  _globals['_AUDIOOUT']._serialized_end=1846
+  _globals['_STOPPLAYBACK']._serialized_start=1848
+  _globals['_STOPPLAYBACK']._serialized_end=1895
+  _globals['_ERROR']._serialized_start=1898
+  _globals['_ERROR']._serialized_end=2232
+  _globals['_ERROR_CODE']._serialized_start=2029
+  _globals['_ERROR_CODE']._serialized_end=2232
+  _globals['_PONG']._serialized_start=2234
+  _globals['_PONG']._serialized_end=2259
+  _globals['_SERVEREVENT']._serialized_start=2262
+  _globals['_SERVEREVENT']._serialized_end=2685
+  _globals['_EDGE']._serialized_start=2687
+  _globals['_EDGE']._serialized_end=2765
 # @@protoc_insertion_point(module_scope)

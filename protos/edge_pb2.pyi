@@ -24,20 +24,22 @@ class AudioFormat(_message.Message):
     def __init__(self, sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., encoding: _Optional[_Union[AudioFormat.Encoding, str]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("device_id", "token", "pipeline", "audio_format", "capabilities", "agent_version")
+    __slots__ = ("device_id", "token", "pipeline", "audio_format", "capabilities", "agent_version", "audio_epoch")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FORMAT_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_EPOCH_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     token: str
     pipeline: str
     audio_format: AudioFormat
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     agent_version: str
-    def __init__(self, device_id: _Optional[str] = ..., token: _Optional[str] = ..., pipeline: _Optional[str] = ..., audio_format: _Optional[_Union[AudioFormat, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    audio_epoch: str
+    def __init__(self, device_id: _Optional[str] = ..., token: _Optional[str] = ..., pipeline: _Optional[str] = ..., audio_format: _Optional[_Union[AudioFormat, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., audio_epoch: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("seq", "pcm", "capture_time")
@@ -112,21 +114,29 @@ class EdgeEvent(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., frame: _Optional[_Union[VideoFrame, _Mapping]] = ..., playback: _Optional[_Union[PlaybackEvent, _Mapping]] = ..., spans: _Optional[_Union[Spans, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("session_id", "conversation_id", "pipeline", "input_format", "server_version")
+    __slots__ = ("session_id", "conversation_id", "pipeline", "input_format", "server_version", "next_audio_seq")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     INPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AUDIO_SEQ_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     conversation_id: str
     pipeline: str
     input_format: AudioFormat
     server_version: str
-    def __init__(self, session_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., input_format: _Optional[_Union[AudioFormat, _Mapping]] = ..., server_version: _Optional[str] = ...) -> None: ...
+    next_audio_seq: int
+    def __init__(self, session_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., input_format: _Optional[_Union[AudioFormat, _Mapping]] = ..., server_version: _Optional[str] = ..., next_audio_seq: _Optional[int] = ...) -> None: ...
+
+class AudioAck(_message.Message):
+    __slots__ = ("next_seq",)
+    NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    next_seq: int
+    def __init__(self, next_seq: _Optional[int] = ...) -> None: ...
 
 class TurnEvent(_message.Message):
-    __slots__ = ("turn_id", "kind", "edge_time", "traceparent", "latency_ms", "interrupted")
+    __slots__ = ("turn_id", "kind", "edge_time", "traceparent", "latency_ms", "interrupted", "stored")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TurnEvent.Kind]
@@ -152,13 +162,15 @@ class TurnEvent(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
     turn_id: str
     kind: TurnEvent.Kind
     edge_time: float
     traceparent: str
     latency_ms: _containers.ScalarMap[str, float]
     interrupted: bool
-    def __init__(self, turn_id: _Optional[str] = ..., kind: _Optional[_Union[TurnEvent.Kind, str]] = ..., edge_time: _Optional[float] = ..., traceparent: _Optional[str] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., interrupted: _Optional[bool] = ...) -> None: ...
+    stored: bool
+    def __init__(self, turn_id: _Optional[str] = ..., kind: _Optional[_Union[TurnEvent.Kind, str]] = ..., edge_time: _Optional[float] = ..., traceparent: _Optional[str] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., interrupted: _Optional[bool] = ..., stored: _Optional[bool] = ...) -> None: ...
 
 class Transcript(_message.Message):
     __slots__ = ("turn_id", "text", "final")
@@ -203,7 +215,7 @@ class StopPlayback(_message.Message):
     def __init__(self, turn_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "turn_id", "stage", "fatal")
+    __slots__ = ("code", "message", "turn_id", "stage", "fatal", "limit")
     class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         CODE_UNSPECIFIED: _ClassVar[Error.Code]
@@ -214,6 +226,8 @@ class Error(_message.Message):
         STAGE_FAILED: _ClassVar[Error.Code]
         STAGE_UNAVAILABLE: _ClassVar[Error.Code]
         INTERNAL: _ClassVar[Error.Code]
+        STORE_FAILED: _ClassVar[Error.Code]
+        LIMIT_EXCEEDED: _ClassVar[Error.Code]
     CODE_UNSPECIFIED: Error.Code
     BAD_REQUEST: Error.Code
     UNAUTHENTICATED: Error.Code
@@ -222,17 +236,21 @@ class Error(_message.Message):
     STAGE_FAILED: Error.Code
     STAGE_UNAVAILABLE: Error.Code
     INTERNAL: Error.Code
+    STORE_FAILED: Error.Code
+    LIMIT_EXCEEDED: Error.Code
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     FATAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     code: Error.Code
     message: str
     turn_id: str
     stage: str
     fatal: bool
-    def __init__(self, code: _Optional[_Union[Error.Code, str]] = ..., message: _Optional[str] = ..., turn_id: _Optional[str] = ..., stage: _Optional[str] = ..., fatal: _Optional[bool] = ...) -> None: ...
+    limit: str
+    def __init__(self, code: _Optional[_Union[Error.Code, str]] = ..., message: _Optional[str] = ..., turn_id: _Optional[str] = ..., stage: _Optional[str] = ..., fatal: _Optional[bool] = ..., limit: _Optional[str] = ...) -> None: ...
 
 class Pong(_message.Message):
     __slots__ = ("edge_time",)
@@ -241,7 +259,7 @@ class Pong(_message.Message):
     def __init__(self, edge_time: _Optional[float] = ...) -> None: ...
 
 class ServerEvent(_message.Message):
-    __slots__ = ("welcome", "turn", "transcript", "response", "audio", "stop", "error", "pong")
+    __slots__ = ("welcome", "turn", "transcript", "response", "audio", "stop", "error", "pong", "audio_ack")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     TURN_FIELD_NUMBER: _ClassVar[int]
     TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +268,7 @@ class ServerEvent(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_ACK_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     turn: TurnEvent
     transcript: Transcript
@@ -258,4 +277,5 @@ class ServerEvent(_message.Message):
     stop: StopPlayback
     error: Error
     pong: Pong
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., turn: _Optional[_Union[TurnEvent, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., response: _Optional[_Union[ResponseText, _Mapping]] = ..., audio: _Optional[_Union[AudioOut, _Mapping]] = ..., stop: _Optional[_Union[StopPlayback, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
+    audio_ack: AudioAck
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., turn: _Optional[_Union[TurnEvent, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., response: _Optional[_Union[ResponseText, _Mapping]] = ..., audio: _Optional[_Union[AudioOut, _Mapping]] = ..., stop: _Optional[_Union[StopPlayback, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., audio_ack: _Optional[_Union[AudioAck, _Mapping]] = ...) -> None: ...

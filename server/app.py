@@ -13,7 +13,7 @@ import grpc
 from parley import db, rpc
 from parley.config import Config
 from parley.telemetry import Telemetry, setup_telemetry
-from protos import edge_pb2_grpc
+from server import wire
 from server.auth import DeviceGate
 from server.edge_service import EdgeServicer
 from server.store import TurnStore
@@ -22,7 +22,7 @@ from server.worker_clients import WorkerPool
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "parley.edge.v1.Edge"
+SERVICE_NAME = wire.SERVICE_NAME
 
 
 @dataclass
@@ -36,6 +36,7 @@ class RunningServer:
 
     async def stop(self, grace: float | None = 2.0) -> None:
         await self.server.stop(grace)
+        await self.servicer.services.wait_closed(timeout=10.0)  # their last store writes
         for pool in self.pools.values():
             await pool.close()
         await self.store.close()
@@ -59,10 +60,12 @@ async def start_server(
     tls = rpc.ServerTls.configured(
         config.server.tls_cert, config.server.tls_key, config.server.tls_client_ca
     )
-    store = TurnStore(config.database_url, config.data_dir)
+    store = TurnStore(
+        config.database_url, config.data_dir, write_retry_s=config.store.write_retry_s
+    )
     await store.open()
     try:
-        gate = await DeviceGate.open(config.server, address, tls)  # may refuse to listen
+        gate = await DeviceGate.open(config.server, store, address, tls)  # may refuse to listen
     except BaseException:
         await store.close()
         raise
@@ -74,10 +77,11 @@ async def start_server(
     servicer = EdgeServicer(config, store, vad, pools, telemetry, gate=gate)
     server, port, _ = await rpc.start_server(
         address,
-        lambda s: edge_pb2_grpc.add_EdgeServicer_to_server(servicer, s),
+        lambda s: wire.add_edge_servicer(servicer, s),
         [SERVICE_NAME],
         tls=tls,
         reuse_port=reuse_port,
+        max_message_bytes=config.limits.max_message_bytes,
     )
     log.info(
         "parley server listening on %s (port %d), store %s",

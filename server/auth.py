@@ -17,21 +17,19 @@ stands in for a token unless ``require_token`` is set. So a fresh install on loo
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 
-from parley import db
 from parley.config import ServerConfig
 from parley.rpc import ServerTls
 from parley.security import beyond_loopback, refuse_open_listen, same_token
 from protos import edge_pb2
 from server import devices
 from server.devices import TokenRefused
+from server.store import TurnStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,16 +38,6 @@ NEEDS_TOKEN = (
     "missing token: this server needs a device token: create one on the server with "
     "`parley device add {device}` and give it to the edge as PARLEY_EDGE_TOKEN"
 )
-
-
-async def in_store(function: Callable[..., T], *args: object) -> T:
-    """Run a blocking store query in a thread, on a connection of its own."""
-
-    def run() -> T:
-        with db.database.connection_context():
-            return function(*args)
-
-    return await asyncio.to_thread(run)
 
 
 @dataclass(frozen=True)
@@ -71,26 +59,31 @@ class DeviceGate:
     def __init__(
         self,
         config: ServerConfig,
+        store: TurnStore,
         *,
         beyond_loopback: bool = False,
         mutual_tls: bool = False,
     ) -> None:
         self.config = config
+        self.store = store  # token lookups run on its thread, like every store query
         self.beyond_loopback = beyond_loopback
         self.mutual_tls = mutual_tls
 
     @classmethod
-    async def open(cls, config: ServerConfig, address: str, tls: ServerTls | None) -> DeviceGate:
+    async def open(
+        cls, config: ServerConfig, store: TurnStore, address: str, tls: ServerTls | None
+    ) -> DeviceGate:
         """The gate for a server about to listen on ``address`` (the store is open).
 
         Raises :class:`parley.security.InsecureListenError` when that would let anyone
         on the network in."""
         gate = cls(
             config,
+            store,
             beyond_loopback=beyond_loopback(address),
             mutual_tls=tls is not None and tls.mutual,
         )
-        has_tokens = await in_store(devices.any_active)
+        has_tokens = await store.query(devices.any_active)
         if config.token:
             log.warning(
                 "[server] token (one secret shared by every device) is deprecated: it still "
@@ -125,7 +118,7 @@ class DeviceGate:
             return False
         if self.config.token or (self.beyond_loopback and not self.config.insecure):
             return True
-        return await in_store(devices.any_active)
+        return await self.store.query(devices.any_active)
 
     async def admit(self, hello: edge_pb2.Hello, context: grpc.aio.ServicerContext) -> Identity:
         """The identity behind ``hello``, or :class:`TokenRefused` (sent to the edge as
@@ -138,7 +131,7 @@ class DeviceGate:
                 if self.config.token and same_token(hello.token, self.config.token):
                     methods.append("shared token")
                 else:
-                    await in_store(devices.verify, hello.device_id, hello.token)
+                    await self.store.query(devices.verify, hello.device_id, hello.token)
                     methods.append("device token")
             elif await self._token_required(bool(cn)):
                 raise TokenRefused(NEEDS_TOKEN.format(device=hello.device_id or "NAME"))

@@ -1,28 +1,26 @@
-"""The Converse servicer: checks the Hello, then hands the stream to a Session.
+"""The Converse servicer: checks the Hello, then hands the stream to a Conversation.
 
 Protobuf <-> domain only: validation errors become an Error event followed by the
-matching gRPC status; everything after the Hello is the session's job.
+matching gRPC status; everything after the Hello is the conversation's job
+(:mod:`server.conversation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Mapping
 
 import grpc
 
-import parley
-from parley import db
 from parley.audio import AudioFormatError, check_format
 from parley.config import Config, ConfigError
 from parley.telemetry import Telemetry
 from protos import edge_pb2, edge_pb2_grpc
 from server.auth import DeviceGate, Identity, TokenRefused
-from server.outbox import Outbox
-from server.pipeline import PipelineRunner
-from server.session import Session
+from server.conversation import Conversation, Services
+from server.delivery import DeliveryLedger
+from server.limits import check_hello
 from server.store import TurnStore
 from server.vad import SileroVad
 from server.worker_clients import WorkerPool
@@ -50,13 +48,16 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         gate: DeviceGate | None = None,
     ) -> None:
         self.config = config
-        self.gate = gate or DeviceGate(config.server)  # default: a loopback server's
-        self.telemetry = telemetry
-        self.store = store
-        self.vad = vad
-        self.pools = pools
+        self.gate = gate or DeviceGate(config.server, store)  # default: a loopback server's
+        self.services = Services(config, store, vad, dict(pools), telemetry, DeliveryLedger())
 
-    def _check_hello(self, event: edge_pb2.EdgeEvent) -> edge_pb2.Hello:
+    def _check_hello(self, event: edge_pb2.EdgeEvent | None) -> edge_pb2.Hello:
+        if event is None:
+            raise HelloRejected(
+                ErrorCode.BAD_REQUEST,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first message could not be decoded (expected a Hello)",
+            )
         if event.WhichOneof("event") != "hello":
             raise HelloRejected(
                 ErrorCode.BAD_REQUEST,
@@ -64,15 +65,16 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
                 "the first message on a Converse stream must be a Hello",
             )
         hello = event.hello
+        violation = check_hello(hello, self.config.limits)
+        if violation is not None:
+            raise HelloRejected(
+                ErrorCode.LIMIT_EXCEEDED,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{violation.message} ({violation.limit})",
+            )
         if not hello.device_id:
             raise HelloRejected(
                 ErrorCode.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT, "Hello needs a device_id"
-            )
-        if len(hello.device_id) > db.Device.id.max_length:
-            raise HelloRejected(
-                ErrorCode.BAD_REQUEST,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"device_id is longer than {db.Device.id.max_length} characters",
             )
         return hello
 
@@ -106,7 +108,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
 
     async def Converse(
         self,
-        request_iterator: AsyncIterator[edge_pb2.EdgeEvent],
+        request_iterator: AsyncIterator[edge_pb2.EdgeEvent | None],
         context: grpc.aio.ServicerContext,
     ) -> None:
         try:
@@ -127,50 +129,5 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
             await context.abort(exc.status, exc.message)
 
         pipeline = self.config.pipeline(hello.pipeline or self.config.server.default_pipeline)
-        session_id = str(uuid.uuid4())
-        outbox = Outbox(context)
-        await self.store.start_conversation(
-            session_id,
-            hello.device_id,
-            pipeline.name,
-            hello.agent_version,
-            auth=identity.method,
-            peer=identity.peer,
-        )
-        session = Session(
-            session_id=session_id,
-            hello=hello,
-            runner=PipelineRunner(pipeline, self.pools, self.config.server),
-            store=self.store,
-            vad=self.vad,
-            vad_config=self.config.vad,
-            emit=outbox,
-            telemetry=self.telemetry,
-        )
-        log.info(
-            "device %s connected from %s (auth: %s; pipeline %s, session %s)",
-            hello.device_id,
-            identity.peer,
-            identity.method,
-            pipeline.name,
-            session_id,
-        )
-        try:
-            outbox(
-                edge_pb2.ServerEvent(
-                    welcome=edge_pb2.Welcome(
-                        session_id=session_id,
-                        conversation_id=session_id,
-                        pipeline=pipeline.name,
-                        input_format=edge_pb2.AudioFormat(
-                            sample_rate=16000, channels=1, encoding=edge_pb2.AudioFormat.PCM16LE
-                        ),
-                        server_version=parley.__version__,
-                    )
-                )
-            )
-            await session.run(request_iterator)
-        finally:
-            await outbox.close()
-            await self.store.end_conversation(session_id)
-            log.info("device %s disconnected (session %s)", hello.device_id, session_id)
+        conversation = Conversation(self.services, hello, identity, pipeline, context)
+        await conversation.run(request_iterator)

@@ -3,7 +3,9 @@ one writer task hands them to gRPC in order.
 
 The pipeline never waits on the edge's network to go on with its work, and
 ``on_sent`` callbacks fire when gRPC has taken an event for the wire (that is where
-"first audio sent" is measured).
+"first audio sent" is measured). The queue is bounded (``limits.max_outbox_events``):
+an edge that stops reading while it keeps sending overflows it, and ``overflowed`` is
+set so the stream can be ended rather than fill the server's memory.
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ class Emit(Protocol):
 
 
 class Outbox:
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, context: grpc.aio.ServicerContext, max_events: int = 0) -> None:
+        """``max_events``: events queued at most (0: unbounded)."""
         self._context = context
+        self._max_events = max_events
+        self.overflowed = asyncio.Event()
         self._queue: asyncio.Queue[tuple[edge_pb2.ServerEvent, OnSent | None]] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_all(), name="outbox-writer")
 
     def __call__(self, event: edge_pb2.ServerEvent, on_sent: OnSent | None = None) -> None:
+        if self._max_events and self._queue.qsize() >= self._max_events:
+            self.overflowed.set()  # the edge is not reading: the stream will be ended
+            return
         self._queue.put_nowait((event, on_sent))
 
     async def _write_all(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from server.turn_trace import TurnTrace
 from server.worker_clients import WorkerPool
 
 log = logging.getLogger(__name__)
+MIN_RETRY_S = 0.5  # a failed STT call is retried only with at least this much time left
 
 
 @dataclass(frozen=True)
@@ -214,22 +216,26 @@ class PipelineRunner:
             if listening
             else stage_span(turn.trace, key, stt, engine_attributes(pool.config))
         )
+        # The stage's deadline runs from the end of speech (the VAD's decision), not
+        # from when the call was opened at the start of speech.
+        deadline = time.monotonic() + self.server.stt_timeout_s
         with trace.use_span(span), ending(span):
             heard = None
             if listening is not None:
                 try:
-                    heard = await listening.stream.finish()
+                    heard = await listening.stream.finish(timeout=self.server.stt_timeout_s)
                 except clients.StageError as exc:
-                    if not exc.unavailable:
+                    # The worker went away or stalled while the user spoke: send the
+                    # whole turn again (to another worker of the pool if there is one),
+                    # in the time that is left.
+                    if not exc.unavailable or deadline - time.monotonic() < MIN_RETRY_S:
                         raise
-                    # The worker went away while the user spoke: send the whole turn
-                    # again (to another worker of the pool if there is one).
             if heard is None:
                 heard = await clients.transcribe(
                     pool,
                     turn.pcm,
                     self._stt_config(turn.sample_rate),
-                    timeout=self.server.stt_timeout_s,
+                    timeout=max(MIN_RETRY_S, deadline - time.monotonic()),
                 )
             span.set_attributes(
                 {

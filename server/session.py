@@ -1,12 +1,20 @@
 """One Session per Converse stream: audio in -> turns -> pipeline -> events out.
 
 The session owns its background work: at most one running turn task (a new turn, or
-speech while the answer is made or may still be playing, cancels it: barge-in), plus
-the store writes it started. Everything is cancelled and awaited when the stream ends.
+speech while the answer is made or may still be playing, cancels it: barge-in), the
+turns queued behind it, plus the store writes it started. Everything is cancelled and
+awaited when the stream ends.
 
-A turn cut at ``max_turn_s`` is answered, and the speech that goes on is the next turn:
-it does not barge in on the first; it is answered after it, with it in its history.
-The history the LLM gets is what the user heard (:class:`server.playback.HeardTurn`).
+Two kinds of turn wait in line instead of barging in, and are answered in order: turns
+found in the same audio (one long chunk holding several utterances, or a chunk that ends
+one utterance and starts the next: the user spoke them before any answer could be
+heard), and the speech that goes on after a turn was cut at ``max_turn_s``. The history
+the LLM gets is what the user heard (:class:`server.playback.HeardTurn`), taken when a
+turn starts running, so a turn in line sees the answers before it.
+
+A long chunk is scored in pieces with a yield between them, so it cannot starve the
+other sessions. Messages are checked against ``[limits]`` first
+(:mod:`server.limits`), audio chunks by seq (:mod:`server.delivery`).
 """
 
 from __future__ import annotations
@@ -14,36 +22,48 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
-from opentelemetry.trace import format_trace_id
 
-from parley import otlp
 from parley.audio import AudioConverter, float_to_pcm16_bytes
-from parley.config import VadConfig
+from parley.config import LimitsConfig, VadConfig
 from parley.telemetry import Telemetry
 from protos import edge_pb2
+from server.delivery import AudioReceipts
 from server.edge_clock import RATE, EdgeClock
+from server.inbound import Inbound
 from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.playback import AnswerPlayback, HeardTurn
 from server.store import TurnStore
+from server.turn_record import Outcome, TurnRecorder
 from server.turn_trace import TurnTrace
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import SileroVad
 from server.worker_clients import StageError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Audio goes to the STT worker in pieces of at least this much (fewer, larger messages;
 # what is left when the turn closes is sent at once).
 STREAM_AHEAD_SAMPLES = RATE // 10
 RECENT_TURNS = 16
 HISTORY_KEEP = 256  # earlier turns kept for the LLM's history (it uses history_turns)
+# A chunk longer than this is fed to the VAD in pieces, yielding to the event loop
+# between them.
+PIECE_SAMPLES = RATE // 2
+# gRPC ends the request stream the same way when the edge half-closes it and when the
+# edge cancels or goes away; in the second case the handler's cancellation follows
+# within a millisecond. The session waits this long before taking the end as a
+# half-close (and the open speech as a turn).
+END_GRACE_S = 0.1
 ErrorCode = edge_pb2.Error.Code
 _PLAYBACK_KINDS = {
     edge_pb2.PlaybackEvent.STARTED: "started",
@@ -58,16 +78,7 @@ class ActiveTurn:
     task: asyncio.Task[None]
     latency: TurnLatency
     playback: AnswerPlayback
-    # A turn cut at max_turn_s that this one continues: answered first, never cancelled
-    # by this one, cancelled with it by a barge-in.
-    previous: ActiveTurn | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # done | failed | interrupted | no_speech
-    error: str = ""
-    stage: str = ""
+    arrival: int = 0  # the audio chunk in which the turn ended (see Session._arrival)
 
 
 class Session:
@@ -82,6 +93,8 @@ class Session:
         vad_config: VadConfig,
         emit: Outbox,
         telemetry: Telemetry,
+        limits: LimitsConfig | None = None,
+        receipts: AudioReceipts | None = None,
     ) -> None:
         self.session_id = session_id
         self.device_id = hello.device_id
@@ -96,46 +109,77 @@ class Session:
         self.clock = EdgeClock()
         self.samples_in = 0
         self.history: collections.deque[HeardTurn] = collections.deque(maxlen=HISTORY_KEEP)
-        self.frames: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=64)
+        limits = limits or LimitsConfig()
+        self.receipts = receipts or AudioReceipts()
+        self.inbound = Inbound(limits, fmt, self.receipts, emit, session_id)
+        self.recorder = TurnRecorder(
+            store, session_id=session_id, pipeline=self.pipeline, emit=emit
+        )
+        self.frames: collections.deque[tuple[float, bytes]] = collections.deque(
+            maxlen=limits.max_frames_per_turn
+        )
         self.turn_index = 0
         self.active: ActiveTurn | None = None
+        self.queued: list[ActiveTurn] = []  # turns found in the same audio, in order
+        self._arrival = 0  # counts audio chunks taken
+        # The open speech waits in line behind the turns before it: it began in the chunk
+        # that ended the last turn, or it goes on after a max_turn_s cut.
+        self._opening_waits = False
+        # Where the last turn was cut at max_turn_s (-1: it was not).
+        self.cut_at = -1
+        self._flushed_upto: int | None = None  # set when the edge half-closed the stream
         # The open turn's transcription call, fed while the user speaks, and how far.
         self.listening: Listening | None = None
         self.streamed_upto = 0
         # Recent turns' latency records and answer playback, for playback reports that
-        # arrive late (bounded: a device's stream can live for days).
+        # arrive late and for barge-in (bounded: a device's stream can live for days).
         self.latencies: collections.OrderedDict[str, TurnLatency] = collections.OrderedDict()
         self.playbacks: collections.OrderedDict[str, AnswerPlayback] = collections.OrderedDict()
-        # Where the last turn was cut at max_turn_s (-1: it was not): speech that goes
-        # on from there continues it (the opening turn then ``continues``).
-        self.cut_at = -1
-        self.continues = False
         self.telemetry = telemetry
         self.tracer = telemetry.tracer("parley.server")
         self.opening: TurnTrace | None = None  # the trace of the turn being spoken
         self.opening_id = ""
         # Recent turns' trace ids: edge spans must belong to one of them.
         self.trace_ids: collections.deque[str] = collections.deque(maxlen=RECENT_TURNS)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     # ------------------------------------------------------------------ inbound
 
-    async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent]) -> None:
+    async def run(self, events: AsyncIterator[edge_pb2.EdgeEvent | None]) -> None:
+        """Take the stream's events until the edge half-closes it; then answer the turns
+        already heard (the edge is waiting for them) and end."""
         # Connect to this pipeline's workers now, not on the first turn.
         warming = [asyncio.create_task(pool.connect()) for pool in self.runner.pools()]
         try:
             async for event in events:
                 await self.handle(event)
+            await asyncio.sleep(END_GRACE_S)
             # End of stream: the converter's look-ahead, then whatever turn is open.
+            self._flushed_upto = self.samples_in + self.converter.held_back
             tail = [*self.detector.feed(self.converter.flush()), *self.detector.flush()]
             for detected in tail:
                 await self._on_detector_event(detected)
+            await self._settle()
+            # Every turn heard is stored: a reconnect resumes after all of this audio.
+            self.receipts.advance(self._needed_from())
         finally:
             for task in warming:
                 task.cancel()
             await self.close()
 
-    async def handle(self, event: edge_pb2.EdgeEvent) -> None:
+    async def _settle(self) -> None:
+        """Wait until no turn is running or queued."""
+        while pending := [t.task for t in self._turns() if not t.task.done()]:
+            await asyncio.wait(pending)
+
+    def _turns(self) -> list[ActiveTurn]:
+        """The running turn, then those queued behind it."""
+        return [*([self.active] if self.active is not None else []), *self.queued]
+
+    async def handle(self, received: edge_pb2.EdgeEvent | None) -> None:
+        event = self.inbound.admit(received)
+        if event is None:  # dropped, and the edge told why
+            return
         kind = event.WhichOneof("event")
         if kind == "audio":
             await self._on_audio(event.audio)
@@ -158,9 +202,28 @@ class Session:
             return
         self.clock.add(self.samples_in, chunk.capture_time)
         self.samples_in += len(samples)
-        for event in self.detector.feed(samples):
-            await self._on_detector_event(event)
-        self._stream_ahead()
+        held = self.converter.held_back
+        self.receipts.taken(chunk.seq, self.samples_in + held, whole=not self.converter.carrying)
+        self._arrival += 1
+        for start in range(0, len(samples), PIECE_SAMPLES):
+            if start:
+                await asyncio.sleep(0)  # a long chunk: let the other sessions run
+            for event in self.detector.feed(samples[start : start + PIECE_SAMPLES]):
+                await self._on_detector_event(event)
+            self._stream_ahead()
+        self._acknowledge()
+
+    def _needed_from(self) -> int:
+        """Audio before this position is finished with: not in the open speech or its
+        pre-roll, nor in an ended turn whose input is not stored yet."""
+        detector = self.detector.needed_from if self._flushed_upto is None else self._flushed_upto
+        return min([detector, *self.recorder.unstored.values()])
+
+    def _acknowledge(self) -> None:
+        self.receipts.advance(self._needed_from())
+        due = self.receipts.ack_due()
+        if due is not None:
+            self.emit(edge_pb2.ServerEvent(audio_ack=edge_pb2.AudioAck(next_seq=due)))
 
     def _stream_ahead(self) -> None:
         """Send the open turn's audio to the STT worker as soon as it is certain to
@@ -175,31 +238,30 @@ class Session:
 
     def _on_spans(self, spans: edge_pb2.Spans) -> None:
         """The edge's finished spans: re-export those that belong to this session's turns."""
-        try:
-            decoded = otlp.decode(spans.otlp)
-        except ValueError as exc:
-            self._error(ErrorCode.BAD_REQUEST, f"bad spans message: {exc}")
-            return
-        ours = [s for s in decoded if format_trace_id(s.context.trace_id) in self.trace_ids]
-        self.telemetry.export_foreign(ours)
+        self.telemetry.export_foreign(self.inbound.spans(spans.otlp, self.trace_ids))
 
     async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
         if isinstance(event, SpeechStarted):
-            # Speech that starts within a pause's length of a max_turn_s cut is the
-            # same speech going on, not the user interrupting the answer.
+            # Speech that starts in the chunk that ended the last turn was spoken before
+            # any answer to it could be heard; speech that starts within a pause's
+            # length of a max_turn_s cut is the same speech going on. Neither is the user
+            # interrupting an answer: each is the next turn in line.
+            turns = self._turns()
+            in_backlog = bool(turns) and turns[-1].arrival == self._arrival
             gap_ms = (event.start_sample - self.cut_at) * 1000 / RATE
-            self.continues = self.cut_at >= 0 and gap_ms <= self.vad_config.min_silence_ms
+            goes_on = self.cut_at >= 0 and gap_ms <= self.vad_config.min_silence_ms
+            self._opening_waits = in_backlog or goes_on
             self.cut_at = -1
-            if not self.continues:
+            if not self._opening_waits:
                 self._barge_in()
-            self._open_turn(event)
+            self._open_turn(event, listen=not any(not t.task.done() for t in turns))
         else:
-            if not self.continues:
+            if not self._opening_waits:
                 self._barge_in()
             self._start_turn(event)
             self.cut_at = event.end_sample if event.forced else -1
 
-    def _open_turn(self, started: SpeechStarted) -> None:
+    def _open_turn(self, started: SpeechStarted, *, listen: bool = True) -> None:
         """Speech started: the turn gets its id and trace, and its STT call opens."""
         if self.listening is not None:  # cannot happen: turns do not overlap
             self.listening.stream.cancel()
@@ -214,7 +276,8 @@ class Session:
         )
         if self.opening.trace_id:
             self.trace_ids.append(self.opening.trace_id)
-        self.listening = self.runner.listen(self.opening, RATE, self.vad_config.max_turn_s)
+        if listen:  # a turn that will wait in line gets its audio in one go later
+            self.listening = self.runner.listen(self.opening, RATE, self.vad_config.max_turn_s)
         self.streamed_upto = started.audio_start_sample
         self.emit(
             edge_pb2.ServerEvent(
@@ -249,20 +312,25 @@ class Session:
     # ------------------------------------------------------------------ turns
 
     def _barge_in(self) -> None:
-        """New speech while an answer is being made or may still be playing: stop it
-        (and the turn it continues, if any)."""
-        active = self.active
-        while active is not None:
-            running = not active.task.done()
-            # Once stopped, a turn is only storing what it had: a second cancel would
-            # cut that short (and its FINISHED), a second StopPlayback says nothing new.
-            stopped = active.playback.stopped is not None
-            if not stopped and (running or active.playback.may_be_playing()):
-                active.task.cancel()
-                active.playback.stop()
-                stop = edge_pb2.StopPlayback(turn_id=active.turn_id, reason="barge-in")
+        """New speech while an answer is being made, waits in line or may still be
+        playing (judged from what was sent, its length and the edge's reports): stop it.
+
+        Each turn is stopped once: a stopped turn is only storing what it had, and a
+        second cancel would cut that short (and its FINISHED)."""
+        running = {t.turn_id for t in self._turns() if not t.task.done()}
+        for entry in self._turns():
+            if entry.turn_id in running and entry.playback.stopped is None:
+                entry.task.cancel()
+                if entry is not self.active:  # waiting in line: nothing of it was said
+                    entry.playback.stop()
+        active_id = self.active.turn_id if self.active is not None else ""
+        for turn_id, playback in self.playbacks.items():
+            if playback.stopped is None and (
+                (turn_id == active_id and turn_id in running) or playback.may_be_playing()
+            ):
+                playback.stop()
+                stop = edge_pb2.StopPlayback(turn_id=turn_id, reason="barge-in")
                 self.emit(edge_pb2.ServerEvent(stop=stop))
-            active = active.previous
 
     def _start_turn(self, ended: TurnEnded) -> None:
         turn_id, turn_trace = self.opening_id, self.opening
@@ -302,13 +370,34 @@ class Session:
             self.latencies.popitem(last=False)
         while len(self.playbacks) > RECENT_TURNS:
             self.playbacks.popitem(last=False)
-        previous = self.active if self.continues else None
-        task = asyncio.create_task(
-            self._run_turn(turn, index, latency, result, previous.task if previous else None),
-            name=f"turn-{turn_id}",
+        # Once the turn's input is stored, the edge may forget its audio (and what
+        # came before it, if nothing else still needs that).
+        taken = self.receipts.point(self._needed_from())
+        begun = self.recorder.begin(
+            turn, index, ended.audio_start_sample, (self.device_id, self.receipts.epoch, taken)
         )
-        self.active = ActiveTurn(turn_id, task, latency, result.playback, previous)
-        self.continues = False
+        ahead = [t for t in self._turns() if not t.task.done()]
+        after = ahead[-1].task if self._opening_waits and ahead else None
+        self._opening_waits = False
+        task = asyncio.create_task(
+            self._run_turn(turn, latency, result, begun, after), name=f"turn-{turn_id}"
+        )
+        entry = ActiveTurn(turn_id, task, latency, result.playback, arrival=self._arrival)
+        if after is None:
+            self.active = entry
+        else:
+            self.queued.append(entry)
+
+    async def _wait_in_line(
+        self, turn_id: str, latency: TurnLatency, ahead: asyncio.Task[None]
+    ) -> None:
+        """A turn in line (found in the same audio as the one before, or going on after
+        a max_turn_s cut) waits for the answer before it."""
+        await asyncio.wait([ahead])
+        entry = next(t for t in self.queued if t.turn_id == turn_id)
+        self.queued.remove(entry)
+        self.active = entry
+        latency.decision_at = time.perf_counter()  # timed from when it starts
 
     def _heard_history(self) -> tuple[Exchange, ...]:
         return tuple(Exchange(heard.user, heard.answer) for heard in self.history)
@@ -316,9 +405,9 @@ class Session:
     async def _run_turn(
         self,
         turn: TurnInput,
-        index: int,
         latency: TurnLatency,
         result: TurnResult,
+        stored: asyncio.Task[None],
         after: asyncio.Task[None] | None = None,
     ) -> None:
         status, error, stage = "done", "", ""
@@ -328,22 +417,10 @@ class Session:
             edge_time=latency.speech_end_edge or 0.0,
             traceparent=turn.trace.traceparent if turn.trace else "",
         )
-        stored = asyncio.create_task(
-            self.store.begin_turn(
-                turn.turn_id,
-                self.session_id,
-                index,
-                self.pipeline,
-                turn.pcm,
-                turn.sample_rate,
-                turn.frames,
-                turn.outputs,
-            )
-        )
         try:
             self.emit(edge_pb2.ServerEvent(turn=turn_event))
-            if after is not None:  # the turn this one continues is answered first
-                await asyncio.wait([after])
+            if after is not None:
+                await self._wait_in_line(turn.turn_id, latency, after)
             turn.history = self._heard_history()
             await self.runner.run(turn, latency, self.emit, result)
             if result.no_speech:
@@ -363,6 +440,7 @@ class Session:
             status, error, stage = "failed", f"internal error: {exc}", "server"
             self._error(ErrorCode.INTERNAL, error, turn_id=turn.turn_id)
         finally:
+            self.queued = [t for t in self.queued if t.turn_id != turn.turn_id]
             if turn.listening is not None:
                 turn.listening.stream.cancel()  # no-op once it has answered
             latency.done()
@@ -371,8 +449,8 @@ class Session:
             # The store write is owned by the session (close() waits for it), so it
             # lands even if this task is cancelled again while waiting for it.
             outcome = Outcome(status, error, stage)
-            saving = self._spawn(self._store_turn(stored, turn, outcome, result, latency))
-        await asyncio.shield(saving)  # FINISHED means "stored"
+            saving = self._spawn(self.recorder.finish(stored, turn, outcome, result, latency))
+        stored_ok = await asyncio.shield(saving)  # FINISHED says whether it was stored
         self.emit(
             edge_pb2.ServerEvent(
                 turn=edge_pb2.TurnEvent(
@@ -380,49 +458,23 @@ class Session:
                     kind=edge_pb2.TurnEvent.FINISHED,
                     latency_ms=latency.record(),
                     interrupted=outcome.status == "interrupted",
+                    stored=stored_ok,
                 )
             )
         )
 
-    async def _store_turn(
-        self,
-        begun: asyncio.Task[None],
-        turn: TurnInput,
-        outcome: Outcome,
-        result: TurnResult,
-        latency: TurnLatency,
-    ) -> None:
-        try:
-            await self.emit.drained()  # the answer is on the wire: its marks are final
-            record = latency.record()
-            if turn.trace is not None:
-                turn.trace.finish(status=outcome.status, error=outcome.error, latency_ms=record)
-            await begun
-            await self.store.finish_turn(
-                turn.turn_id,
-                status=outcome.status,
-                transcript=result.transcript,
-                response=result.response,
-                reasoning=result.reasoning,
-                spoken=list(result.spoken),
-                latency=record,
-                error=outcome.error,
-                error_stage=outcome.stage,
-                trace_id=turn.trace.trace_id if turn.trace else "",
-                answer_pcm=bytes(result.audio),
-                answer_rate=result.audio_rate,
-                stage_outputs={n: out.as_output() for n, out in result.stage_outputs.items()},
-            )
-        except Exception:
-            log.exception("could not store turn %s", turn.turn_id)
-
     # ------------------------------------------------------------------ plumbing
 
-    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
+    def _spawn(self, coro: Awaitable[T]) -> asyncio.Future[T]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._reap)
         return task
+
+    def _reap(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %s: background task failed: %s", self.session_id, task.exception())
 
     def _error(
         self,
@@ -439,17 +491,18 @@ class Session:
         )
 
     async def close(self) -> None:
-        """Cancel the running turn and wait for every store write to land."""
+        """Cancel the running and queued turns and wait for every store write to land
+        (idempotent)."""
         if self.listening is not None:
             self.listening.stream.cancel()
             self.listening.span.end()
+            self.listening = None
         if self.opening is not None:
             self.opening.finish(status="interrupted", error="stream ended", latency_ms={})
-        active = self.active
-        while active is not None:
-            if not active.task.done():
-                active.task.cancel()
-                await asyncio.gather(active.task, return_exceptions=True)
-            active = active.previous
+            self.opening = None
+        running = [t.task for t in self._turns() if not t.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -103,6 +103,13 @@ class TurnDetector:
         return self._confirmed
 
     @property
+    def needed_from(self) -> int:
+        """Audio before this position can never be part of a turn any more (it is
+        behind the open speech's pre-roll, or behind the next window's)."""
+        start = self._start if self._triggered else self._pos
+        return max(0, start - self._pre_roll)
+
+    @property
     def committed_sample(self) -> int:
         """While a turn is open: audio before this sample is certainly part of its
         TurnEnded.audio, however the turn ends (so it can be streamed ahead)."""

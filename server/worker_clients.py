@@ -202,10 +202,22 @@ class SttStream:
         if pcm:
             self._audio.put_nowait(pcm)
 
-    async def finish(self) -> SttResult:
-        """End the audio and wait for the final transcript (StageError on failure)."""
+    async def finish(self, timeout: float | None = None) -> SttResult:
+        """End the audio and wait up to ``timeout`` seconds for the final transcript
+        (StageError on failure; a worker that misses the time is marked down)."""
         self._audio.put_nowait(None)
-        return await self._result
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._result
+        except TimeoutError:
+            self.cancel()
+            self.pool.mark_down(self.address)
+            raise StageError(
+                "stt",
+                f"worker at {self.address} missed its deadline "
+                f"({timeout:g} s after the end of speech)",
+                unavailable=True,
+            ) from None
 
     def cancel(self) -> None:
         self._call.cancel()

@@ -19,12 +19,11 @@ import numpy as np
 import pytest
 
 from edge.agent import EdgeAgent
-from edge.capture import Chunk
+from edge.scripted_mic import ScriptedSource  # noqa: F401 (the tests' microphone)
 from parley.audio import AudioConverter, Resampler, float_to_pcm16, read_audio
-from parley.config import EdgeConfig, VadConfig
+from parley.chaos.crash import reference_turn_seconds as turn_seconds
+from parley.config import EdgeConfig
 from protos import edge_pb2
-from server.turns import TurnDetector, TurnEnded
-from server.vad import SileroVad
 from tests.integration.conftest import Stack
 from workers.engines import Speech, TtsRequest
 
@@ -42,11 +41,7 @@ def lamp_16k() -> np.ndarray:
 
 def reference_turn_seconds() -> float:
     """The turn the server's VAD finds in the clip when it is sent directly."""
-    detector = TurnDetector(VadConfig(), SileroVad(), RATE)
-    audio = np.concatenate([lamp_16k(), np.zeros(RATE * 2, np.int16)]).astype(np.float32) / 32768
-    events = [e for i in range(0, audio.size, 320) for e in detector.feed(audio[i : i + 320])]
-    (ended,) = [e for e in events if isinstance(e, TurnEnded)]
-    return float(ended.audio.size / RATE)
+    return turn_seconds(lamp_16k())
 
 
 def at_rate(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
@@ -149,47 +144,6 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
 
 
 # --------------------------------------------------------------------------- sources, engines
-
-
-class ScriptedSource:
-    """A microphone the test talks into: silence at real-time pace (20 ms chunks of
-    16 kHz mono), with whatever :meth:`say` queued mixed in, stamped on the edge clock."""
-
-    rate = RATE
-    overflows = 0
-
-    def __init__(self) -> None:
-        self._queued = np.zeros(0, np.int16)
-        self.captured: list[Chunk] = []
-
-    def say(self, samples: np.ndarray) -> float:
-        """Queue speech; returns how long it lasts in seconds."""
-        self._queued = np.concatenate([self._queued, samples.astype(np.int16)])
-        return samples.size / self.rate
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return "scripted"
-
-    async def chunks(self) -> AsyncIterator[Chunk]:
-        step = self.rate // 50
-        start, n = time.monotonic(), 0
-        while True:
-            due = start + (n + 1) * step / self.rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            pcm = self._queued[:step]
-            self._queued = self._queued[step:]
-            if pcm.size < step:
-                pcm = np.concatenate([pcm, np.zeros(step - pcm.size, np.int16)])
-            chunk = Chunk(pcm.tobytes(), start + n * step / self.rate)
-            self.captured.append(chunk)
-            n += 1
-            yield chunk
 
 
 class SpeakingTts:

@@ -106,13 +106,40 @@ async def test_ring_drops_the_oldest_when_full_and_counts() -> None:
     assert ring.take() is None
 
 
-async def test_ring_put_back_goes_in_front_in_order() -> None:
+async def test_ring_keeps_sent_chunks_until_acknowledged_and_resends_them_in_order() -> None:
     ring = AudioRing(capacity=10)
-    for i in (5, 6):
+    for i in range(6):
         ring.append(chunk(i))
-    ring.put_back([chunk(3), chunk(4)])
-    assert [ring.take().seq for _ in range(4)] == [3, 4, 5, 6]  # type: ignore[union-attr]
-    assert ring.seconds_span == 0.0
+    assert [ring.take().seq for _ in range(4)] == [0, 1, 2, 3]  # type: ignore[union-attr]
+    assert (ring.unsent, ring.in_flight, len(ring)) == (2, 4, 6)
+    assert ring.acknowledge(2) == 2  # the server has taken 0 and 1
+    assert ring.rewind() == 2  # the stream broke: 2 and 3 were never acknowledged
+    assert [ring.take().seq for _ in range(4)] == [2, 3, 4, 5]  # type: ignore[union-attr]
+    assert ring.take() is None
+    # A new server says it took everything below 5 (on the stream that broke).
+    ring.rewind()
+    assert ring.acknowledge(5) == 3 and [c.seq for c in [ring.take()]] == [5]  # type: ignore[union-attr]
+    assert (ring.acknowledged, ring.resent, ring.dropped) == (5, 6, 0)
+
+
+def test_ring_bounds_chunks_in_flight_and_counts_what_it_forgets() -> None:
+    ring = AudioRing(capacity=10, unacked_capacity=3)
+    for i in range(5):
+        ring.sent(chunk(i))
+    assert ring.in_flight == 3 and ring.unconfirmed == 2
+    ring.append(chunk(5))
+    ring.rewind()  # 2, 3, 4 back in front of 5: the queue (10) has room
+    assert [ring.take().seq for _ in range(4)] == [2, 3, 4, 5]  # type: ignore[union-attr]
+
+
+def test_a_rewind_that_overfills_the_queue_drops_the_oldest() -> None:
+    ring = AudioRing(capacity=3)
+    for i in range(3):
+        ring.sent(chunk(i))
+    for i in range(3, 5):
+        ring.append(chunk(i))
+    ring.rewind()
+    assert ring.dropped == 2 and [ring.take().seq for _ in range(3)] == [2, 3, 4]  # type: ignore[union-attr]
 
 
 async def test_ring_get_waits_for_a_chunk() -> None:

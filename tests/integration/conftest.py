@@ -116,11 +116,13 @@ class Stack:
         workers: WorkersConfig | None = None,
         listen: str = "127.0.0.1:0",
         dial: WorkersConfig | None = None,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Config:
         """Serve ``engines`` (stage -> engine); stages in ``dead`` get an address
         where nothing listens. ``workers``: the workers' token and TLS (also how the
-        server dials them, unless ``dial`` differs); ``listen``: the server's address.
-        Returns the config the server runs with."""
+        server dials them, unless ``dial`` differs); ``listen``: the server's address;
+        ``settings``: section -> values to change (e.g.
+        ``{"limits": {"max_frame_bytes": 10}}``). Returns the config the server runs with."""
         self.security = workers or WorkersConfig()
         for stage in ("stt", "llm", "tts"):
             if stage in dead:
@@ -147,6 +149,9 @@ class Stack:
             pools=pools,
             pipelines={"test": PipelineConfig("test", **stages)},
         )
+        for section, values in (settings or {}).items():
+            changed = dataclasses.replace(getattr(config, section), **values)
+            config = dataclasses.replace(config, **{section: changed})
         self.config = config
         self.server = await start_server(config, listen, telemetry)
         return config

@@ -205,8 +205,8 @@ async def test_a_start_up_that_cannot_work_fails_clearly(stack: Stack, tmp_path:
     async with supervised(tmp_path, config, 2) as server:
         code = await asyncio.wait_for(server.process.wait(), 60)
     log = server.log.read_text()
-    assert code == 1, log
-    assert "exited with code 1 while starting; stopping" in log
+    assert code == 2, log  # the failed process's status: a start-up error, as one process
+    assert "exited with code 2 while starting; stopping" in log
     assert "s3cret" not in log
     with pytest.raises(TimeoutError):
         await rpc.wait_healthy(server.address, timeout=0.5)

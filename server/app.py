@@ -17,6 +17,7 @@ from server.auth import DeviceGate
 from server.edge_service import EdgeServicer
 from server.store import TurnStore
 from server.vad import SileroVad
+from server.vad_scheduler import BatchScheduler
 from server.worker_clients import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,14 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     servicer: EdgeServicer
+    vad: BatchScheduler[SileroVad]
     store: TurnStore
     pools: dict[str, WorkerPool]
     telemetry: Telemetry
 
     async def stop(self, grace: float | None = 2.0) -> None:
         await self.server.stop(grace)
+        await self.vad.aclose()
         for pool in self.pools.values():
             await pool.close()
         await self.store.close()
@@ -63,7 +66,11 @@ async def start_server(
         raise
     if telemetry is None:
         telemetry = setup_telemetry("parley-server", database_url=config.database_url)
-    vad = SileroVad(config.vad.model_path or None)
+    vad = BatchScheduler(
+        SileroVad(config.vad.model_path or None),
+        interval_s=config.vad.batch_interval_ms / 1000,
+        max_batch=config.vad.batch_max,
+    )  # its task and thread start with the first session
     interceptors = telemetry.client_interceptors()
     pools = {name: WorkerPool(pool, interceptors) for name, pool in config.pools.items()}
     servicer = EdgeServicer(config, store, vad, pools, telemetry, gate=gate)
@@ -76,7 +83,7 @@ async def start_server(
     log.info(
         "parley server listening on %s (port %d), store %s", address, port, config.database_url
     )
-    return RunningServer(server, port, servicer, store, pools, telemetry)
+    return RunningServer(server, port, servicer, vad, store, pools, telemetry)
 
 
 async def serve(config: Config) -> None:

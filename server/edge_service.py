@@ -24,6 +24,7 @@ from server.pipeline import PipelineRunner
 from server.session import Session
 from server.store import TurnStore
 from server.vad import SileroVad
+from server.vad_scheduler import BatchScheduler
 from server.worker_clients import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         self,
         config: Config,
         store: TurnStore,
-        vad: SileroVad,
+        vad: BatchScheduler[SileroVad],
         pools: Mapping[str, WorkerPool],
         telemetry: Telemetry,
         gate: DeviceGate | None = None,

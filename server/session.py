@@ -28,8 +28,9 @@ from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.store import TurnStore
 from server.turn_trace import TurnTrace
-from server.turns import SpeechStarted, TurnDetector, TurnEnded
+from server.turns import SpeechStarted, TurnDetector, TurnEnded, TurnEvent
 from server.vad import SileroVad
+from server.vad_scheduler import BatchScheduler
 from server.worker_clients import StageError
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Session:
         hello: edge_pb2.Hello,
         runner: PipelineRunner,
         store: TurnStore,
-        vad: SileroVad,
+        vad: BatchScheduler[SileroVad],
         vad_config: VadConfig,
         emit: Outbox,
         telemetry: Telemetry,
@@ -79,7 +80,8 @@ class Session:
         fmt = hello.audio_format
         self.converter = AudioConverter(fmt.sample_rate, fmt.channels)
         self.vad_config = vad_config
-        self.detector = TurnDetector(vad_config, vad, RATE)
+        self.detector = TurnDetector(vad_config, vad.model, RATE)
+        self.vad = vad.open()  # this stream's VAD state; windows scored with other sessions'
         self.clock = EdgeClock()
         self.samples_in = 0
         self.history: list[Exchange] = []
@@ -110,8 +112,9 @@ class Session:
             async for event in events:
                 await self.handle(event)
             # End of stream: the converter's look-ahead, then whatever turn is open.
-            tail = [*self.detector.feed(self.converter.flush()), *self.detector.flush()]
-            for detected in tail:
+            tail = await self._detect(self.converter.flush())
+            tail += self.detector.step(await self.vad.score(self.detector.tail_window()))
+            for detected in tail + self.detector.finish():
                 await self._on_detector_event(detected)
         finally:
             for task in warming:
@@ -141,9 +144,17 @@ class Session:
             return
         self.clock.add(self.samples_in, chunk.capture_time)
         self.samples_in += len(samples)
-        for event in self.detector.feed(samples):
+        for event in await self._detect(samples):
             await self._on_detector_event(event)
         self._stream_ahead()
+
+    async def _detect(self, samples: np.ndarray) -> list[TurnEvent]:
+        """The turn events in these samples: the detector's windows are scored together
+        with other sessions' (server/vad_scheduler.py), in order."""
+        windows = self.detector.push(samples)
+        if not len(windows):
+            return []
+        return self.detector.step(await self.vad.score(windows))
 
     def _stream_ahead(self) -> None:
         """Send the open turn's audio to the STT worker as soon as it is certain to
@@ -381,6 +392,7 @@ class Session:
 
     async def close(self) -> None:
         """Cancel the running turn and wait for every store write to land."""
+        self.vad.close()
         if self.listening is not None:
             self.listening.stream.cancel()
             self.listening.span.end()

@@ -112,6 +112,16 @@ def scratch_stack(
     return config, LocalStack(config, pipelines, os.environ.get("PARLEY_CONFIG"), env=stack_env)
 
 
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's resident memory now (VmRSS) and at its peak (VmHWM), in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+    return values
+
+
 @dataclass
 class TurnRun:
     records: list[dict[str, float]]  # the counted turns' latency records

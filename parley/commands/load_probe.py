@@ -1,0 +1,146 @@
+"""CPU and memory of a running server and its workers, found by the ports they listen
+on (Linux /proc; processes on this machine that this user may read).
+
+A server started with several processes sharing its port has one listening socket
+per process, so each is found. The server's VAD scoring thread is found by its name
+(server/vad_scheduler.py), so its CPU time per window can be told apart.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parley.commands.bench import memory_mb, process_cpu_seconds
+from parley.commands.launcher import is_loopback
+from parley.config import Config
+
+LISTEN = "0A"  # TCP state in /proc/net/tcp
+
+
+def listening_pids(port: int) -> list[int]:
+    """Processes with a TCP socket listening on ``port`` (any local address)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = os.scandir(f"/proc/{entry.name}/fd")
+            if any(os.readlink(fd.path) in inodes for fd in fds):
+                pids.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return sorted(pids)
+
+
+def thread_cpu_seconds(pid: int, name: str) -> float:
+    """User + system CPU time of the threads of ``pid`` named ``name``."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() != name:
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+@dataclass
+class Sample:
+    cpu_s: dict[int, float]
+    vad_cpu_s: dict[int, float]
+
+
+@dataclass
+class Probe:
+    """The processes whose resources a load benchmark reports, by role."""
+
+    server: list[int] = field(default_factory=list)
+    workers: dict[str, list[int]] = field(default_factory=dict)  # address -> pids
+
+    @classmethod
+    def find(cls, address: str, config: Config, pipeline: str) -> Probe:
+        """The server at ``address`` and the loopback workers of ``pipeline``'s pools."""
+        if not is_loopback(address):
+            return cls()
+        probe = cls(server=listening_pids(int(address.rsplit(":", 1)[1])))
+        spec = config.pipeline(pipeline)
+        for stage in ("stt", "llm", "tts"):
+            for worker in config.pool(spec.stage(stage).pool).addresses:
+                if is_loopback(worker):
+                    probe.workers[worker] = listening_pids(int(worker.rsplit(":", 1)[1]))
+        return probe
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return sorted({pid for pids in self.workers.values() for pid in pids} - {*self.server})
+
+    def describe(self) -> dict[str, Any]:
+        return {"server": self.server, "workers": self.workers}
+
+    def sample(self) -> Sample:
+        from server.vad_scheduler import THREAD_NAME
+
+        pids = [*self.server, *self.worker_pids]
+        return Sample(
+            {pid: _cpu(pid) for pid in pids},
+            {pid: _vad_cpu(pid, THREAD_NAME) for pid in self.server},
+        )
+
+    def figures(
+        self, before: Sample, after: Sample, wall_s: float, streams: int, windows: float
+    ) -> dict[str, Any]:
+        """Percent of one core over ``wall_s``; VAD CPU per window (``windows`` sent)."""
+        if not self.server:
+            return {"cpu": None, "note": "the server's processes are not on this machine"}
+
+        def percent(pids: list[int]) -> float:
+            used = sum(after.cpu_s.get(p, 0.0) - before.cpu_s.get(p, 0.0) for p in pids)
+            return 100 * used / wall_s
+
+        server, workers = percent(self.server), percent(self.worker_pids)
+        vad = sum(after.vad_cpu_s.values()) - sum(before.vad_cpu_s.values())
+        memory = {pid: memory_mb(pid) for pid in [*self.server, *self.worker_pids]}
+        return {
+            "cpu": {
+                "server_percent": round(server, 2),
+                "workers_percent": round(workers, 2),
+                "vad_thread_percent": round(100 * vad / wall_s, 2),
+            },
+            # server + workers, percent of one core per live stream
+            "cpu_percent_per_stream": round((server + workers) / streams, 3),
+            "vad_cpu_ms_per_window": round(1000 * vad / windows, 4) if windows else None,
+            "rss_mb": {
+                "server": round(sum(memory[p].get("VmRSS", 0) for p in self.server), 1),
+                "server_peak": round(sum(memory[p].get("VmHWM", 0) for p in self.server), 1),
+                "workers": round(sum(memory[p].get("VmRSS", 0) for p in self.worker_pids), 1),
+            },
+        }
+
+
+def _cpu(pid: int) -> float:
+    try:
+        return process_cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
+def _vad_cpu(pid: int, name: str) -> float:
+    try:
+        return thread_cpu_seconds(pid, name)
+    except OSError:
+        return 0.0

@@ -104,9 +104,28 @@ class Probe:
     def figures(
         self, before: Sample, after: Sample, wall_s: float, streams: int, windows: float
     ) -> dict[str, Any]:
-        """Percent of one core over ``wall_s``; VAD CPU per window (``windows`` sent)."""
+        """CPU over the measured window (:meth:`cpu_figures`) and memory now."""
         if not self.server:
             return {"cpu": None, "note": "the server's processes are not on this machine"}
+        memory = {pid: _memory(pid) for pid in [*self.server, *self.worker_pids]}
+
+        def total(pids: list[int], key: str) -> float:
+            return round(sum(memory[p].get(key, 0.0) for p in pids), 1)
+
+        return {
+            **self.cpu_figures(before, after, wall_s, streams, windows),
+            "rss_mb": {
+                "server": total(self.server, "VmRSS"),
+                "server_peak": total(self.server, "VmHWM"),
+                "workers": total(self.worker_pids, "VmRSS"),
+            },
+        }
+
+    def cpu_figures(
+        self, before: Sample, after: Sample, wall_s: float, streams: int, windows: float
+    ) -> dict[str, Any]:
+        """Percent of one core over ``wall_s``; the VAD thread's CPU per window, given
+        the ``windows`` the streams sent meanwhile."""
 
         def percent(pids: list[int]) -> float:
             used = sum(after.cpu_s.get(p, 0.0) - before.cpu_s.get(p, 0.0) for p in pids)
@@ -114,7 +133,6 @@ class Probe:
 
         server, workers = percent(self.server), percent(self.worker_pids)
         vad = sum(after.vad_cpu_s.values()) - sum(before.vad_cpu_s.values())
-        memory = {pid: memory_mb(pid) for pid in [*self.server, *self.worker_pids]}
         return {
             "cpu": {
                 "server_percent": round(server, 2),
@@ -124,12 +142,14 @@ class Probe:
             # server + workers, percent of one core per live stream
             "cpu_percent_per_stream": round((server + workers) / streams, 3),
             "vad_cpu_ms_per_window": round(1000 * vad / windows, 4) if windows else None,
-            "rss_mb": {
-                "server": round(sum(memory[p].get("VmRSS", 0) for p in self.server), 1),
-                "server_peak": round(sum(memory[p].get("VmHWM", 0) for p in self.server), 1),
-                "workers": round(sum(memory[p].get("VmRSS", 0) for p in self.worker_pids), 1),
-            },
         }
+
+
+def _memory(pid: int) -> dict[str, float]:
+    try:
+        return memory_mb(pid)
+    except OSError:  # the process is gone
+        return {}
 
 
 def _cpu(pid: int) -> float:

@@ -27,7 +27,9 @@ MAX_CHANNELS = 8
 def pcm16_to_float(data: bytes | Int16Array) -> Float32Array:
     """Little-endian PCM16 (bytes or int16 array) to float32 in [-1, 1)."""
     pcm = np.frombuffer(data, dtype="<i2") if isinstance(data, bytes | bytearray) else data
-    return pcm.astype(np.float32) * np.float32(1.0 / 32768.0)
+    out = pcm.astype(np.float32)
+    out *= np.float32(1.0 / 32768.0)  # in place: one array per chunk, not two
+    return out
 
 
 def float_to_pcm16(samples: npt.ArrayLike) -> Int16Array:
@@ -168,7 +170,7 @@ class AudioConverter:
             pcm = self._carry + pcm
         whole = len(pcm) - len(pcm) % self._frame_bytes
         self._carry = pcm[whole:]
-        mono = downmix(pcm16_to_float(pcm[:whole]), self.channels)
+        mono = downmix(pcm16_to_float(pcm if whole == len(pcm) else pcm[:whole]), self.channels)
         return self._resampler.process(mono)
 
     def convert_int16(self, pcm: bytes) -> Int16Array:

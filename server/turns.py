@@ -138,14 +138,16 @@ class TurnDetector:
         shape [k, window], oldest first, for the VAD to score. Their probabilities go
         to :meth:`step` in the same order (windows of several pushes may be stepped
         together or one by one)."""
-        x = np.array(samples, dtype=np.float32).reshape(-1)  # a copy we own
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
         if x.size == 0:
             return np.zeros((0, self._window), dtype=np.float32)
-        self._chunks.append(x)
+        # One copy we own: the held partial window and the new audio, back to back.
+        held = self._pending.size
+        buf = np.concatenate((self._pending, x)) if held else x.copy()
+        self._chunks.append(buf[held:])
         self._fed += x.size
-        buf = np.concatenate((self._pending, x)) if self._pending.size else x
         n = buf.size // self._window
-        self._pending = buf[n * self._window :].copy()
+        self._pending = buf[n * self._window :]
         self._unscored += n
         return buf[: n * self._window].reshape(n, self._window)
 

@@ -123,9 +123,10 @@ class SileroVad:
             None,
             {"input": np.concatenate((contexts, x), axis=1), "state": states, "sr": self._sr},
         )
-        for i, stream in enumerate(streams):
-            stream.state = new_states[:, i, :].copy()
-            stream.context = x[i, -self.context :].copy()
+        contexts = x[:, -self.context :].copy()  # ours: the caller may reuse ``windows``
+        for i, stream in enumerate(streams):  # views of arrays nobody else holds
+            stream.state = new_states[:, i, :]
+            stream.context = contexts[i]
         return np.asarray(probs[:, 0], dtype=np.float32)
 
     def _check(self, samples: int) -> None:

@@ -261,18 +261,17 @@ class BatchScheduler(Generic[ModelT]):
         """On the scoring thread: call r scores the r-th window of every stream that has
         one, so each stream's windows go through the model in order."""
         started = time.thread_time()
-        out = [np.empty(len(windows), dtype=np.float32) for _, windows in work]
+        lengths = np.array([len(windows) for _, windows in work])
+        scores = np.empty((len(work), int(lengths.max())), dtype=np.float32)
         calls = largest = 0
-        depth = max(len(windows) for _, windows in work)
-        for r in range(depth):
-            members = [i for i, (_, windows) in enumerate(work) if len(windows) > r]
+        for r in range(scores.shape[1]):
+            members = np.flatnonzero(lengths > r)
             for first in range(0, len(members), self.max_batch):
                 part = members[first : first + self.max_batch]
                 batch = np.stack([work[i][1][r] for i in part])
-                probs = self.model.probabilities([work[i][0] for i in part], batch)
+                scores[part, r] = self.model.probabilities([work[i][0] for i in part], batch)
                 calls, largest = calls + 1, max(largest, len(part))
-                for i, prob in zip(part, probs, strict=True):
-                    out[i][r] = prob
+        out = [scores[i, :n] for i, n in enumerate(lengths)]
         return _Round(out, time.thread_time() - started, calls, largest)
 
     def _count(self, windows: int, done: _Round) -> None:

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from parley.commands.demo import DEMO_WAV
-from parley.commands.launcher import LocalStack
+from parley.commands.launcher import LocalStack, is_loopback
 from parley.commands.models import ensure_models
 from parley.config import Config
 from parley.errors import ParleyError
 
 STAGES = ("stt", "llm", "tts", "send")
+STT_LLM_TTS = STAGES[:3]
 TARGET = {"overhead_p50_ms": 5.0, "overhead_p99_ms": 20.0}
 
 
@@ -94,10 +95,19 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def scratch_stack(
-    config: Config, pipelines: list[str], scratch: Path, env: Mapping[str, str] | None = None
+    config: Config,
+    pipelines: list[str],
+    scratch: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    free_worker_ports: bool = False,
 ) -> tuple[Config, LocalStack]:
     """The config and (not yet started) processes of a benchmark: a server on a free
-    port that stores into ``scratch``, and the pipelines' workers (``env`` added)."""
+    port that stores into ``scratch``, and the pipelines' workers (``env`` added).
+
+    ``free_worker_ports``: the local workers listen on free ports too (written to a
+    config file in ``scratch``), so the benchmark never meets another one's workers;
+    only when no user config file is in use (it would be replaced)."""
     store = dataclasses.replace(
         config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
     )
@@ -109,7 +119,30 @@ def scratch_stack(
         "PARLEY_SERVER_PORT": str(server.port),
         **(env or {}),
     }
-    return config, LocalStack(config, pipelines, os.environ.get("PARLEY_CONFIG"), env=stack_env)
+    config_path = os.environ.get("PARLEY_CONFIG")
+    if free_worker_ports and not config_path and not Path("parley.toml").exists():
+        config = _workers_on_free_ports(config, pipelines)
+        config_path = str(scratch / "ports.toml")
+        Path(config_path).write_text(
+            "".join(
+                f"[pools.{json.dumps(name)}]\naddresses = {json.dumps(list(pool.addresses))}\n"
+                for name, pool in config.pools.items()
+                if pool.local
+            )
+        )
+    return config, LocalStack(config, pipelines, config_path, env=stack_env)
+
+
+def _workers_on_free_ports(config: Config, pipelines: list[str]) -> Config:
+    pools = dict(config.pools)
+    for name in pipelines:
+        pipeline = config.pipeline(name)
+        for stage in STT_LLM_TTS:
+            pool = config.pool(pipeline.stage(stage).pool)
+            if pool.local and all(is_loopback(a) for a in pool.addresses):
+                free = tuple(f"127.0.0.1:{_free_port()}" for _ in pool.addresses)
+                pools[pool.name] = dataclasses.replace(pool, addresses=free)
+    return dataclasses.replace(config, pools=pools)
 
 
 def memory_mb(pid: int) -> dict[str, float]:

@@ -174,7 +174,9 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
             address = args.server
             result["server"] = "external"
         else:
-            config, stack = scratch_stack(config, [args.pipeline], Path(scratch))
+            config, stack = scratch_stack(
+                config, [args.pipeline], Path(scratch), free_worker_ports=True
+            )
             address = f"127.0.0.1:{config.server.port}"
             started = await stack.start()
             if len(started) != len(stack.specs):

@@ -95,10 +95,10 @@ class Probe:
     def sample(self) -> Sample:
         from server.vad_scheduler import THREAD_NAME
 
-        pids = [*self.server, *self.worker_pids]
+        cpu = {pid: _cpu(pid) for pid in [*self.server, *self.worker_pids]}
         return Sample(
-            {pid: _cpu(pid) for pid in pids},
-            {pid: _vad_cpu(pid, THREAD_NAME) for pid in self.server},
+            {pid: seconds for pid, seconds in cpu.items() if seconds is not None},
+            {pid: vad for pid in self.server if (vad := _vad_cpu(pid, THREAD_NAME)) is not None},
         )
 
     def figures(
@@ -127,12 +127,16 @@ class Probe:
         """Percent of one core over ``wall_s``; the VAD thread's CPU per window, given
         the ``windows`` the streams sent meanwhile."""
 
-        def percent(pids: list[int]) -> float:
-            used = sum(after.cpu_s.get(p, 0.0) - before.cpu_s.get(p, 0.0) for p in pids)
-            return 100 * used / wall_s
+        def percent(pids: list[int]) -> float:  # a process gone meanwhile counts nothing
+            both = [p for p in pids if p in before.cpu_s and p in after.cpu_s]
+            return 100 * sum(after.cpu_s[p] - before.cpu_s[p] for p in both) / wall_s
 
         server, workers = percent(self.server), percent(self.worker_pids)
-        vad = sum(after.vad_cpu_s.values()) - sum(before.vad_cpu_s.values())
+        vad = sum(
+            after.vad_cpu_s[p] - before.vad_cpu_s[p]
+            for p in after.vad_cpu_s
+            if p in before.vad_cpu_s
+        )
         return {
             "cpu": {
                 "server_percent": round(server, 2),
@@ -152,15 +156,15 @@ def _memory(pid: int) -> dict[str, float]:
         return {}
 
 
-def _cpu(pid: int) -> float:
+def _cpu(pid: int) -> float | None:
     try:
         return process_cpu_seconds(pid)
-    except OSError:
-        return 0.0
+    except OSError:  # the process is gone
+        return None
 
 
-def _vad_cpu(pid: int, name: str) -> float:
+def _vad_cpu(pid: int, name: str) -> float | None:
     try:
         return thread_cpu_seconds(pid, name)
     except OSError:
-        return 0.0
+        return None

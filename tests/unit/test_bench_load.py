@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,25 @@ async def test_find_max_steps_up_until_a_step_is_not_real_time(
     bench_load._conclude(result, args)
     assert result["max_streams_in_real_time"] == 100
     assert result["reference_after_decision_p99_ms"] == 40.0
+
+
+def test_a_scratch_stack_puts_its_workers_on_free_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parley.commands.bench import scratch_stack
+    from parley.config import load_config
+
+    monkeypatch.delenv("PARLEY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./parley.toml here
+    scratch = tmp_path
+    base = load_config(env={"PARLEY_HOME": str(scratch)})
+    config, stack = scratch_stack(base, ["instant"], scratch, free_worker_ports=True)
+    moved = {s: config.pool(f"instant-{s}").addresses for s in ("stt", "llm", "tts")}
+    assert all(a != base.pool(f"instant-{s}").addresses for s, a in moved.items())
+    # the started processes read the same addresses from the file they are given
+    assert stack.config_path is not None
+    reread = load_config(stack.config_path, env={"PARLEY_HOME": str(scratch)})
+    assert {s: reread.pool(f"instant-{s}").addresses for s in moved} == moved
+    assert reread.pool("instant-stt").engine == "instant"
+    workers = {spec.address for spec in stack.specs[1:]}
+    assert workers == {a for addresses in moved.values() for a in addresses}

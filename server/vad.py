@@ -117,11 +117,13 @@ class SileroVad:
         self._check(x.shape[1])
         if not streams:
             return np.zeros(0, dtype=np.float32)
-        contexts = np.stack([s.context for s in streams])
-        states = np.stack([s.state for s in streams], axis=1)
+        # np.array of a list, not np.stack: it is several times faster for small rows.
+        batch = np.empty((len(streams), self.context + self.window), dtype=np.float32)
+        batch[:, : self.context] = np.array([s.context for s in streams])
+        batch[:, self.context :] = x
+        states = np.array([s.state for s in streams]).transpose(1, 0, 2)  # [2, B, 128]
         probs, new_states = self._session.run(
-            None,
-            {"input": np.concatenate((contexts, x), axis=1), "state": states, "sr": self._sr},
+            None, {"input": batch, "state": np.ascontiguousarray(states), "sr": self._sr}
         )
         contexts = x[:, -self.context :].copy()  # ours: the caller may reuse ``windows``
         for i, stream in enumerate(streams):  # views of arrays nobody else holds

@@ -94,20 +94,23 @@ def build_cycle(clip: np.ndarray, gap_s: float, chunk_ms: int, vad: VadConfig) -
 
 @dataclass(frozen=True)
 class StreamPlan:
-    """What one stream sends: ``lead`` silent chunks, ``loops`` cycles, ``tail`` silent."""
+    """What one stream sends: ``lead`` silent chunks, ``loops`` cycles, ``tail`` silent,
+    starting ``offset_s`` (less than a chunk) after the common start, so streams do not
+    all send at the same instants (real devices are not in step)."""
 
     index: int
     lead: int
     loops: int
     tail: int
+    offset_s: float = 0.0
 
     def chunks(self, cycle: Cycle) -> int:
         return self.lead + self.loops * len(cycle.chunks) + self.tail
 
 
 def plan_streams(n: int, seconds: float, cycle: Cycle, seed: int = 0) -> list[StreamPlan]:
-    """``n`` streams of about ``seconds`` each, at random phases (whole cycles only;
-    a cycle's own silence lets its last turn close)."""
+    """``n`` streams of about ``seconds`` each, at random phases of the cycle and of the
+    chunk clock (whole cycles only; a cycle's own silence lets its last turn close)."""
     rng = np.random.default_rng(seed)
     per_cycle = len(cycle.chunks)
     total = max(per_cycle, round(seconds * 1000 / cycle.chunk_ms))
@@ -115,7 +118,8 @@ def plan_streams(n: int, seconds: float, cycle: Cycle, seed: int = 0) -> list[St
     for i in range(n):
         lead = int(rng.integers(0, per_cycle))
         loops = max(0, (total - lead) // per_cycle)
-        plans.append(StreamPlan(i, lead, loops, total - lead - loops * per_cycle))
+        offset = float(rng.uniform(0, cycle.chunk_ms / 1000))
+        plans.append(StreamPlan(i, lead, loops, total - lead - loops * per_cycle, offset))
     return plans
 
 
@@ -309,4 +313,5 @@ async def drive(
     streams: Sequence[LoadStream], t0: float, settle_timeout: float = 30.0
 ) -> list[StreamResult]:
     """Run every opened stream from ``t0`` (monotonic clock) to its end; their results."""
-    return list(await asyncio.gather(*(s.run(t0, settle_timeout) for s in streams)))
+    runs = (s.run(t0 + s.plan.offset_s, settle_timeout) for s in streams)
+    return list(await asyncio.gather(*runs))

@@ -30,7 +30,9 @@ def answered(speech_end: float, first_audio: float, endpointing_ms: float = 500.
 def test_plans_are_whole_cycles_at_random_phases_of_equal_length() -> None:
     plans = plan_streams(20, 35.0, CYCLE, seed=3)
     assert len({p.lead for p in plans}) > 10  # phases differ
+    assert len({p.offset_s for p in plans}) == 20  # nor do they send in step
     for plan in plans:
+        assert 0 <= plan.offset_s < 0.020
         assert 0 <= plan.lead < len(CYCLE.chunks)
         assert plan.chunks(CYCLE) == 35 * 50  # every stream lasts the same
         assert plan.loops == (1750 - plan.lead) // 500  # as many whole cycles as fit

@@ -7,7 +7,8 @@ one call of a batched model with per-stream state (:class:`BatchModel`: the Sile
 ``probabilities``; later an end-of-turn model), on its own thread so the event loop
 goes on taking audio meanwhile. A stream with k windows takes part in k consecutive
 calls (its state is recurrent: window i+1 needs window i's state), so each stream's
-probabilities come back in order and equal what scoring it alone would give.
+probabilities come back in order and equal what scoring it alone would give; a round
+takes at most ``max_depth`` windows of one stream, the rest wait for the next round.
 
 Cadence: a batch starts as soon as windows are ready, but at most once per
 ``interval_s`` (a few ms), so under load windows from many streams gather into one
@@ -69,6 +70,10 @@ class StreamClosed(RuntimeError):
 class _Job:
     windows: Float32Array  # [k, window]
     future: asyncio.Future[Float32Array]
+    done: int = 0  # windows scored so far (a long job takes several rounds)
+
+    def __post_init__(self) -> None:
+        self.scores = np.empty(len(self.windows), dtype=np.float32)
 
 
 @dataclass
@@ -149,7 +154,10 @@ class BatchScheduler(Generic[ModelT]):
     """Scores the ready windows of all open streams in batched model calls on one thread.
 
     ``interval_s``: the least time between two rounds' starts; ``max_batch``: windows
-    per model call at most (more ready streams are split over several calls)."""
+    per model call at most (more ready streams are split over several calls);
+    ``max_depth``: windows of one stream per round at most (a stream that sends a long
+    chunk at once has it scored over several rounds, so others' windows do not wait
+    behind it)."""
 
     def __init__(
         self,
@@ -157,13 +165,14 @@ class BatchScheduler(Generic[ModelT]):
         *,
         interval_s: float = 0.004,
         max_batch: int = 256,
+        max_depth: int = 8,
         thread_name: str = THREAD_NAME,
     ) -> None:
-        if interval_s < 0 or max_batch < 1:
-            raise ValueError("interval_s must be >= 0 and max_batch >= 1")
+        if interval_s < 0 or max_batch < 1 or max_depth < 1:
+            raise ValueError("interval_s must be >= 0, max_batch and max_depth >= 1")
         self.model = model
         self.interval_s = interval_s
-        self.max_batch = max_batch
+        self.max_batch, self.max_depth = max_batch, max_depth
         self.stats = SchedulerStats()
         self._thread_name = thread_name
         self._ready: dict[ScoredStream[ModelT], None] = {}  # streams with a waiting job
@@ -239,7 +248,8 @@ class BatchScheduler(Generic[ModelT]):
             if not jobs:
                 continue
             last_start = loop.time()
-            work = [(s.state, job.windows) for s, job in jobs]
+            depth = self.max_depth
+            work = [(s.state, job.windows[job.done : job.done + depth]) for s, job in jobs]
             try:
                 results = await loop.run_in_executor(self._executor, self._score, work)
             except asyncio.CancelledError:  # closing: the thread finishes the batch alone
@@ -252,10 +262,16 @@ class BatchScheduler(Generic[ModelT]):
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
-            self._count(sum(len(job.windows) for _, job in jobs), results)
-            for (_, job), probs in zip(jobs, results.probabilities, strict=True):
-                if not job.future.done():  # a stream closed mid-batch is skipped
-                    job.future.set_result(probs)
+            self._count(sum(len(windows) for _, windows in work), results)
+            for (stream, job), probs in zip(jobs, results.probabilities, strict=True):
+                if job.future.done():  # a stream closed mid-batch is skipped
+                    continue
+                job.scores[job.done : job.done + len(probs)] = probs
+                job.done += len(probs)
+                if job.done == len(job.windows):
+                    job.future.set_result(job.scores)
+                else:  # the rest of a long job in the next round, with the others
+                    self._submit(stream)
 
     def _score(self, work: list[tuple[Any, Float32Array]]) -> _Round:
         """On the scoring thread: call r scores the r-th window of every stream that has

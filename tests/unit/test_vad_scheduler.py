@@ -233,6 +233,8 @@ def test_bad_settings_are_rejected() -> None:
         BatchScheduler(HistoryModel(), interval_s=-1)
     with pytest.raises(ValueError):
         BatchScheduler(HistoryModel(), max_batch=0)
+    with pytest.raises(ValueError):
+        BatchScheduler(HistoryModel(), max_depth=0)
 
 
 async def test_more_ready_streams_than_max_batch_are_split() -> None:
@@ -242,5 +244,21 @@ async def test_more_ready_streams_than_max_batch_are_split() -> None:
         results = await asyncio.gather(*(s.score(windows(0.1 * i)) for i, s in enumerate(streams)))
         np.testing.assert_allclose(np.concatenate(results), [0, 0.1, 0.2, 0.3, 0.4], atol=1e-6)
         assert [len(c) for c in sched.model.calls] == [2, 2, 1]
+    finally:
+        await sched.aclose()
+
+
+async def test_a_long_job_is_spread_over_rounds_and_others_do_not_wait_for_it() -> None:
+    sched = BatchScheduler(HistoryModel(), interval_s=0.0, max_depth=8)
+    try:
+        a, b = sched.open(), sched.open()
+        long_job = asyncio.create_task(a.score(windows(*[0.5] * 20)))
+        short_job = asyncio.create_task(b.score(windows(0.1)))
+        done, _ = await asyncio.wait({long_job, short_job}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {short_job}  # answered after the first round, not after all 20
+        probs = await long_job
+        np.testing.assert_allclose(probs, 0.5 + 0.001 * np.arange(20), rtol=1e-6)
+        assert [len(c) for c in sched.model.calls] == [2] + [1] * 19
+        assert sched.stats.rounds == 3 and sched.stats.windows == 21
     finally:
         await sched.aclose()

@@ -27,8 +27,9 @@ from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.store import TurnStore
+from server.turn_feed import TurnFeed
 from server.turn_trace import TurnTrace
-from server.turns import SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import SileroVad
 from server.vad_scheduler import BatchScheduler
 from server.worker_clients import StageError
@@ -81,7 +82,10 @@ class Session:
         self.converter = AudioConverter(fmt.sample_rate, fmt.channels)
         self.vad_config = vad_config
         self.detector = TurnDetector(vad_config, vad.model, RATE)
-        self.vad = vad.open()  # this stream's VAD state; windows scored with other sessions'
+        # Windows scored with every other session's; turn events come back on its task.
+        self.turns = TurnFeed(
+            self.detector, vad.open(), self._on_detector_event, self._stream_ahead
+        )
         self.clock = EdgeClock()
         self.samples_in = 0
         self.history: list[Exchange] = []
@@ -112,9 +116,7 @@ class Session:
             async for event in events:
                 await self.handle(event)
             # End of stream: the converter's look-ahead, then whatever turn is open.
-            tail = await self._detect(self.converter.flush())
-            tail += self.detector.step(await self.vad.score(self.detector.tail_window()))
-            for detected in tail + self.detector.finish():
+            for detected in await self.turns.finish(self.converter.flush()):
                 await self._on_detector_event(detected)
         finally:
             for task in warming:
@@ -129,7 +131,8 @@ class Session:
             await self._on_playback(event.playback)
         elif kind == "frame":
             self.frames.append((event.frame.capture_time, event.frame.jpeg))
-        elif kind == "ping":
+        elif kind == "ping":  # answered once all audio before it is handled
+            await self.turns.caught_up()
             self.emit(edge_pb2.ServerEvent(pong=edge_pb2.Pong(edge_time=event.ping.edge_time)))
         elif kind == "spans":
             self._on_spans(event.spans)
@@ -144,17 +147,7 @@ class Session:
             return
         self.clock.add(self.samples_in, chunk.capture_time)
         self.samples_in += len(samples)
-        for event in await self._detect(samples):
-            await self._on_detector_event(event)
-        self._stream_ahead()
-
-    async def _detect(self, samples: np.ndarray) -> list[TurnEvent]:
-        """The turn events in these samples: the detector's windows are scored together
-        with other sessions' (server/vad_scheduler.py), in order."""
-        windows = self.detector.push(samples)
-        if not len(windows):
-            return []
-        return self.detector.step(await self.vad.score(windows))
+        await self.turns.feed(samples)  # its events arrive through _on_detector_event
 
     def _stream_ahead(self) -> None:
         """Send the open turn's audio to the STT worker as soon as it is certain to
@@ -392,7 +385,7 @@ class Session:
 
     async def close(self) -> None:
         """Cancel the running turn and wait for every store write to land."""
-        self.vad.close()
+        await self.turns.close()
         if self.listening is not None:
             self.listening.stream.cancel()
             self.listening.span.end()

@@ -5,9 +5,11 @@ the previous window's last 64 (32) samples in front, plus a recurrent state. Sev
 streams' windows can share one session call through the batch dimension; each
 stream keeps its own :class:`VadStream`.
 
-Cost on one thread, measured on a busy 2-core x86 VM: 0.28 ms per 32 ms window at
-batch 1 (0.16-0.21 ms unloaded), under 1 % of a core per stream; batched, 0.16 ms
-per stream-window at 8 streams and 0.10 ms at 32.
+Cost on one thread of a 2-core x86 VM, in a tight loop: 0.2-0.3 ms per call at batch 1,
+0.06-0.11 ms per window at batch 8 and 0.05-0.08 at 32 and more. Called once per 32 ms,
+as a live stream does, each call finds its weights out of the caches: 0.3-0.9 ms per
+window at batch 1. So a server scores all its streams' windows together
+(server/vad_scheduler.py); figures in docs/BENCHMARKS.md (`parley bench load`).
 """
 
 from __future__ import annotations

@@ -1,30 +1,34 @@
 """One batched scorer per server process: every stream's ready windows in one model call.
 
-Each session opens a :class:`ScoredStream` and awaits :meth:`ScoredStream.score` with
-the windows its turn detector cut (shape [k, window]). The :class:`BatchScheduler`
-collects the windows of every stream that has some ready and scores them together in
+Each session opens a :class:`ScoredStream`, hands it the windows its turn detector cut
+(:meth:`ScoredStream.submit`, shape [k, window], without waiting) and takes their
+probabilities back in order (:meth:`ScoredStream.scores`). The :class:`BatchScheduler`
+collects the windows of every stream that has some waiting and scores them together in
 one call of a batched model with per-stream state (:class:`BatchModel`: the Silero VAD's
 ``probabilities``; later an end-of-turn model), on its own thread so the event loop
 goes on taking audio meanwhile. A stream with k windows takes part in k consecutive
 calls (its state is recurrent: window i+1 needs window i's state), so each stream's
-probabilities come back in order and equal what scoring it alone would give; a round
-takes at most ``max_depth`` windows of one stream, the rest wait for the next round.
+probabilities come back in order and equal what scoring it alone would give. A round
+takes at most ``max_depth`` windows of one stream (the rest go in the next round), so
+a stream that is behind catches up by several windows per round without holding the
+others back.
 
-Cadence: a batch starts as soon as windows are ready, but at most once per
+Cadence: a round starts as soon as windows are waiting, but at most once per
 ``interval_s`` (a few ms), so under load windows from many streams gather into one
 call; a lone stream waits for nothing. Under load a window waits at most
-``interval_s`` plus the batch before it.
+``interval_s`` plus the round before it.
 
 Errors: windows of the wrong shape fail only their own caller (ValueError, checked
-before they join a batch); a model error fails every caller of that batch and the
-scheduler goes on. Cancelling a ``score()`` closes its stream (its state may be half
-advanced). Closing a stream, or the scheduler, makes a waiting ``score()`` raise
-:class:`StreamClosed`; a batch already running is let finish on its thread.
+before they join a round); a model error is raised by ``scores()`` of every stream in
+that round (their state may be half advanced, so they are closed) and the scheduler
+goes on. Closing a stream, or the scheduler, makes a waiting ``scores()`` raise
+:class:`StreamClosed`; a round already running is let finish on its thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import logging
@@ -67,16 +71,6 @@ class StreamClosed(RuntimeError):
 
 
 @dataclass
-class _Job:
-    windows: Float32Array  # [k, window]
-    future: asyncio.Future[Float32Array]
-    done: int = 0  # windows scored so far (a long job takes several rounds)
-
-    def __post_init__(self) -> None:
-        self.scores = np.empty(len(self.windows), dtype=np.float32)
-
-
-@dataclass
 class _Round:
     probabilities: list[Float32Array]  # per job, in job order
     cpu_s: float  # the scoring thread's CPU time for the round
@@ -100,47 +94,105 @@ class SchedulerStats:
 
 
 class ScoredStream(Generic[ModelT]):
-    """One stream's handle: its model state and at most one pending score() at a time."""
+    """One stream's handle: its model state, the windows waiting to be scored and the
+    probabilities not yet taken. Use it from the event loop's thread only."""
 
     def __init__(self, scheduler: BatchScheduler[ModelT], state: Any) -> None:
         self._scheduler = scheduler
-        self.state = state  # touched only by the scoring thread while a job runs
-        self._job: _Job | None = None
+        self.state = state  # touched only by the scoring thread while a round runs
+        self._queue: collections.deque[Float32Array] = collections.deque()  # [k, window] each
+        self._queued = 0  # windows in _queue
+        self._scored: list[Float32Array] = []  # probabilities not yet taken, in order
+        self._ready = asyncio.Event()  # something to take (or closed)
+        self._error: BaseException | None = None
         self.closed = False
 
-    async def score(self, windows: npt.ArrayLike) -> Float32Array:
-        """Probabilities of ``windows`` ([k, window], oldest first), in order.
+    @property
+    def pending(self) -> int:
+        """Windows submitted whose probabilities were not taken yet."""
+        return self._queued + self._scheduler._in_flight.get(self, 0) + sum(map(len, self._scored))
 
-        Raises ValueError for a wrong shape, StreamClosed after close(), RuntimeError
-        when called again before the previous call returned."""
+    def submit(self, windows: npt.ArrayLike) -> None:
+        """Queue ``windows`` ([k, window], oldest first) for scoring; returns at once.
+        Raises ValueError for a wrong shape, StreamClosed after close()."""
         x = np.asarray(windows, dtype=np.float32)
         width = self._scheduler.model.window
         if x.ndim != 2 or x.shape[1] != width:
             raise ValueError(f"windows must have shape (k, {width}), not {x.shape}")
         if self.closed:
-            raise StreamClosed("this stream was closed")
-        if not x.shape[0]:
-            return np.zeros(0, dtype=np.float32)
-        if self._job is not None:
-            raise RuntimeError("score() called again before the previous call returned")
-        job = _Job(x, asyncio.get_running_loop().create_future())
-        self._job = job
-        self._scheduler._submit(self)
+            raise StreamClosed(str(self._error or "this stream was closed"))
+        if x.shape[0]:
+            self._queue.append(x)
+            self._queued += x.shape[0]
+            self._scheduler._submit(self)
+
+    async def scores(self) -> Float32Array:
+        """The probabilities of the oldest submitted windows whose turn has come, in
+        order (at least one; waits for them). Raises StreamClosed once closed, or the
+        model's error. Cancelling it closes the stream."""
         try:
-            return await job.future
+            while not self._scored:
+                if self.closed:
+                    raise self._error or StreamClosed("this stream was closed")
+                self._ready.clear()
+                await self._ready.wait()
         except asyncio.CancelledError:
             self.close()
             raise
-        finally:
-            if self._job is job:
-                self._job = None
+        out = self._scored[0] if len(self._scored) == 1 else np.concatenate(self._scored)
+        self._scored = []
+        return out
+
+    async def score(self, windows: npt.ArrayLike) -> Float32Array:
+        """:meth:`submit` then the probabilities of exactly these windows (for a caller
+        that has nothing else in flight on this stream)."""
+        x = np.asarray(windows, dtype=np.float32)
+        if self.pending:
+            raise RuntimeError("score() with other windows of this stream still in flight")
+        self.submit(x)
+        parts, got = [], 0
+        while got < len(x):
+            parts.append(await self.scores())
+            got += len(parts[-1])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def close(self, reason: str = "this stream was closed") -> None:
-        """Stop scoring: a waiting call raises StreamClosed; a running batch is let be."""
-        self.closed = True
+        """Stop scoring: waiting windows are dropped, a round already running is let be,
+        and a waiting ``scores()`` raises StreamClosed."""
+        if not self.closed:
+            self.closed = True
+            self._error = self._error or StreamClosed(reason)
+        self._queue.clear()
+        self._queued = 0
         self._scheduler._withdraw(self)
-        if self._job is not None and not self._job.future.done():
-            self._job.future.set_exception(StreamClosed(reason))
+        self._ready.set()
+
+    # -- on the event loop, for the scheduler
+
+    def _take(self, depth: int) -> Float32Array:
+        """Up to ``depth`` of the oldest queued windows."""
+        parts: list[Float32Array] = []
+        need = depth
+        while need and self._queue:
+            head = self._queue[0]
+            if len(head) <= need:
+                parts.append(self._queue.popleft())
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                self._queue[0] = head[need:]
+                need = 0
+        taken = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._queued -= len(taken)
+        return taken
+
+    def _deliver(self, probs: Float32Array) -> None:
+        self._scored.append(probs)
+        self._ready.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self.close()
 
 
 def _name_thread(name: str) -> None:
@@ -151,13 +203,11 @@ def _name_thread(name: str) -> None:
 
 
 class BatchScheduler(Generic[ModelT]):
-    """Scores the ready windows of all open streams in batched model calls on one thread.
+    """Scores the waiting windows of all open streams in batched model calls on one thread.
 
     ``interval_s``: the least time between two rounds' starts; ``max_batch``: windows
-    per model call at most (more ready streams are split over several calls);
-    ``max_depth``: windows of one stream per round at most (a stream that sends a long
-    chunk at once has it scored over several rounds, so others' windows do not wait
-    behind it)."""
+    per model call at most (more waiting streams are split over several calls);
+    ``max_depth``: windows of one stream per round at most."""
 
     def __init__(
         self,
@@ -175,7 +225,9 @@ class BatchScheduler(Generic[ModelT]):
         self.max_batch, self.max_depth = max_batch, max_depth
         self.stats = SchedulerStats()
         self._thread_name = thread_name
-        self._ready: dict[ScoredStream[ModelT], None] = {}  # streams with a waiting job
+        self._streams: set[ScoredStream[ModelT]] = set()  # open
+        self._ready: dict[ScoredStream[ModelT], None] = {}  # with windows waiting, in order
+        self._in_flight: dict[ScoredStream[ModelT], int] = {}  # windows in the running round
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -197,12 +249,12 @@ class BatchScheduler(Generic[ModelT]):
         self._task = asyncio.create_task(self._run(), name="vad-scheduler")
 
     async def aclose(self) -> None:
-        """Cancel waiting calls, let a running batch finish, stop the thread."""
+        """Close every stream, let a running round finish, stop the thread."""
         self._closed = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for stream in list(self._ready):
+        for stream in list(self._streams):
             stream.close("the scheduler was closed")
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -213,7 +265,9 @@ class BatchScheduler(Generic[ModelT]):
             raise StreamClosed("the scheduler is closed")
         if self._task is None:
             self.start()
-        return ScoredStream(self, self.model.new_stream())
+        stream = ScoredStream(self, self.model.new_stream())
+        self._streams.add(stream)
+        return stream
 
     @property
     def waiting(self) -> int:
@@ -232,6 +286,7 @@ class BatchScheduler(Generic[ModelT]):
 
     def _withdraw(self, stream: ScoredStream[ModelT]) -> None:
         self._ready.pop(stream, None)
+        self._streams.discard(stream)
 
     async def _run(self) -> None:
         assert self._wakeup is not None and self._executor is not None
@@ -243,34 +298,32 @@ class BatchScheduler(Generic[ModelT]):
             if delay > 0:
                 await asyncio.sleep(delay)  # let more streams' windows gather
             self._wakeup.clear()
-            jobs = [(stream, job) for stream in self._ready if (job := stream._job) is not None]
+            streams = list(self._ready)
             self._ready.clear()
-            if not jobs:
+            if not streams:
                 continue
             last_start = loop.time()
-            depth = self.max_depth
-            work = [(s.state, job.windows[job.done : job.done + depth]) for s, job in jobs]
+            work = [(stream.state, stream._take(self.max_depth)) for stream in streams]
+            self._in_flight = {stream: len(w) for stream, (_, w) in zip(streams, work, strict=True)}
             try:
-                results = await loop.run_in_executor(self._executor, self._score, work)
-            except asyncio.CancelledError:  # closing: the thread finishes the batch alone
-                for stream, _ in jobs:
+                done = await loop.run_in_executor(self._executor, self._score, work)
+            except asyncio.CancelledError:  # closing: the thread finishes the round alone
+                for stream in streams:
                     stream.close("the scheduler was closed")
                 raise
-            except Exception as exc:  # the model failed: every caller of this batch hears it
-                log.exception("VAD batch of %d streams failed", len(jobs))
-                for _, job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+            except Exception as exc:  # the model failed: every stream of the round hears it
+                log.exception("VAD round of %d streams failed", len(streams))
+                for stream in streams:
+                    stream._fail(exc)
                 continue
-            self._count(sum(len(windows) for _, windows in work), results)
-            for (stream, job), probs in zip(jobs, results.probabilities, strict=True):
-                if job.future.done():  # a stream closed mid-batch is skipped
+            finally:
+                self._in_flight = {}
+            self._count(sum(len(w) for _, w in work), done)
+            for stream, probs in zip(streams, done.probabilities, strict=True):
+                if stream.closed:  # closed mid-round: its windows are dropped
                     continue
-                job.scores[job.done : job.done + len(probs)] = probs
-                job.done += len(probs)
-                if job.done == len(job.windows):
-                    job.future.set_result(job.scores)
-                else:  # the rest of a long job in the next round, with the others
+                stream._deliver(probs)
+                if stream._queued:  # more than max_depth waited: the rest next round
                     self._submit(stream)
 
     def _score(self, work: list[tuple[Any, Float32Array]]) -> _Round:

@@ -174,7 +174,7 @@ async def test_cancelling_a_score_closes_only_that_stream(
         await a.score(windows(0.1))
 
 
-async def test_a_model_error_fails_that_round_only(
+async def test_a_model_error_ends_the_streams_of_that_round_only(
     scheduler: BatchScheduler[HistoryModel],
 ) -> None:
     scheduler.model.fail_next = True
@@ -183,7 +183,31 @@ async def test_a_model_error_fails_that_round_only(
         a.score(windows(0.1)), b.score(windows(0.2)), return_exceptions=True
     )
     assert all(isinstance(r, RuntimeError) for r in results)
-    np.testing.assert_allclose(await a.score(windows(0.3)), [0.3], rtol=1e-6)
+    assert a.closed and b.closed  # their state may be half advanced
+    with pytest.raises(StreamClosed):
+        a.submit(windows(0.3))
+    c = scheduler.open()  # the scheduler goes on
+    np.testing.assert_allclose(await c.score(windows(0.3)), [0.3], rtol=1e-6)
+
+
+async def test_windows_submitted_without_waiting_come_back_in_order(
+    scheduler: BatchScheduler[HistoryModel],
+) -> None:
+    model = scheduler.model
+    model.gate = threading.Event()
+    stream = scheduler.open()
+    stream.submit(windows(0.1, 0.1))
+    await asyncio.to_thread(model.entered.wait, 10)  # the first round is on the thread
+    stream.submit(windows(0.2))  # while it runs: queued for the next round
+    stream.submit(windows(0.3, 0.3, 0.3))
+    assert stream.pending == 6
+    model.gate.set()
+    got: list[float] = []
+    while len(got) < 6:
+        got += (await stream.scores()).tolist()
+    np.testing.assert_allclose(got, [0.1, 0.101, 0.202, 0.303, 0.304, 0.305], rtol=1e-6)
+    assert stream.pending == 0
+    assert scheduler.stats.rounds == 2  # 2 windows, then the 4 that came meanwhile
 
 
 async def test_bad_input_fails_only_its_caller(scheduler: BatchScheduler[HistoryModel]) -> None:
@@ -202,7 +226,7 @@ async def test_one_score_at_a_time_per_stream(scheduler: BatchScheduler[HistoryM
     stream = scheduler.open()
     first = asyncio.create_task(stream.score(windows(0.1)))
     await asyncio.sleep(0)
-    with pytest.raises(RuntimeError, match="before the previous call returned"):
+    with pytest.raises(RuntimeError, match="still in flight"):
         await stream.score(windows(0.2))
     scheduler.model.gate.set()
     np.testing.assert_allclose(await first, [0.1], rtol=1e-6)

@@ -128,7 +128,7 @@ async def test_streams_scored_together_find_the_turns_each_finds_alone() -> None
     for case, (events, probs), (want_events, want_probs) in zip(
         CASES, results, reference, strict=True
     ):
-        np.testing.assert_array_equal(np.float32(probs), np.float32(want_probs))
+        np.testing.assert_array_equal(np.array(probs, np.float32), np.array(want_probs, np.float32))
         same_events(events, want_events)
         # and they are the right turns (silero's offline reference, shifted by the lead)
         shift = case.lead / RATE

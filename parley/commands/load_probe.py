@@ -45,24 +45,25 @@ def listening_pids(port: int) -> list[int]:
     return sorted(pids)
 
 
-def thread_cpu_seconds(pid: int, name: str) -> float:
-    """User + system CPU time of the threads of ``pid`` named ``name``."""
-    total = 0.0
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU time of the threads of ``pid``, summed by thread name (the
+    main thread is "main")."""
+    totals: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            if (task / "comm").read_text().strip() != name:
-                continue
+            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        except OSError:  # the thread ended meanwhile
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        totals[name] = totals.get(name, 0.0) + seconds
+    return totals
 
 
 @dataclass
 class Sample:
-    cpu_s: dict[int, float]
-    vad_cpu_s: dict[int, float]
+    cpu_s: dict[int, float]  # pid -> CPU seconds
+    threads_s: dict[int, dict[str, float]]  # server pid -> thread name -> CPU seconds
 
 
 @dataclass
@@ -93,12 +94,10 @@ class Probe:
         return {"server": self.server, "workers": self.workers}
 
     def sample(self) -> Sample:
-        from server.vad_scheduler import THREAD_NAME
-
         cpu = {pid: _cpu(pid) for pid in [*self.server, *self.worker_pids]}
         return Sample(
             {pid: seconds for pid, seconds in cpu.items() if seconds is not None},
-            {pid: vad for pid in self.server if (vad := _vad_cpu(pid, THREAD_NAME)) is not None},
+            {pid: threads for pid in self.server if (threads := _threads(pid)) is not None},
         )
 
     def figures(
@@ -131,17 +130,25 @@ class Probe:
             both = [p for p in pids if p in before.cpu_s and p in after.cpu_s]
             return 100 * sum(after.cpu_s[p] - before.cpu_s[p] for p in both) / wall_s
 
+        from server.vad_scheduler import THREAD_NAME
+
         server, workers = percent(self.server), percent(self.worker_pids)
-        vad = sum(
-            after.vad_cpu_s[p] - before.vad_cpu_s[p]
-            for p in after.vad_cpu_s
-            if p in before.vad_cpu_s
-        )
+        threads: dict[str, float] = {}  # the server processes' threads, by name
+        for pid, now in after.threads_s.items():
+            for name, seconds in now.items():
+                used = seconds - before.threads_s.get(pid, {}).get(name, 0.0)
+                threads[name] = threads.get(name, 0.0) + 100 * used / wall_s
+        vad = threads.get(THREAD_NAME, 0.0) * wall_s / 100
         return {
             "cpu": {
                 "server_percent": round(server, 2),
                 "workers_percent": round(workers, 2),
                 "vad_thread_percent": round(100 * vad / wall_s, 2),
+                "server_threads_percent": {
+                    name: round(pct, 2)
+                    for name, pct in sorted(threads.items(), key=lambda kv: -kv[1])
+                    if pct >= 0.5
+                },
             },
             # server + workers, percent of one core per live stream
             "cpu_percent_per_stream": round((server + workers) / streams, 3),
@@ -163,8 +170,8 @@ def _cpu(pid: int) -> float | None:
         return None
 
 
-def _vad_cpu(pid: int, name: str) -> float | None:
+def _threads(pid: int) -> dict[str, float] | None:
     try:
-        return thread_cpu_seconds(pid, name)
+        return thread_cpu_seconds(pid)
     except OSError:
         return None

@@ -35,7 +35,7 @@ from parley.errors import ParleyError
 from protos import edge_pb2, edge_pb2_grpc
 
 RATE = 16000
-PING_EVERY_S = 1.0
+PING_EVERY_S = 5.0  # as the edge agent (edge/uplink.py PING_S)
 # Separate channels to one address share one connection unless each has its own pool.
 CHANNEL_OPTIONS = [*rpc.CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
 

@@ -49,7 +49,7 @@ class VadConfig:
     # The server scores all sessions' windows together in one model call at most once
     # per batch_interval_ms (ms; a window waits at most this plus one batch), at most
     # batch_max windows per call.
-    batch_interval_ms: float = 4.0
+    batch_interval_ms: float = 8.0
     batch_max: int = 256
 
 

@@ -213,7 +213,7 @@ class BatchScheduler(Generic[ModelT]):
         self,
         model: ModelT,
         *,
-        interval_s: float = 0.004,
+        interval_s: float = 0.008,
         max_batch: int = 256,
         max_depth: int = 8,
         thread_name: str = THREAD_NAME,

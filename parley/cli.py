@@ -353,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--token", default="", help="device token, for a server that asks for one")
     load.add_argument("--chunk-ms", type=int, help="audio per message (default [edge] chunk_ms)")
     load.add_argument("--clip", help="speech file to loop (default: the bundled command)")
-    load.add_argument("--gap-s", type=float, default=7.0, help="silence after each clip (s)")
+    load.add_argument(
+        "--gap-s", type=float, default=27.0, help="silence after each clip (default 27 s)"
+    )
     load.add_argument("--find-max", action="store_true", help="step N up until not real time")
     load.add_argument("--step", type=int, default=50, help="--find-max: N grows by this")
     load.add_argument("--max-streams", type=int, default=1000, help="--find-max: stop here")

@@ -168,13 +168,22 @@ async def test_find_max_steps_up_until_a_step_is_not_real_time(
     args = argparse.Namespace(
         find_max=True, streams=50, step=50, max_streams=1000, seconds=1.0, pipeline="p", token=""
     )
-    steps = await bench_load._steps(args, "addr", CYCLE, Probe())
+    steps = await bench_load._steps(args, "addr", CYCLE, Probe(), CYCLE)
     assert ran == [1, 50, 100, 150]  # stops at the first step over 2x the reference
     assert [s["in_real_time"] for s in steps] == [True, True, True, False]
+    for s in steps:
+        s["vad_cpu_ms_per_window"] = 0.08 if s["n"] != 100 else 0.12
+        s["cpu_percent_per_stream"] = 0.3
     result: dict[str, object] = {"steps": steps}
     bench_load._conclude(result, args)
     assert result["max_streams_in_real_time"] == 100
     assert result["reference_after_decision_p99_ms"] == 40.0
+    # judged on the steps answered in real time with >= 50 streams (N = 100's VAD: 0.12)
+    assert result["meets_target"] == {
+        "vad_cpu_ms_per_window": False,
+        "cpu_percent_per_stream": True,
+        "streams": False,
+    }
 
 
 def test_a_scratch_stack_puts_its_workers_on_free_ports(

@@ -132,6 +132,8 @@ async def run_step(
     live_s = plans[0].chunks(cycle) * cycle.chunk_ms / 1000
     warmup = min(5.0, live_s / 4)
     driving = asyncio.create_task(drive(streams, t0))
+    loop_lag: list[float] = []
+    watching = asyncio.create_task(_watch_loop(loop_lag))
     try:
         await asyncio.sleep(max(0.0, t0 + warmup - time.monotonic()))
         before, gen_before, wall_before = probe.sample(), _own_cpu(), time.monotonic()
@@ -139,12 +141,16 @@ async def run_step(
         after, gen_after, wall_after = probe.sample(), _own_cpu(), time.monotonic()
         results = await driving
     finally:
-        driving.cancel()
-        await asyncio.gather(driving, return_exceptions=True)
+        for task in (driving, watching):
+            task.cancel()
+        await asyncio.gather(driving, watching, return_exceptions=True)
     wall = wall_after - wall_before
     windows = n * wall * RATE / WINDOW
     resources = probe.figures(before, after, wall, n, windows)
     resources["generator_cpu_percent"] = round(100 * (gen_after - gen_before) / wall, 2)
+    # How late the generator's own event loop ran timers: when this is large, its
+    # latency figures include its own congestion, not only the server's.
+    resources["generator_loop_lag_ms"] = percentiles(loop_lag)
     return {
         **summarise(results, plans[0].chunks(cycle)),
         "seconds": round(live_s, 1),
@@ -152,6 +158,14 @@ async def run_step(
         "turns_per_second": round(n * cycle.turns / cycle.seconds, 2),
         **resources,
     }
+
+
+async def _watch_loop(lags: list[float], every_s: float = 0.02) -> None:
+    """Record how late a timer of ``every_s`` fires on this loop (ms), until cancelled."""
+    while True:
+        due = time.monotonic() + every_s
+        await asyncio.sleep(every_s)
+        lags.append((time.monotonic() - due) * 1000)
 
 
 def _own_cpu() -> float:

@@ -81,6 +81,9 @@ def test_real_time_needs_every_turn_nothing_dropped_and_p99_within_twice() -> No
     assert in_real_time(summary, None)
     assert in_real_time(summary, 35.0)  # 70 <= 2 * 35
     assert not in_real_time(summary, 34.0)
+    result.lag_ms = [40.0, 1500.0]  # one Ping answered 1.5 s late: the server fell behind
+    assert not in_real_time(summarise([result], chunks_planned=10), None)
+    result.lag_ms = []
     result.expected_turns = 3  # one turn the VAD should have found is missing
     assert not in_real_time(summarise([result], chunks_planned=10), None)
     result.expected_turns, result.failed = 2, "UNAVAILABLE: gone"

@@ -24,10 +24,13 @@ MIN_RATE, MAX_RATE = 4000, 384000
 MAX_CHANNELS = 8
 
 
+_PCM16_SCALE = np.float32(1.0 / 32768.0)
+
+
 def pcm16_to_float(data: bytes | Int16Array) -> Float32Array:
     """Little-endian PCM16 (bytes or int16 array) to float32 in [-1, 1)."""
     pcm = np.frombuffer(data, dtype="<i2") if isinstance(data, bytes | bytearray) else data
-    return pcm.astype(np.float32) * np.float32(1.0 / 32768.0)
+    return pcm * _PCM16_SCALE  # one ufunc call: int16 in, float32 out
 
 
 def float_to_pcm16(samples: npt.ArrayLike) -> Int16Array:
@@ -161,14 +164,17 @@ class AudioConverter:
         self._frame_bytes = 2 * channels
         self._carry = b""
         self._resampler = Resampler(sample_rate, target_rate)
+        self._as_is = sample_rate == target_rate and channels == 1
 
     def convert(self, pcm: bytes) -> Float32Array:
         """Next chunk of PCM16 bytes in, float32 mono at ``target_rate`` out."""
+        if self._as_is and not self._carry and not len(pcm) % 2:
+            return pcm16_to_float(pcm)  # already mono at the target rate: the usual case
         if self._carry:
             pcm = self._carry + pcm
         whole = len(pcm) - len(pcm) % self._frame_bytes
         self._carry = pcm[whole:]
-        mono = downmix(pcm16_to_float(pcm[:whole]), self.channels)
+        mono = downmix(pcm16_to_float(pcm if whole == len(pcm) else pcm[:whole]), self.channels)
         return self._resampler.process(mono)
 
     @property

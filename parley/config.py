@@ -56,6 +56,11 @@ class VadConfig:
     pre_roll_ms: int = 200  # audio kept before the detected start (VAD onset lags up to ~140 ms)
     post_roll_ms: int = 60  # audio kept after the last speech window
     model_path: str = ""  # empty: silero_vad.onnx from the silero-vad package
+    # The server scores all sessions' windows together in one model call at most once
+    # per batch_interval_ms (ms; a window waits at most this plus one batch), at most
+    # batch_max windows per call.
+    batch_interval_ms: float = 8.0
+    batch_max: int = 256
 
 
 @dataclass(frozen=True)

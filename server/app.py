@@ -18,6 +18,7 @@ from server.auth import DeviceGate
 from server.edge_service import EdgeServicer
 from server.store import TurnStore
 from server.vad import SileroVad
+from server.vad_scheduler import BatchScheduler
 from server.worker_clients import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     servicer: EdgeServicer
+    vad: BatchScheduler[SileroVad]
     store: TurnStore
     pools: dict[str, WorkerPool]
     telemetry: Telemetry
@@ -37,6 +39,7 @@ class RunningServer:
     async def stop(self, grace: float | None = 2.0) -> None:
         await self.server.stop(grace)
         await self.servicer.services.wait_closed(timeout=10.0)  # their last store writes
+        await self.vad.aclose()
         for pool in self.pools.values():
             await pool.close()
         await self.store.close()
@@ -71,7 +74,11 @@ async def start_server(
         raise
     if telemetry is None:
         telemetry = setup_telemetry("parley-server", database_url=config.database_url)
-    vad = SileroVad(config.vad.model_path or None)
+    vad = BatchScheduler(
+        SileroVad(config.vad.model_path or None),
+        interval_s=config.vad.batch_interval_ms / 1000,
+        max_batch=config.vad.batch_max,
+    )
     interceptors = telemetry.client_interceptors()
     pools = {name: WorkerPool(pool, interceptors) for name, pool in config.pools.items()}
     servicer = EdgeServicer(config, store, vad, pools, telemetry, gate=gate)
@@ -83,13 +90,14 @@ async def start_server(
         reuse_port=reuse_port,
         max_message_bytes=config.limits.max_message_bytes,
     )
+    vad.start()  # a server-lifetime task and thread (not the first session's)
     log.info(
         "parley server listening on %s (port %d), store %s",
         address,
         port,
         db.redact(config.database_url),
     )
-    return RunningServer(server, port, servicer, store, pools, telemetry)
+    return RunningServer(server, port, servicer, vad, store, pools, telemetry)
 
 
 async def serve(

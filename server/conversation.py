@@ -34,6 +34,7 @@ from server.session import Session
 from server.store import TurnStore
 from server.store_failures import StoreFailure
 from server.vad import SileroVad
+from server.vad_scheduler import BatchScheduler
 from server.worker_clients import WorkerPool
 
 log = logging.getLogger("server.edge_service")
@@ -60,7 +61,7 @@ class Services:
 
     config: Config
     store: TurnStore
-    vad: SileroVad
+    vad: BatchScheduler[SileroVad]
     pools: dict[str, WorkerPool]
     telemetry: Telemetry
     ledger: DeliveryLedger

@@ -23,6 +23,7 @@ from server.delivery import DeliveryLedger
 from server.limits import check_hello
 from server.store import TurnStore
 from server.vad import SileroVad
+from server.vad_scheduler import BatchScheduler
 from server.worker_clients import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeServicer):
         self,
         config: Config,
         store: TurnStore,
-        vad: SileroVad,
+        vad: BatchScheduler[SileroVad],
         pools: Mapping[str, WorkerPool],
         telemetry: Telemetry,
         gate: DeviceGate | None = None,

@@ -20,6 +20,7 @@ other sessions. Messages are checked against ``[limits]`` first
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 import time
@@ -42,10 +43,12 @@ from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.playback import AnswerPlayback, HeardTurn
 from server.store import TurnStore
+from server.turn_feed import TurnFeed
 from server.turn_record import Outcome, TurnRecorder
 from server.turn_trace import TurnTrace
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import SileroVad
+from server.vad_scheduler import BatchScheduler
 from server.worker_clients import StageError
 
 log = logging.getLogger(__name__)
@@ -56,9 +59,8 @@ T = TypeVar("T")
 STREAM_AHEAD_SAMPLES = RATE // 10
 RECENT_TURNS = 16
 HISTORY_KEEP = 256  # earlier turns kept for the LLM's history (it uses history_turns)
-# A chunk longer than this is fed to the VAD in pieces, yielding to the event loop
-# between them.
-PIECE_SAMPLES = RATE // 2
+# Recent audio chunks' end positions kept, to tell which chunk a turn event came from.
+CHUNKS_KEPT = 256
 # gRPC ends the request stream the same way when the edge half-closes it and when the
 # edge cancels or goes away; in the second case the handler's cancellation follows
 # within a millisecond. The session waits this long before taking the end as a
@@ -78,7 +80,7 @@ class ActiveTurn:
     task: asyncio.Task[None]
     latency: TurnLatency
     playback: AnswerPlayback
-    arrival: int = 0  # the audio chunk in which the turn ended (see Session._arrival)
+    arrival: int = 0  # the audio chunk in which the turn ended (see Session._chunk_of)
 
 
 class Session:
@@ -89,7 +91,7 @@ class Session:
         hello: edge_pb2.Hello,
         runner: PipelineRunner,
         store: TurnStore,
-        vad: SileroVad,
+        vad: BatchScheduler[SileroVad],
         vad_config: VadConfig,
         emit: Outbox,
         telemetry: Telemetry,
@@ -105,7 +107,11 @@ class Session:
         fmt = hello.audio_format
         self.converter = AudioConverter(fmt.sample_rate, fmt.channels)
         self.vad_config = vad_config
-        self.detector = TurnDetector(vad_config, vad, RATE)
+        self.detector = TurnDetector(vad_config, vad.model, RATE)
+        # Windows scored with every other session's; turn events come back on its task.
+        self.turns = TurnFeed(
+            self.detector, vad.open(), self._on_detector_event, self._after_vad_step
+        )
         self.clock = EdgeClock()
         self.samples_in = 0
         self.history: collections.deque[HeardTurn] = collections.deque(maxlen=HISTORY_KEEP)
@@ -121,7 +127,8 @@ class Session:
         self.turn_index = 0
         self.active: ActiveTurn | None = None
         self.queued: list[ActiveTurn] = []  # turns found in the same audio, in order
-        self._arrival = 0  # counts audio chunks taken
+        self._chunks_taken = 0
+        self._chunk_ends: collections.deque[int] = collections.deque(maxlen=CHUNKS_KEPT)
         # The open speech waits in line behind the turns before it: it began in the chunk
         # that ended the last turn, or it goes on after a max_turn_s cut.
         self._opening_waits = False
@@ -156,8 +163,7 @@ class Session:
             await asyncio.sleep(END_GRACE_S)
             # End of stream: the converter's look-ahead, then whatever turn is open.
             self._flushed_upto = self.samples_in + self.converter.held_back
-            tail = [*self.detector.feed(self.converter.flush()), *self.detector.flush()]
-            for detected in tail:
+            for detected in await self.turns.finish(self.converter.flush()):
                 await self._on_detector_event(detected)
             await self._settle()
             # Every turn heard is stored: a reconnect resumes after all of this audio.
@@ -187,7 +193,8 @@ class Session:
             await self._on_playback(event.playback)
         elif kind == "frame":
             self.frames.append((event.frame.capture_time, event.frame.jpeg))
-        elif kind == "ping":
+        elif kind == "ping":  # answered once all audio before it is handled
+            await self.turns.caught_up()
             self.emit(edge_pb2.ServerEvent(pong=edge_pb2.Pong(edge_time=event.ping.edge_time)))
         elif kind == "spans":
             self._on_spans(event.spans)
@@ -204,14 +211,22 @@ class Session:
         self.samples_in += len(samples)
         held = self.converter.held_back
         self.receipts.taken(chunk.seq, self.samples_in + held, whole=not self.converter.carrying)
-        self._arrival += 1
-        for start in range(0, len(samples), PIECE_SAMPLES):
-            if start:
-                await asyncio.sleep(0)  # a long chunk: let the other sessions run
-            for event in self.detector.feed(samples[start : start + PIECE_SAMPLES]):
-                await self._on_detector_event(event)
-            self._stream_ahead()
+        self._chunk_ends.append(self.samples_in)
+        self._chunks_taken += 1
+        await self.turns.feed(samples)  # its events arrive through _on_detector_event
         self._acknowledge()
+
+    def _after_vad_step(self) -> None:
+        """Windows were scored and their events handled: stream the open turn ahead and
+        acknowledge the audio that is finished with."""
+        self._stream_ahead()
+        self._acknowledge()
+
+    def _chunk_of(self, sample: int) -> int:
+        """The index of the audio chunk that held the sample before position ``sample``
+        (chunks older than the last CHUNKS_KEPT count as the oldest kept)."""
+        ends = self._chunk_ends
+        return self._chunks_taken - len(ends) + bisect.bisect_right(ends, sample - 1)
 
     def _needed_from(self) -> int:
         """Audio before this position is finished with: not in the open speech or its
@@ -247,7 +262,7 @@ class Session:
             # length of a max_turn_s cut is the same speech going on. Neither is the user
             # interrupting an answer: each is the next turn in line.
             turns = self._turns()
-            in_backlog = bool(turns) and turns[-1].arrival == self._arrival
+            in_backlog = bool(turns) and turns[-1].arrival == self._chunk_of(event.decided_sample)
             gap_ms = (event.start_sample - self.cut_at) * 1000 / RATE
             goes_on = self.cut_at >= 0 and gap_ms <= self.vad_config.min_silence_ms
             self._opening_waits = in_backlog or goes_on
@@ -382,7 +397,8 @@ class Session:
         task = asyncio.create_task(
             self._run_turn(turn, latency, result, begun, after), name=f"turn-{turn_id}"
         )
-        entry = ActiveTurn(turn_id, task, latency, result.playback, arrival=self._arrival)
+        arrival = self._chunk_of(ended.decided_sample)
+        entry = ActiveTurn(turn_id, task, latency, result.playback, arrival=arrival)
         if after is None:
             self.active = entry
         else:
@@ -493,6 +509,7 @@ class Session:
     async def close(self) -> None:
         """Cancel the running and queued turns and wait for every store write to land
         (idempotent)."""
+        await self.turns.close()
         if self.listening is not None:
             self.listening.stream.cancel()
             self.listening.span.end()

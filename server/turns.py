@@ -10,6 +10,11 @@ additions for live use: :class:`SpeechStarted` is emitted at the first moment th
 region is certain to be long enough to keep (so clicks do not barge in), and a turn
 is cut at ``max_turn_s`` (``forced``).
 
+Cutting audio into windows (:meth:`TurnDetector.push`) is apart from the state machine
+(:meth:`TurnDetector.step`), so the probabilities can come from elsewhere: a server
+scores every stream's windows together (server/vad_scheduler.py). :meth:`feed` does
+both with the detector's own VAD, one window at a time.
+
 Sample positions count from the start of the stream at the detector's rate, so the
 caller can map them to capture times on the edge.
 """
@@ -17,6 +22,7 @@ caller can map them to capture times on the edge.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +40,7 @@ class SpeechStarted:
 
     start_sample: int  # first sample of the first speech window
     audio_start_sample: int  # where the turn's audio will start (pre-roll included)
+    decided_sample: int  # stream position scored when the speech was confirmed
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -80,6 +87,7 @@ class TurnDetector:
         self._stream = self._vad.new_stream()
         self._pending = np.zeros(0, dtype=np.float32)  # fed, not yet scored
         self._pos = 0  # samples scored (start of the next window)
+        self._unscored = 0  # windows pushed, not stepped yet
         self._fed = 0
         self._chunks: deque[Float32Array] = deque()  # recent audio, from _chunks_start
         self._chunks_start = 0
@@ -133,36 +141,72 @@ class TurnDetector:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(parts[::-1])
 
-    def feed(self, samples: npt.ArrayLike) -> list[TurnEvent]:
-        """Add audio (float32 mono, any length); returns the events it completes."""
-        x = np.array(samples, dtype=np.float32).reshape(-1)  # a copy we own
+    def push(self, samples: npt.ArrayLike) -> Float32Array:
+        """Add audio (float32 mono, any length); returns the windows it completes,
+        shape [k, window], oldest first, for the VAD to score. Their probabilities go
+        to :meth:`step` in the same order (windows of several pushes may be stepped
+        together or one by one)."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
         if x.size == 0:
-            return []
-        self._chunks.append(x)
+            return np.zeros((0, self._window), dtype=np.float32)
+        # One copy we own: the held partial window and the new audio, back to back.
+        held = self._pending.size
+        buf = np.concatenate((self._pending, x)) if held else x.copy()
+        self._chunks.append(buf[held:])
         self._fed += x.size
-        buf = np.concatenate((self._pending, x)) if self._pending.size else x
-        events: list[TurnEvent] = []
         n = buf.size // self._window
-        for i in range(n):
-            window = buf[i * self._window : (i + 1) * self._window]
-            events.extend(self._step(self._vad.probability(self._stream, window)))
-        self._pending = buf[n * self._window :].copy()
+        self._pending = buf[n * self._window :]
+        self._unscored += n
+        return buf[: n * self._window].reshape(n, self._window)
+
+    def tail_window(self) -> Float32Array:
+        """End of stream: the last partial window, zero padded, shape [0 or 1, window]
+        (score and :meth:`step` it, then :meth:`finish`)."""
+        if not self._pending.size:
+            return np.zeros((0, self._window), dtype=np.float32)
+        window = np.zeros((1, self._window), dtype=np.float32)
+        window[0, : self._pending.size] = self._pending
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._unscored += 1
+        return window
+
+    def step(self, probabilities: Sequence[float] | Float32Array) -> list[TurnEvent]:
+        """Speech probabilities of the oldest unscored windows, in order: the events
+        they complete. Raises ValueError for more probabilities than pushed windows."""
+        if len(probabilities) > self._unscored:
+            raise ValueError(
+                f"{len(probabilities)} probabilities for {self._unscored} unscored windows"
+            )
+        events: list[TurnEvent] = []
+        for prob in probabilities:
+            self._unscored -= 1
+            events.extend(self._step(float(prob)))
         self._trim()
         return events
 
-    def flush(self) -> list[TurnEvent]:
-        """End of stream: score the last partial window, close an open turn, reset."""
+    def finish(self) -> list[TurnEvent]:
+        """End of stream, after the tail window was stepped: close an open turn, reset."""
         events: list[TurnEvent] = []
-        if self._pending.size:
-            window = np.zeros(self._window, dtype=np.float32)
-            window[: self._pending.size] = self._pending
-            events.extend(self._step(self._vad.probability(self._stream, window)))
         if self._triggered:
             ended = self._close(self._temp_end or self._fed, forced=False)
             if ended is not None:
                 events.append(ended)
         self.reset()
         return events
+
+    def feed(self, samples: npt.ArrayLike) -> list[TurnEvent]:
+        """:meth:`push` and :meth:`step`, scoring each window with the detector's own
+        VAD one at a time (a server scores many streams' windows together instead:
+        server/vad_scheduler.py)."""
+        return self.step([self._score(w) for w in self.push(samples)])
+
+    def flush(self) -> list[TurnEvent]:
+        """End of stream: score the last partial window, close an open turn, reset."""
+        events = self.step([self._score(w) for w in self.tail_window()])
+        return events + self.finish()
+
+    def _score(self, window: Float32Array) -> float:
+        return self._vad.probability(self._stream, window)
 
     # ------------------------------------------------------------------ internals
 
@@ -188,7 +232,11 @@ class TurnDetector:
             # The region's end is at least window_end now, so it will be kept.
             if window_end - self._start > self._min_speech:
                 self._confirmed = True
-                events.append(SpeechStarted(self._start, max(0, self._start - self._pre_roll)))
+                events.append(
+                    SpeechStarted(
+                        self._start, max(0, self._start - self._pre_roll), min(self._pos, self._fed)
+                    )
+                )
         if self._confirmed and window_end + self._window - self._start > self._max_turn:
             ended = self._close(self._temp_end or window_end, forced=True)
             if ended is not None:

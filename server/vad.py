@@ -5,9 +5,11 @@ the previous window's last 64 (32) samples in front, plus a recurrent state. Sev
 streams' windows can share one session call through the batch dimension; each
 stream keeps its own :class:`VadStream`.
 
-Cost on one thread, measured on a busy 2-core x86 VM: 0.28 ms per 32 ms window at
-batch 1 (0.16-0.21 ms unloaded), under 1 % of a core per stream; batched, 0.16 ms
-per stream-window at 8 streams and 0.10 ms at 32.
+Cost on one thread of a 2-core x86 VM, in a tight loop: 0.2-0.3 ms per call at batch 1,
+0.06-0.11 ms per window at batch 8 and 0.05-0.08 at 32 and more. Called once per 32 ms,
+as a live stream does, each call finds its weights out of the caches: 0.3-0.9 ms per
+window at batch 1. So a server scores all its streams' windows together
+(server/vad_scheduler.py); figures in docs/BENCHMARKS.md (`parley bench load`).
 """
 
 from __future__ import annotations
@@ -117,15 +119,18 @@ class SileroVad:
         self._check(x.shape[1])
         if not streams:
             return np.zeros(0, dtype=np.float32)
-        contexts = np.stack([s.context for s in streams])
-        states = np.stack([s.state for s in streams], axis=1)
+        # np.array of a list, not np.stack: it is several times faster for small rows.
+        batch = np.empty((len(streams), self.context + self.window), dtype=np.float32)
+        batch[:, : self.context] = np.array([s.context for s in streams])
+        batch[:, self.context :] = x
+        states = np.array([s.state for s in streams]).transpose(1, 0, 2)  # [2, B, 128]
         probs, new_states = self._session.run(
-            None,
-            {"input": np.concatenate((contexts, x), axis=1), "state": states, "sr": self._sr},
+            None, {"input": batch, "state": np.ascontiguousarray(states), "sr": self._sr}
         )
-        for i, stream in enumerate(streams):
-            stream.state = new_states[:, i, :].copy()
-            stream.context = x[i, -self.context :].copy()
+        contexts = x[:, -self.context :].copy()  # ours: the caller may reuse ``windows``
+        for i, stream in enumerate(streams):  # views of arrays nobody else holds
+            stream.state = new_states[:, i, :]
+            stream.context = contexts[i]
         return np.asarray(probs[:, 0], dtype=np.float32)
 
     def _check(self, samples: int) -> None:

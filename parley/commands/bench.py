@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from parley.commands.demo import DEMO_WAV
-from parley.commands.launcher import LocalStack
+from parley.commands.launcher import LocalStack, is_loopback
 from parley.commands.models import ensure_models
 from parley.config import Config
 from parley.errors import ParleyError
@@ -94,10 +94,19 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def scratch_stack(
-    config: Config, pipelines: list[str], scratch: Path, env: Mapping[str, str] | None = None
+    config: Config,
+    pipelines: list[str],
+    scratch: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    free_worker_ports: bool = False,
 ) -> tuple[Config, LocalStack]:
     """The config and (not yet started) processes of a benchmark: a server on a free
-    port that stores into ``scratch``, and the pipelines' workers (``env`` added)."""
+    port that stores into ``scratch``, and the pipelines' workers (``env`` added).
+
+    ``free_worker_ports``: the local workers listen on free ports too (written to a
+    config file in ``scratch``), so the benchmark never meets another one's workers;
+    only when no user config file is in use (it would be replaced)."""
     store = dataclasses.replace(
         config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
     )
@@ -109,11 +118,41 @@ def scratch_stack(
         "PARLEY_SERVER_PORT": str(server.port),
         **(env or {}),
     }
+    config_path = os.environ.get("PARLEY_CONFIG")
+    if free_worker_ports and not config_path and not Path("parley.toml").exists():
+        config = _workers_on_free_ports(config, pipelines)
+        config_path = str(scratch / "ports.toml")
+        Path(config_path).write_text(
+            "".join(
+                f"[pools.{json.dumps(name)}]\naddresses = {json.dumps(list(pool.addresses))}\n"
+                for name, pool in config.pools.items()
+                if pool.local
+            )
+        )
     # One server process: its CPU is what the figures count.
-    stack = LocalStack(
-        config, pipelines, os.environ.get("PARLEY_CONFIG"), env=stack_env, processes=1
-    )
-    return config, stack
+    return config, LocalStack(config, pipelines, config_path, env=stack_env, processes=1)
+
+
+def _workers_on_free_ports(config: Config, pipelines: list[str]) -> Config:
+    pools = dict(config.pools)
+    for name in pipelines:
+        pipeline = config.pipeline(name)
+        for stage in pipeline.stages.values():
+            pool = config.pool(stage.pool)
+            if pool.local and all(is_loopback(a) for a in pool.addresses):
+                free = tuple(f"127.0.0.1:{_free_port()}" for _ in pool.addresses)
+                pools[pool.name] = dataclasses.replace(pool, addresses=free)
+    return dataclasses.replace(config, pools=pools)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's resident memory now (VmRSS) and at its peak (VmHWM), in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+    return values
 
 
 @dataclass

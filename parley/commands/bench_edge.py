@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from parley.audio import Resampler, float_to_pcm16_bytes, pcm16_to_float, write_wav
-from parley.commands.bench import machine, process_cpu_seconds, report, scratch_stack
+from parley.commands.bench import machine, memory_mb, process_cpu_seconds, report, scratch_stack
 from parley.commands.demo import DEMO_WAV
 from parley.config import Config
 
@@ -39,15 +39,6 @@ TARGET = {"cpu_percent": 5.0, "rss_mb": 60.0}
 FRAME = Path(__file__).resolve().parent.parent / "assets" / "camera-frame.jpg"
 WARMUP_S = 3.0
 MIC_RATE = 48000
-
-
-def _memory_mb(pid: int) -> dict[str, float]:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
-    return values
 
 
 def _pss_mb(pid: int) -> float:
@@ -109,9 +100,9 @@ async def measure(config: Config, seconds: float, *, devices: bool = False) -> d
             rss_samples = []
             while time.monotonic() - wall0 < seconds:
                 await asyncio.sleep(0.5)
-                rss_samples.append(_memory_mb(edge.pid)["VmRSS"])
+                rss_samples.append(memory_mb(edge.pid)["VmRSS"])
             cpu1, wall1 = process_cpu_seconds(edge.pid), time.monotonic()
-            peak, pss = _memory_mb(edge.pid)["VmHWM"], _pss_mb(edge.pid)
+            peak, pss = memory_mb(edge.pid)["VmHWM"], _pss_mb(edge.pid)
         finally:
             edge.send_signal(signal.SIGTERM)
             try:

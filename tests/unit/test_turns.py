@@ -52,14 +52,14 @@ def test_bursts_up_to_min_speech_are_dropped() -> None:
     assert run(track((0, 20), (0.9, 7), (0, 40))) == []
     events = run(track((0, 20), (0.9, 8), (0, 40)))
     assert [type(e) for e in events] == [SpeechStarted, TurnEnded]
-    assert events[0] == SpeechStarted(20 * W, 20 * W - 16 * VadConfig().pre_roll_ms)
+    assert events[0] == SpeechStarted(20 * W, 20 * W - 16 * VadConfig().pre_roll_ms, 28 * W)
 
 
 def test_speech_started_is_emitted_once_confirmed() -> None:
     detector = TurnDetector(VadConfig(), ProbabilityIsAudioVad())
     assert detector.feed(track((0, 5), (0.9, 7))) == []
     assert not detector.in_turn
-    assert detector.feed(track((0.9, 1))) == [SpeechStarted(5 * W, 0)]
+    assert detector.feed(track((0.9, 1))) == [SpeechStarted(5 * W, 0, 13 * W)]
     assert detector.in_turn
     assert detector.feed(track((0.9, 30))) == []
 
@@ -126,7 +126,7 @@ def test_flush_resets_positions() -> None:
     detector.feed(track((0, 10), (0.9, 20)))
     assert len(turns(detector.flush())) == 1
     events = detector.feed(track((0.9, 10)))
-    assert events == [SpeechStarted(0, 0)]
+    assert events == [SpeechStarted(0, 0, 8 * W)]
 
 
 def test_audio_kept_while_silent_is_bounded() -> None:
@@ -149,3 +149,46 @@ def test_audio_kept_while_silent_is_bounded() -> None:
 def test_bad_settings_are_rejected(settings: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         TurnDetector(VadConfig(**settings), ProbabilityIsAudioVad())
+
+
+def test_push_then_step_equals_feed_however_the_probabilities_are_grouped() -> None:
+    audio = track((0, 10), (0.9, 20), (0.1, 40), (0.9, 12), (0, 30))
+    want = run(audio)
+    vad = ProbabilityIsAudioVad()
+    detector = TurnDetector(VadConfig(), vad)
+    held: list[np.ndarray] = []  # windows pushed, not stepped yet
+    events: list[TurnEvent] = []
+    for i, start in enumerate(range(0, len(audio), 960)):
+        held += list(detector.push(audio[start : start + 960]))
+        if i % 3 == 2:  # step the windows of three pushes at once
+            events += detector.step([float(w[0]) for w in held])
+            held = []
+    events += detector.step([float(w[0]) for w in held])
+    events += detector.step([float(w[0]) for w in detector.tail_window()])
+    events += detector.finish()
+    assert [type(e) for e in events] == [type(e) for e in want]
+    got, expected = turns(events), turns(want)
+    assert [(t.start_sample, t.end_sample, t.decided_sample) for t in got] == [
+        (t.start_sample, t.end_sample, t.decided_sample) for t in expected
+    ]
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a.audio, b.audio)
+
+
+def test_push_returns_whole_windows_and_keeps_the_rest() -> None:
+    detector = TurnDetector(VadConfig(), ProbabilityIsAudioVad())
+    assert detector.push(np.zeros(300, np.float32)).shape == (0, W)
+    windows = detector.push(np.arange(1000, dtype=np.float32))
+    assert windows.shape == (2, W)  # 1300 samples: two windows, 276 held
+    np.testing.assert_array_equal(windows[0, 300:], np.arange(W - 300))
+    tail = detector.tail_window()
+    assert tail.shape == (1, W) and not tail[0, 1300 - 2 * W :].any()
+    assert detector.tail_window().shape == (0, W)  # taken once
+
+
+def test_more_probabilities_than_windows_is_an_error() -> None:
+    detector = TurnDetector(VadConfig(), ProbabilityIsAudioVad())
+    detector.push(np.zeros(W + 10, np.float32))
+    with pytest.raises(ValueError, match="2 probabilities for 1 unscored"):
+        detector.step([0.1, 0.2])
+    assert detector.step([0.1]) == []

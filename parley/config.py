@@ -63,6 +63,40 @@ class VadConfig:
     batch_max: int = 256
 
 
+TURN_STRATEGIES = ("silence", "smart_turn")
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """When a turn is over (endpointing), and whether the answer starts before that.
+
+    ``silence``: the turn ends after ``[vad] min_silence_ms`` of silence. ``smart_turn``:
+    after ``check_after_ms`` of silence the end-of-turn model is asked whether the
+    utterance is complete (and asked again every ``recheck_ms`` while the silence grows);
+    the turn ends when it says so (probability >= ``threshold``) or after
+    ``max_silence_ms`` anyway. With ``preemptive`` the answer is prepared from the first
+    check point on (in both strategies) and sent only once the turn is confirmed."""
+
+    strategy: str = "silence"
+    check_after_ms: int = 200  # silence before the first check point
+    recheck_ms: int = 100  # later check points while the silence grows
+    threshold: float = 0.5  # end-of-turn probability that ends the turn
+    max_silence_ms: int = 1500  # smart_turn: silence that ends the turn anyway
+    preemptive: bool = False  # start the answer at the first check point
+    model_path: str = ""  # empty: smart-turn-v3.2-cpu.onnx in the models directory
+
+    def __post_init__(self) -> None:
+        if self.strategy not in TURN_STRATEGIES:
+            known = ", ".join(TURN_STRATEGIES)
+            raise ConfigError(f"[turn] strategy must be one of {known}, not {self.strategy!r}")
+        if self.check_after_ms <= 0 or self.recheck_ms <= 0:
+            raise ConfigError("[turn] check_after_ms and recheck_ms must be positive")
+        if self.max_silence_ms < self.check_after_ms:
+            raise ConfigError("[turn] max_silence_ms must be at least check_after_ms")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError("[turn] threshold must be between 0 and 1")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -298,6 +332,7 @@ class Config:
     base_port: int = BASE_PORT  # PARLEY_BASE_PORT: ports not set one by one follow it
     server: ServerConfig = field(default_factory=ServerConfig)
     vad: VadConfig = field(default_factory=VadConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
@@ -338,6 +373,7 @@ class Config:
 _SCALAR_SECTIONS = {
     "server": ServerConfig,
     "vad": VadConfig,
+    "turn": TurnConfig,
     "store": StoreConfig,
     "limits": LimitsConfig,
     "edge": EdgeConfig,

@@ -46,7 +46,7 @@ from server.store import TurnStore
 from server.turn_feed import TurnFeed
 from server.turn_record import Outcome, TurnRecorder
 from server.turn_trace import TurnTrace
-from server.turns import SpeechStarted, TurnDetector, TurnEnded
+from server.turns import SpeechStarted, TurnDetector, TurnEnded, TurnEvent
 from server.vad import SileroVad
 from server.vad_scheduler import BatchScheduler
 from server.worker_clients import StageError
@@ -255,7 +255,7 @@ class Session:
         """The edge's finished spans: re-export those that belong to this session's turns."""
         self.telemetry.export_foreign(self.inbound.spans(spans.otlp, self.trace_ids))
 
-    async def _on_detector_event(self, event: SpeechStarted | TurnEnded) -> None:
+    async def _on_detector_event(self, event: TurnEvent) -> None:
         if isinstance(event, SpeechStarted):
             # Speech that starts in the chunk that ended the last turn was spoken before
             # any answer to it could be heard; speech that starts within a pause's
@@ -270,7 +270,7 @@ class Session:
             if not self._opening_waits:
                 self._barge_in()
             self._open_turn(event, listen=not any(not t.task.done() for t in turns))
-        else:
+        elif isinstance(event, TurnEnded):
             if not self._opening_waits:
                 self._barge_in()
             self._start_turn(event)

@@ -10,6 +10,11 @@ additions for live use: :class:`SpeechStarted` is emitted at the first moment th
 region is certain to be long enough to keep (so clicks do not barge in), and a turn
 is cut at ``max_turn_s`` (``forced``).
 
+With a :class:`~parley.config.TurnConfig` the detector also reports check points in
+the silence after speech (:class:`TurnPaused`, and :class:`SpeechResumed` if speech
+comes back): the end-of-turn model is asked there and may end the turn early
+(:meth:`TurnDetector.end_turn`), and an answer may be prepared speculatively.
+
 Cutting audio into windows (:meth:`TurnDetector.push`) is apart from the state machine
 (:meth:`TurnDetector.step`), so the probabilities can come from elsewhere: a server
 scores every stream's windows together (server/vad_scheduler.py). :meth:`feed` does
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from parley.config import VadConfig
+from parley.config import TurnConfig, VadConfig
 from server.vad import VadModel
 
 Float32Array = npt.NDArray[np.float32]
@@ -59,13 +64,48 @@ class TurnEnded:
         return self.audio_start_sample + len(self.audio)
 
 
-TurnEvent = SpeechStarted | TurnEnded
+@dataclass(frozen=True, slots=True)
+class TurnPaused:
+    """A check point in the silence after a confirmed turn's speech: the silence has
+    lasted ``TurnConfig.check_after_ms`` (``check`` 0), then each ``recheck_ms`` more.
+    The turn may be over: the end-of-turn model is asked (:meth:`TurnDetector.end_turn`
+    ends it), and the answer may be prepared speculatively. Emitted only when the
+    detector has a TurnConfig with strategy ``smart_turn`` or ``preemptive``."""
+
+    start_sample: int  # speech start (as in SpeechStarted)
+    end_sample: int  # speech end so far: start of the silence
+    audio_start_sample: int  # where the turn's audio starts (pre-roll included)
+    decided_sample: int  # stream position scored when the check point was reached
+    check: int  # 0 at the first check point, then 1, 2, ...
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech came back after a :class:`TurnPaused`: the turn goes on (a speculative
+    answer made at the pause is stale)."""
+
+    resumed_sample: int  # first sample of the window with speech again
+    decided_sample: int
+
+
+TurnEvent = SpeechStarted | TurnPaused | SpeechResumed | TurnEnded
 
 
 class TurnDetector:
     """Finds turns in one stream of float32 mono audio at the VAD's sample rate."""
 
-    def __init__(self, config: VadConfig, vad: VadModel, sample_rate: int = 16000) -> None:
+    def __init__(
+        self,
+        config: VadConfig,
+        vad: VadModel,
+        sample_rate: int = 16000,
+        turn: TurnConfig | None = None,
+    ) -> None:
+        """``turn`` None: silero's endpointing alone (close after ``min_silence_ms``), no
+        check points. With a TurnConfig: check points (:class:`TurnPaused`) when its
+        strategy is ``smart_turn`` or it is ``preemptive``; with ``smart_turn`` the
+        silence only closes the turn after ``max_silence_ms`` (the caller ends it sooner
+        with :meth:`end_turn` when the end-of-turn model says so)."""
         if sample_rate != vad.sample_rate:
             raise ValueError(f"the VAD runs at {vad.sample_rate} Hz, not {sample_rate}")
         if not 0.0 <= config.neg_threshold <= config.threshold <= 1.0:
@@ -76,7 +116,13 @@ class TurnDetector:
         self._vad, self._window = vad, vad.window
         per_ms = sample_rate / 1000
         self._min_speech = per_ms * config.min_speech_ms
-        self._min_silence = per_ms * config.min_silence_ms
+        self.turn = turn
+        smart = turn is not None and turn.strategy == "smart_turn"
+        silence_ms = turn.max_silence_ms if turn is not None and smart else config.min_silence_ms
+        self._min_silence = per_ms * silence_ms
+        self._checks = turn is not None and (smart or turn.preemptive)
+        self._check_after = per_ms * turn.check_after_ms if turn is not None else 0.0
+        self._recheck = per_ms * turn.recheck_ms if turn is not None else 0.0
         self._max_turn = sample_rate * config.max_turn_s
         self._pre_roll = round(per_ms * config.pre_roll_ms)
         self._post_roll = round(per_ms * config.post_roll_ms)
@@ -95,6 +141,7 @@ class TurnDetector:
         self._confirmed = False
         self._start = 0
         self._temp_end = 0
+        self._paused = 0  # check points reached in the current silence
 
     @property
     def samples_fed(self) -> int:
@@ -194,6 +241,16 @@ class TurnDetector:
         self.reset()
         return events
 
+    def end_turn(self, paused: TurnPaused) -> TurnEnded | None:
+        """End the open turn at ``paused`` (the end-of-turn model said it is complete):
+        its TurnEnded, or None when that pause is over (speech resumed, or the turn
+        already ended)."""
+        if not (self._confirmed and self._paused and self._temp_end == paused.end_sample):
+            return None
+        if self._start != paused.start_sample:
+            return None
+        return self._close(self._temp_end, forced=False)
+
     def feed(self, samples: npt.ArrayLike) -> list[TurnEvent]:
         """:meth:`push` and :meth:`step`, scoring each window with the detector's own
         VAD one at a time (a server scores many streams' windows together instead:
@@ -217,7 +274,9 @@ class TurnDetector:
         self._pos += self._window
         events: list[TurnEvent] = []
         if prob >= cfg.threshold:
-            self._temp_end = 0
+            if self._paused:
+                events.append(SpeechResumed(cur, min(self._pos, self._fed)))
+            self._temp_end = self._paused = 0
             if not self._triggered:
                 self._triggered, self._confirmed, self._start = True, False, cur
         elif self._triggered and prob < cfg.neg_threshold:
@@ -226,6 +285,10 @@ class TurnDetector:
             if cur - self._temp_end >= self._min_silence:
                 ended = self._close(self._temp_end, forced=False)
                 return [ended] if ended is not None else []
+            if self._confirmed and self._checks:
+                heard = window_end - self._temp_end  # silence heard so far
+                if heard >= self._check_after + self._paused * self._recheck:
+                    events.append(self._pause())
         if not self._triggered:
             return events
         if not self._confirmed and not self._temp_end:
@@ -243,11 +306,21 @@ class TurnDetector:
                 events.append(ended)
         return events
 
+    def _pause(self) -> TurnPaused:
+        self._paused += 1
+        return TurnPaused(
+            start_sample=self._start,
+            end_sample=self._temp_end,
+            audio_start_sample=max(0, self._start - self._pre_roll),
+            decided_sample=min(self._pos, self._fed),
+            check=self._paused - 1,
+        )
+
     def _close(self, end: int, *, forced: bool) -> TurnEnded | None:
         """Leave the speech state; the turn is returned if it was long enough."""
         kept, start = self._confirmed, self._start
         self._triggered = self._confirmed = False
-        self._temp_end = 0
+        self._temp_end = self._paused = 0
         if not kept:
             return None
         audio_start = max(0, start - self._pre_roll)

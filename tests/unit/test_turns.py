@@ -12,8 +12,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from parley.config import VadConfig
-from server.turns import SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from parley.config import TurnConfig, VadConfig
+from parley.errors import ConfigError
+from server.turns import (
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnEnded,
+    TurnEvent,
+    TurnPaused,
+)
 from server.vad import VadStream
 
 W = 512  # window at 16 kHz: 32 ms
@@ -192,3 +200,76 @@ def test_more_probabilities_than_windows_is_an_error() -> None:
     with pytest.raises(ValueError, match="2 probabilities for 1 unscored"):
         detector.step([0.1, 0.2])
     assert detector.step([0.1]) == []
+
+
+# ---------------------------------------------------------------- check points (TurnConfig)
+
+
+def detector_with(**turn: Any) -> TurnDetector:
+    return TurnDetector(VadConfig(), ProbabilityIsAudioVad(), 16000, TurnConfig(**turn))
+
+
+def test_no_check_points_without_a_turn_config_or_with_plain_silence() -> None:
+    audio = track((0, 5), (0.9, 20), (0.1, 40))
+    for detector in (TurnDetector(VadConfig(), ProbabilityIsAudioVad()), detector_with()):
+        events = detector.feed(audio)
+        assert [type(e) for e in events] == [SpeechStarted, TurnEnded]
+
+
+def test_preemptive_silence_pauses_then_ends_at_min_silence() -> None:
+    # check_after 200 ms = 3200 samples: the 7th silent window (7 * 512 = 3584) reaches
+    # it; rechecks each 100 ms (1600 samples) while the 500 ms of silence grows.
+    detector = detector_with(preemptive=True, check_after_ms=200, recheck_ms=100)
+    events = detector.feed(track((0, 5), (0.9, 20), (0.1, 40)))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is SpeechStarted and kinds[-1] is TurnEnded
+    pauses = [e for e in events if isinstance(e, TurnPaused)]
+    assert [p.check for p in pauses] == list(range(len(pauses)))
+    assert pauses[0].end_sample == 25 * W and pauses[0].decided_sample == 32 * W
+    # heard silence 224, 320, 416 and 512 ms; silero closes at the window that *starts*
+    # 500 ms into the silence (heard 544 ms)
+    assert [p.decided_sample for p in pauses] == [32 * W, 35 * W, 38 * W, 41 * W]
+    assert turns(events)[0].end_sample == 25 * W
+
+
+def test_speech_after_a_pause_resumes_the_turn() -> None:
+    detector = detector_with(preemptive=True, check_after_ms=200)
+    events = detector.feed(track((0, 5), (0.9, 20), (0.1, 8), (0.9, 10), (0.1, 40)))
+    kinds = [type(e) for e in events]
+    assert kinds.count(TurnPaused) >= 2 and kinds.count(SpeechResumed) == 1
+    resumed = next(e for e in events if isinstance(e, SpeechResumed))
+    assert resumed.resumed_sample == 33 * W
+    (turn,) = turns(events)
+    assert (turn.start_sample, turn.end_sample) == (5 * W, 43 * W)  # one turn, both parts
+
+
+def test_smart_turn_waits_for_max_silence_unless_ended() -> None:
+    detector = detector_with(strategy="smart_turn", max_silence_ms=1000)
+    events = detector.feed(track((0, 5), (0.9, 20), (0.1, 20)))  # 640 ms: not over
+    assert not turns(events) and detector.in_turn
+    paused = next(e for e in events if isinstance(e, TurnPaused))
+    ended = detector.end_turn(paused)
+    assert ended is not None and ended.end_sample == 25 * W
+    assert not detector.in_turn
+    assert detector.end_turn(paused) is None  # once only
+
+    detector = detector_with(strategy="smart_turn", max_silence_ms=1000)
+    (turn,) = turns(detector.feed(track((0, 5), (0.9, 20), (0.1, 40))))  # 1.28 s of silence
+    assert turn.end_sample == 25 * W
+
+
+def test_a_stale_pause_cannot_end_the_turn() -> None:
+    detector = detector_with(strategy="smart_turn")
+    events = detector.feed(track((0, 5), (0.9, 20), (0.1, 8), (0.9, 5)))
+    paused = next(e for e in events if isinstance(e, TurnPaused))
+    assert detector.end_turn(paused) is None  # speech came back after it
+    assert detector.in_turn
+
+
+def test_turn_config_is_checked() -> None:
+    with pytest.raises(ConfigError, match="strategy"):
+        TurnConfig(strategy="guess")
+    with pytest.raises(ConfigError, match="max_silence_ms"):
+        TurnConfig(check_after_ms=300, max_silence_ms=200)
+    with pytest.raises(ConfigError, match="threshold"):
+        TurnConfig(threshold=1.5)

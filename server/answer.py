@@ -252,6 +252,7 @@ async def _generate(
     async for piece in pieces:
         finish = piece.finish_reason or finish
         model_seconds = piece.model_seconds or model_seconds
+        latency.use(plan.key, model_seconds, total=True)  # the worker's figure is cumulative
         if piece.heard:
             result.transcript = piece.heard.strip()
         if piece.text:
@@ -330,6 +331,7 @@ async def _speak(
     async for audio in clients.synthesize(
         plan.tts_pool, config, texts(), timeout=plan.server.tts_timeout_s
     ):
+        latency.use(plan.tts_key, audio.model_seconds)
         if not audio.pcm:
             continue
         if "tts_first_audio" not in latency.marks:

@@ -152,6 +152,7 @@ class Conversation:
             store=services.store,
             vad=services.vad,
             vad_config=config.vad,
+            turn=config.turn,
             emit=outbox,
             telemetry=services.telemetry,
             limits=config.limits,

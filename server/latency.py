@@ -40,6 +40,8 @@ CLASSIC: Segments = {
     "tts": ("first_sentence", "tts_first_audio"),
     "send": ("tts_first_audio", "first_audio_sent"),
 }
+# Segments that are waiting, not work: kept out of overhead_ms.
+WAITS = ("confirm",)
 
 
 @dataclass
@@ -47,6 +49,10 @@ class TurnLatency:
     decision_at: float = field(default_factory=time.perf_counter)
     marks: dict[str, float] = field(default_factory=dict)  # name -> perf_counter()
     model: dict[str, float] = field(default_factory=dict)  # segment key -> seconds
+    # Engine time used by each stage over the whole turn (not only to its first output).
+    used: dict[str, float] = field(default_factory=dict)  # segment key -> seconds
+    # Other figures of the turn, added to the record as they are (counts, ms).
+    figures: dict[str, float] = field(default_factory=dict)
     segments: Segments = field(default_factory=lambda: dict(CLASSIC))
     endpointing_s: float = 0.0  # audio time from speech end to the VAD's decision
     speech_end_edge: float | None = None
@@ -59,6 +65,15 @@ class TurnLatency:
 
     def model_time(self, stage: str, seconds: float) -> None:
         self.model.setdefault(stage, seconds)
+
+    def use(self, stage: str, seconds: float, *, total: bool = False) -> None:
+        """The engine of ``stage`` worked ``seconds`` more (``total``: so far in all)."""
+        self.used[stage] = seconds if total else self.used.get(stage, 0.0) + seconds
+
+    @property
+    def used_seconds(self) -> float:
+        """Engine time the turn's stages used so far, all together."""
+        return sum(self.used.values())
 
     def segment(self, key: str, ready: str | None, end: str) -> None:
         """Declare (or move the start of) the segment ``key``: from mark ``ready``
@@ -89,7 +104,8 @@ class TurnLatency:
         if self.done_at is not None:
             out["turn_total_ms"] = (self.done_at - self.decision_at) * 1000.0
         for key, (ready, end) in self.segments.items():
-            start = 0.0 if ready is None else out.get(f"{ready}_ms")
+            first = out.get("speculation_started_ms", 0.0)  # where the pipeline began
+            start = first if ready is None else out.get(f"{ready}_ms")
             at = out.get(f"{end}_ms")
             if start is None or at is None:
                 continue
@@ -99,7 +115,8 @@ class TurnLatency:
             out[f"{key}_overhead_ms"] = at - start - model
         path = self.critical_path()
         if path:
-            out["overhead_ms"] = sum(out[f"{key}_overhead_ms"] for key in path)
+            work = [key for key in path if key not in WAITS]
+            out["overhead_ms"] = sum(out[f"{key}_overhead_ms"] for key in work)
         if self.speech_end_edge is not None:
             out["speech_end_edge_s"] = self.speech_end_edge
         if self.first_played_edge is not None:
@@ -107,6 +124,7 @@ class TurnLatency:
         v2v = self.voice_to_voice_ms
         if v2v is not None:
             out["voice_to_voice_ms"] = v2v
+        out.update(self.figures)
         return out
 
     def critical_path(self) -> list[str]:

@@ -246,6 +246,7 @@ class PipelineRunner:
             )
         latency.mark(f"{key}_done")
         latency.model_time(key, heard.model_seconds)
+        latency.use(key, heard.model_seconds)
         result.transcript = heard.text.strip()
         emit(
             edge_pb2.ServerEvent(
@@ -297,4 +298,5 @@ class PipelineRunner:
             return
         latency.mark(f"{key}_done")
         latency.model_time(key, output.model_seconds)
+        latency.use(key, output.model_seconds)
         result.stage_outputs[stage.name] = output

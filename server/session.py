@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from parley.audio import AudioConverter, float_to_pcm16_bytes
-from parley.config import LimitsConfig, VadConfig
+from parley.config import LimitsConfig, TurnConfig, VadConfig
 from parley.telemetry import Telemetry
 from protos import edge_pb2
 from server.delivery import AudioReceipts
@@ -42,11 +42,19 @@ from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.playback import AnswerPlayback, HeardTurn
+from server.speculation import Speculation, Speculator
 from server.store import TurnStore
 from server.turn_feed import TurnFeed
 from server.turn_record import Outcome, TurnRecorder
 from server.turn_trace import TurnTrace
-from server.turns import SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from server.turns import (
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnEnded,
+    TurnEvent,
+    TurnPaused,
+)
 from server.vad import SileroVad
 from server.vad_scheduler import BatchScheduler
 from server.worker_clients import StageError
@@ -97,6 +105,7 @@ class Session:
         telemetry: Telemetry,
         limits: LimitsConfig | None = None,
         receipts: AudioReceipts | None = None,
+        turn: TurnConfig | None = None,
     ) -> None:
         self.session_id = session_id
         self.device_id = hello.device_id
@@ -107,7 +116,9 @@ class Session:
         fmt = hello.audio_format
         self.converter = AudioConverter(fmt.sample_rate, fmt.channels)
         self.vad_config = vad_config
-        self.detector = TurnDetector(vad_config, vad.model, RATE)
+        self.detector = TurnDetector(vad_config, vad.model, RATE, turn)
+        # Answers started at a pause, before the turn is confirmed ([turn] preemptive).
+        self.speculator = Speculator(turn is not None and turn.preemptive)
         # Windows scored with every other session's; turn events come back on its task.
         self.turns = TurnFeed(
             self.detector, vad.open(), self._on_detector_event, self._after_vad_step
@@ -270,11 +281,49 @@ class Session:
             if not self._opening_waits:
                 self._barge_in()
             self._open_turn(event, listen=not any(not t.task.done() for t in turns))
+        elif isinstance(event, TurnPaused):
+            self._speculate(event)
+        elif isinstance(event, SpeechResumed):
+            self._unspeculate()
         elif isinstance(event, TurnEnded):
             if not self._opening_waits:
                 self._barge_in()
             self._start_turn(event)
             self.cut_at = event.end_sample if event.forced else -1
+
+    def _speculate(self, paused: TurnPaused) -> None:
+        """A check point in the silence after the open turn's speech: with ``[turn]
+        preemptive``, start answering it on the audio so far (held until the turn is
+        confirmed: server/speculation.py). The transcription call fed while the user
+        spoke is finished for it."""
+        speculator = self.speculator
+        if not speculator.enabled or speculator.current is not None or self.opening is None:
+            return
+        if self._opening_waits:  # it waits in line behind another answer anyway
+            return
+        post_roll = round(RATE * self.vad_config.post_roll_ms / 1000)
+        end = min(self.detector.samples_fed, paused.end_sample + post_roll)
+        pcm = float_to_pcm16_bytes(self.detector.audio_between(paused.audio_start_sample, end))
+        listening, self.listening = self.listening, None
+        if listening is not None:  # send the rest of the audio so far
+            listening.stream.feed(pcm[2 * (self.streamed_upto - paused.audio_start_sample) :])
+        frames = self._frames_since(paused.start_sample)
+        history = self._heard_history()
+        turn = TurnInput(self.opening_id, pcm, RATE, history, frames, self.opening, listening)
+        result = TurnResult(playback=AnswerPlayback(self.clock.now))
+        speculator.start(paused, turn, result, self.emit, self.runner.run)
+
+    def _unspeculate(self) -> None:
+        """Speech resumed after a pause: drop the speculation, and open a new
+        transcription call for the turn (the old one was finished for it)."""
+        spec = self.speculator.discard("speech resumed")
+        if spec is not None and spec.turn.listening is not None and self.opening is not None:
+            self.listening = self.runner.listen(self.opening, RATE, self.vad_config.max_turn_s)
+            self.streamed_upto = spec.paused.audio_start_sample  # sent again from the start
+
+    def _frames_since(self, start_sample: int) -> list[tuple[float, bytes]]:
+        start_edge = self.clock.at(start_sample) or 0.0
+        return [(captured, jpeg) for captured, jpeg in self.frames if captured >= start_edge]
 
     def _open_turn(self, started: SpeechStarted, *, listen: bool = True) -> None:
         """Speech started: the turn gets its id and trace, and its STT call opens."""
@@ -352,6 +401,7 @@ class Session:
         self.opening = None
         if turn_trace is None:  # cannot happen: SpeechStarted always comes first
             raise RuntimeError("a turn ended that never started")
+        spec = self.speculator.take(ended)  # None: the answer starts now
         turn_trace.speech_ended(
             {
                 "parley.vad.speech_start_s": ended.start_sample / RATE,
@@ -361,24 +411,28 @@ class Session:
                 "parley.vad.forced": ended.forced,
             }
         )
-        latency = TurnLatency()
+        latency = spec.latency if spec is not None else TurnLatency()
+        latency.figures.update(self.speculator.figures())
         latency.endpointing_s = max(0.0, (ended.decided_sample - ended.end_sample) / RATE)
         latency.speech_end_edge = self.clock.at(ended.end_sample)
         audio = ended.audio
         pcm = float_to_pcm16_bytes(audio) if audio.dtype != np.int16 else audio.tobytes()
-        start_edge = self.clock.at(ended.start_sample) or 0.0
-        frames = [(captured, jpeg) for captured, jpeg in self.frames if captured >= start_edge]
+        frames = self._frames_since(ended.start_sample)
         listening, self.listening = self.listening, None
         if listening is not None:  # send the rest of the turn's audio
             listening.stream.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
-        turn = TurnInput(turn_id, pcm, RATE, (), frames, turn_trace, listening)
+        if spec is None:
+            turn = TurnInput(turn_id, pcm, RATE, (), frames, turn_trace, listening)
+            result = TurnResult(playback=AnswerPlayback(self.clock.now))
+        else:  # answered already: what is stored is the whole turn
+            turn, result = spec.turn, spec.result
+            turn.pcm, turn.frames = pcm, frames
         turn.outputs["vad"] = {  # where speech starts and ends in the stored input audio
             "speech_start_s": round((ended.start_sample - ended.audio_start_sample) / RATE, 3),
             "speech_end_s": round((ended.end_sample - ended.audio_start_sample) / RATE, 3),
         }
         index = self.turn_index
         self.turn_index += 1
-        result = TurnResult(playback=AnswerPlayback(self.clock.now))
         self.latencies[turn_id] = latency
         self.playbacks[turn_id] = result.playback
         while len(self.latencies) > RECENT_TURNS:
@@ -395,7 +449,7 @@ class Session:
         after = ahead[-1].task if self._opening_waits and ahead else None
         self._opening_waits = False
         task = asyncio.create_task(
-            self._run_turn(turn, latency, result, begun, after), name=f"turn-{turn_id}"
+            self._run_turn(turn, latency, result, begun, after, spec), name=f"turn-{turn_id}"
         )
         arrival = self._chunk_of(ended.decided_sample)
         entry = ActiveTurn(turn_id, task, latency, result.playback, arrival=arrival)
@@ -425,6 +479,7 @@ class Session:
         result: TurnResult,
         stored: asyncio.Task[None],
         after: asyncio.Task[None] | None = None,
+        speculation: Speculation | None = None,
     ) -> None:
         status, error, stage = "done", "", ""
         turn_event = edge_pb2.TurnEvent(
@@ -437,8 +492,11 @@ class Session:
             self.emit(edge_pb2.ServerEvent(turn=turn_event))
             if after is not None:
                 await self._wait_in_line(turn.turn_id, latency, after)
-            turn.history = self._heard_history()
-            await self.runner.run(turn, latency, self.emit, result)
+            if speculation is not None:  # committed: what it made goes out now
+                await speculation.answer()
+            else:
+                turn.history = self._heard_history()
+                await self.runner.run(turn, latency, self.emit, result)
             if result.no_speech:
                 status = "no_speech"
                 no_speech = edge_pb2.TurnEvent(
@@ -510,6 +568,9 @@ class Session:
         """Cancel the running and queued turns and wait for every store write to land
         (idempotent)."""
         await self.turns.close()
+        await self.speculator.close()
+        if self.speculator.counts.started:
+            log.info("session %s: %s", self.session_id, self.speculator.counts.summary())
         if self.listening is not None:
             self.listening.stream.cancel()
             self.listening.span.end()

@@ -3,6 +3,13 @@ long-lived stream) with a ``vad`` child; the pipeline adds a child per stage (``
 ``llm``, ``tts``, ``speech_llm``, ``analyse``, ``retrieve``, ``caption``), the workers'
 spans nest under those, and the edge parents its ``edge.capture`` and
 ``edge.playback`` spans on the turn through the traceparent sent in TurnEvent.
+
+A speculative run (server/speculation.py) is part of its turn's trace: its stage spans
+are children of ``turn`` like any other, and the ``turn`` span has the events
+``speculation.started``, ``speculation.committed`` and ``speculation.discarded`` (with
+the reason and the engine time wasted), plus the attributes
+``parley.latency.speculation_started_ms``, ``parley.latency.speculations_discarded``
+and ``parley.latency.speculation_wasted_model_ms``.
 """
 
 from __future__ import annotations
@@ -62,7 +69,14 @@ class TurnTrace:
         span = self.span
         span.set_attribute("parley.turn.status", status)
         span.set_attribute("parley.turn.was_interrupted", status == "interrupted")
-        for key in ("first_audio_sent_ms", "overhead_ms", "turn_total_ms"):
+        for key in (
+            "first_audio_sent_ms",
+            "overhead_ms",
+            "turn_total_ms",
+            "speculation_started_ms",  # answered speculatively: started this long before
+            "speculations_discarded",
+            "speculation_wasted_model_ms",
+        ):
             if key in latency_ms:
                 span.set_attribute(f"parley.latency.{key}", latency_ms[key])
         if "voice_to_voice_ms" in latency_ms:

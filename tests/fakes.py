@@ -32,6 +32,25 @@ class FixedStt:
         yield Transcript(self.text, audio_seconds=size / 2 / request.sample_rate)
 
 
+class LengthStt:
+    """Transcribes any audio as its length ("3.2 seconds"): the transcript tells how
+    much of the turn the call was given."""
+
+    model = "length"
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def run(
+        self, request: SttRequest, audio: AsyncIterator[bytes]
+    ) -> AsyncIterator[Transcript]:
+        seconds = sum([len(chunk) async for chunk in audio]) / 2 / request.sample_rate
+        yield Transcript(f"{seconds:.2f} seconds", audio_seconds=seconds)
+
+
 class ScriptedLlm:
     """Yields ``text`` word by word with ``delay`` seconds between words."""
 

@@ -239,6 +239,7 @@ class EdgeClient:
         )
         self.outbox: asyncio.Queue[edge_pb2.EdgeEvent | None] = asyncio.Queue()
         self.events: list[edge_pb2.ServerEvent] = []
+        self.arrived: list[float] = []  # time.monotonic() when each event came
         self.status: grpc.StatusCode | None = None
         self._new_event = asyncio.Event()
 
@@ -263,6 +264,7 @@ class EdgeClient:
     async def _read(self) -> None:
         try:
             async for event in self.call:
+                self.arrived.append(time.monotonic())
                 self.events.append(event)
                 self._new_event.set()
         except grpc.aio.AioRpcError as exc:

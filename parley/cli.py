@@ -185,9 +185,9 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         from parley.commands.bench_load import run_bench_load
 
         return run_bench_load(args, config)
-    from parley.commands.bench import run_bench
+    from parley.commands.bench_turn_taking import run_turn_taking
 
-    return run_bench(args, config)
+    return run_turn_taking(args, config)
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -529,8 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
     adm.add_argument("--repeat", type=int, default=7, help="timed requests per page (default: 7)")
     adm.add_argument("--json", action="store_true", help="print only the JSON object")
     adm.add_argument("--output", help="also write the JSON object to this file (default: none)")
-    turn = bsub.add_parser("turn", help="framework overhead from VAD decision to first audio")
-    turn.add_argument("--turns", type=int, default=30, help="turns measured (default: 30)")
+    turn = bsub.add_parser(
+        "turn", help="voice-to-voice and framework overhead, per turn-taking setting"
+    )
+    turn.add_argument("--turns", type=int, default=30, help="turns per setting (default: 30)")
+    turn.add_argument(
+        "--settings",
+        help="turn-taking settings compared, STRATEGY[@MIN_SILENCE_MS][+preemptive], comma "
+        "separated (default: silence@500,silence@500+preemptive,smart_turn+preemptive)",
+    )
     turn.add_argument("--fast", action="store_true", help="stream audio unpaced")
     turn.add_argument(
         "--engines",

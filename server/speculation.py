@@ -146,9 +146,7 @@ class Speculator:
         """Run ``turn`` now (``run``: the pipeline), holding everything it emits."""
         latency = TurnLatency()  # timed from the pause until it is committed
         spec = Speculation(paused, turn, latency, result, HeldEmit(emit, holding=True))
-        spec.task = asyncio.create_task(
-            self._run(spec, run), name=f"speculation-{turn.turn_id}"
-        )
+        spec.task = asyncio.create_task(self._run(spec, run), name=f"speculation-{turn.turn_id}")
         self.current = spec
         self.counts.started += 1
         self._event(spec, "speculation.started", {"parley.speculation.check": paused.check})

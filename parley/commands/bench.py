@@ -1,5 +1,6 @@
 """`parley bench turn`: where the time goes between the VAD's end-of-speech decision
-and the first answer audio sent, over N real turns through real processes.
+and the first answer audio sent, over N real turns through real processes (run per
+turn-taking setting by parley/commands/bench_turn_taking.py).
 
 Each turn streams the bundled spoken command (at real-time pace unless --fast) to a
 server and workers running as separate processes on loopback, waits for the answer,
@@ -23,13 +24,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley.commands.demo import DEMO_WAV
 from parley.commands.launcher import LocalStack, is_loopback
-from parley.commands.models import ensure_models
 from parley.config import Config
 from parley.errors import ParleyError
+
+if TYPE_CHECKING:
+    from edge.headless import TurnReport
 
 STAGES = ("stt", "llm", "tts", "send")
 TARGET = {"overhead_p50_ms": 5.0, "overhead_p99_ms": 20.0}
@@ -155,6 +158,13 @@ def memory_mb(pid: int) -> dict[str, float]:
     return values
 
 
+def edge_record(turn: TurnReport) -> dict[str, float]:
+    """A turn's latency record plus ``edge_voice_to_voice_ms``: end of speech to the
+    first answer audio played, both on the edge's clock (here: when it arrived)."""
+    v2v = turn.voice_to_voice_ms
+    return {**turn.latency_ms, **({"edge_voice_to_voice_ms": v2v} if v2v is not None else {})}
+
+
 @dataclass
 class TurnRun:
     records: list[dict[str, float]]  # the counted turns' latency records
@@ -200,35 +210,12 @@ async def bench_turns(
                 runner = HeadlessEdge(edge, fast=fast, trailing_silence_s=0.8)
                 report = await runner.run(DEMO_WAV, Path(scratch) / "out.wav")
                 if i >= warmup:
-                    records += [t.latency_ms for t in report.turns if t.latency_ms]
+                    records += [edge_record(t) for t in report.turns if t.latency_ms]
             await asyncio.sleep(settle_s)
             cpu = sum(map(process_cpu_seconds, pids)) - cpu_before
         finally:
             stack.stop()
     return TurnRun(records, cpu)
-
-
-def run_bench(args: argparse.Namespace, config: Config) -> int:
-    pipeline = args.engines
-    ensure_models(config, pipeline)
-    run = asyncio.run(bench_turns(config, pipeline, args.turns, warmup=2, fast=args.fast))
-    records = run.records
-    result = {
-        "benchmark": "turn",
-        "engines": args.engines,
-        "pipeline": pipeline,
-        "paced": not args.fast,
-        **summarise(records),
-        "machine": machine(),
-    }
-    ok = "meets" if result["meets_target"] else "MISSES"
-    report(
-        result,
-        args,
-        f"overhead p50 {result['overhead_ms'].get('p50')} ms, p99 "
-        f"{result['overhead_ms'].get('p99')} ms: {ok} the target (p50 < 5, p99 < 20)",
-    )
-    return 0
 
 
 def machine() -> dict[str, Any]:

@@ -175,6 +175,9 @@ class EdgeAgent:
         if kind == "audio":
             audio = event.audio
             rate = audio.format.sample_rate or 16000
+            if audio.resume:  # the server stopped it for speech that had no words
+                log.info("resume playback (turn %s)", audio.turn_id)
+                self.speaker.resume(audio.turn_id)
             self.speaker.play(audio.turn_id, audio.pcm, rate, audio.last)
         elif kind == "turn":
             self._on_turn(event.turn)

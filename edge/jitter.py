@@ -77,6 +77,13 @@ class JitterBuffer:
                 self._stopped.append(turn_id)
         return [s.turn_id for s in dropped]
 
+    def resume(self, turn_id: str) -> None:
+        """Take a stopped turn's chunks again (the server resumed it: a false
+        interruption); they play as a new segment, with their own started mark."""
+        with self._lock:
+            while turn_id in self._stopped:
+                self._stopped.remove(turn_id)
+
     def read(self, out: npt.NDArray[np.int16]) -> tuple[int, list[Mark]]:
         """Fill ``out`` (zeros where there is nothing to play). Returns how many
         frames hold audio and the turns that started or finished in this block."""

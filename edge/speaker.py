@@ -55,6 +55,8 @@ class AnswerPlayer(Protocol):
 
     def interrupt(self, turn_id: str = "") -> list[str]: ...
 
+    def resume(self, turn_id: str) -> None: ...
+
     def describe(self) -> str: ...
 
 
@@ -183,6 +185,10 @@ class Speaker:
             self.on_event("interrupted", turn, at)
         return stopped
 
+    def resume(self, turn_id: str) -> None:
+        """The server resumes ``turn_id`` after stopping it: its chunks play again."""
+        self.buffer.resume(turn_id)
+
     # ------------------------------------------------------------------ PortAudio's thread
 
     def _callback(self, out: Any, frames: int, times: Any, status: Any) -> None:
@@ -224,6 +230,9 @@ class NullSpeaker:
 
     def interrupt(self, turn_id: str = "") -> list[str]:
         return []
+
+    def resume(self, turn_id: str) -> None:
+        pass
 
     def describe(self) -> str:
         return "none (answers are not played)"

@@ -193,18 +193,20 @@ class ResponseText(_message.Message):
     def __init__(self, turn_id: _Optional[str] = ..., delta: _Optional[str] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class AudioOut(_message.Message):
-    __slots__ = ("turn_id", "seq", "pcm", "format", "last")
+    __slots__ = ("turn_id", "seq", "pcm", "format", "last", "resume")
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     PCM_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     turn_id: str
     seq: int
     pcm: bytes
     format: AudioFormat
     last: bool
-    def __init__(self, turn_id: _Optional[str] = ..., seq: _Optional[int] = ..., pcm: _Optional[bytes] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., last: _Optional[bool] = ...) -> None: ...
+    resume: bool
+    def __init__(self, turn_id: _Optional[str] = ..., seq: _Optional[int] = ..., pcm: _Optional[bytes] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., last: _Optional[bool] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class StopPlayback(_message.Message):
     __slots__ = ("turn_id", "reason")

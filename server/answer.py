@@ -351,9 +351,11 @@ async def _speak(
 
 
 def audio_event(
-    turn_id: str, seq: int, pcm: bytes, rate: int, *, last: bool = False
+    turn_id: str, seq: int, pcm: bytes, rate: int, *, last: bool = False, resume: bool = False
 ) -> edge_pb2.ServerEvent:
     fmt = edge_pb2.AudioFormat(sample_rate=rate, channels=1, encoding=edge_pb2.AudioFormat.PCM16LE)
     return edge_pb2.ServerEvent(
-        audio=edge_pb2.AudioOut(turn_id=turn_id, seq=seq, pcm=pcm, format=fmt, last=last)
+        audio=edge_pb2.AudioOut(
+            turn_id=turn_id, seq=seq, pcm=pcm, format=fmt, last=last, resume=resume
+        )
     )

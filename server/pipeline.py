@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,9 @@ class TurnInput:
     listening: Listening | None = None
     # What stages report besides text, by stage (stored as Turn.outputs).
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Awaited once the inputs of the answer stage are done, before it starts (with the
+    # transcript): the session settles an answer this turn's speech interrupted.
+    before_answer: Callable[[str], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -200,6 +203,8 @@ class PipelineRunner:
                 if (out := result.stage_outputs.get(name)) is not None
                 and (text := context_text(self.pipeline.stage(name), out))
             ]
+            if turn.before_answer is not None:
+                await turn.before_answer(result.transcript)
             await answer(self.plan, turn, latency, emit, result, context, ready)
         finished[stage.name].set_result(None)  # (a failure cancels the waiting stages)
 

@@ -11,6 +11,10 @@ Estimates run on the server's monotonic clock. A report's edge time is placed on
 with ``clock``, the session's estimate of the edge clock's "now"
 (:meth:`server.edge_clock.EdgeClock.now`); when the edge reported both the start and
 the stop, their difference is used as is.
+
+An answer stopped for speech that turned out to have no words is resumed
+(:meth:`AnswerPlayback.resume`, server/interruption.py): from then on the reports and
+estimates are about its rest, which plays from where it stopped.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class AnswerPlayback:
         # The edge's reports: edge time, and the same moment on the server's clock.
         self.reports: dict[str, tuple[float, float]] = {}
         self.stopped: float | None = None  # server time the server stopped it
+        # Seconds of it heard before it was stopped and resumed (the rest plays after).
+        self.resumed_at = 0.0
 
     def sent(self, sentence: int, seconds: float) -> None:
         """``seconds`` of audio of TTS sentence ``sentence`` went to the edge."""
@@ -62,6 +68,16 @@ class AnswerPlayback:
         if self.stopped is None:
             self.stopped = time.monotonic()
 
+    def resume(self) -> float:
+        """It was stopped, and its rest is sent again now (a false interruption): the
+        reports and estimates are about the rest from now on. Returns where in the
+        answer (seconds) the rest starts: what was heard before the stop."""
+        played = self.played_seconds()
+        self.resumed_at = min(played, self.sent_seconds)
+        self.reports, self.stopped = {}, None
+        self.first_sent = time.monotonic()
+        return self.resumed_at
+
     @property
     def _start(self) -> float | None:
         started = self.reports.get("started")
@@ -73,20 +89,21 @@ class AnswerPlayback:
         if self.sent_seconds <= 0 or ended or self.stopped is not None:
             return False
         start = self._start
-        return start is None or time.monotonic() < start + self.sent_seconds + PLAYING_SLACK_S
+        rest = self.sent_seconds - self.resumed_at
+        return start is None or time.monotonic() < start + rest + PLAYING_SLACK_S
 
     def played_seconds(self) -> float:
         """Seconds of the answer the user heard (``inf`` when it was never stopped)."""
         started, interrupted = self.reports.get("started"), self.reports.get("interrupted")
         if started is not None and interrupted is not None:
-            return max(0.0, interrupted[0] - started[0])
+            return self.resumed_at + max(0.0, interrupted[0] - started[0])
         stop = interrupted[1] if interrupted is not None else self.stopped
         if stop is None or ("finished" in self.reports and interrupted is None):
             return math.inf
         start = self._start
         if start is None:  # stopped before any audio went out
-            return 0.0
-        return max(0.0, stop - start)
+            return self.resumed_at
+        return self.resumed_at + max(0.0, stop - start)
 
     def heard(self) -> int:
         """How many sentences, from the first, the user heard (at least their start)."""

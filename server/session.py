@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import functools
 import logging
 import time
 import uuid
@@ -38,11 +39,12 @@ from protos import edge_pb2
 from server.delivery import AudioReceipts
 from server.edge_clock import RATE, EdgeClock
 from server.inbound import Inbound
+from server.interruption import Interrupted
 from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.playback import AnswerPlayback, HeardTurn
-from server.speculation import Speculation, Speculator
+from server.speculation import HeldEmit, Speculation, Speculator
 from server.store import TurnStore
 from server.turn_feed import TurnFeed
 from server.turn_record import Outcome, TurnRecorder
@@ -87,8 +89,13 @@ class ActiveTurn:
     turn_id: str
     task: asyncio.Task[None]
     latency: TurnLatency
-    playback: AnswerPlayback
+    result: TurnResult
+    gate: HeldEmit  # what the turn sends goes through it (held after a barge-in)
     arrival: int = 0  # the audio chunk in which the turn ended (see Session._chunk_of)
+
+    @property
+    def playback(self) -> AnswerPlayback:
+        return self.result.playback
 
 
 class Session:
@@ -137,6 +144,8 @@ class Session:
         )
         self.turn_index = 0
         self.active: ActiveTurn | None = None
+        # The answer the open or last turn's speech stopped, until its words are known.
+        self.interrupted: Interrupted | None = None
         self.queued: list[ActiveTurn] = []  # turns found in the same audio, in order
         self._chunks_taken = 0
         self._chunk_ends: collections.deque[int] = collections.deque(maxlen=CHUNKS_KEPT)
@@ -278,9 +287,9 @@ class Session:
             goes_on = self.cut_at >= 0 and gap_ms <= self.vad_config.min_silence_ms
             self._opening_waits = in_backlog or goes_on
             self.cut_at = -1
+            self._open_turn(event, listen=not any(not t.task.done() for t in turns))
             if not self._opening_waits:
                 self._barge_in()
-            self._open_turn(event, listen=not any(not t.task.done() for t in turns))
         elif isinstance(event, TurnPaused):
             self._speculate(event)
         elif isinstance(event, SpeechResumed):
@@ -310,6 +319,7 @@ class Session:
         frames = self._frames_since(paused.start_sample)
         history = self._heard_history()
         turn = TurnInput(self.opening_id, pcm, RATE, history, frames, self.opening, listening)
+        turn.before_answer = functools.partial(self._interrupted_by_words, turn)
         result = TurnResult(playback=AnswerPlayback(self.clock.now))
         speculator.start(paused, turn, result, self.emit, self.runner.run)
 
@@ -382,12 +392,12 @@ class Session:
         Each turn is stopped once: a stopped turn is only storing what it had, and a
         second cancel would cut that short (and its FINISHED)."""
         running = {t.turn_id for t in self._turns() if not t.task.done()}
-        for entry in self._turns():
+        active = self.active
+        for entry in self.queued:  # waiting in line: nothing of it was said
             if entry.turn_id in running and entry.playback.stopped is None:
                 entry.task.cancel()
-                if entry is not self.active:  # waiting in line: nothing of it was said
-                    entry.playback.stop()
-        active_id = self.active.turn_id if self.active is not None else ""
+                entry.playback.stop()
+        active_id = active.turn_id if active is not None else ""
         for turn_id, playback in self.playbacks.items():
             if playback.stopped is None and (
                 (turn_id == active_id and turn_id in running) or playback.may_be_playing()
@@ -395,6 +405,41 @@ class Session:
                 playback.stop()
                 stop = edge_pb2.StopPlayback(turn_id=turn_id, reason="barge-in")
                 self.emit(edge_pb2.ServerEvent(stop=stop))
+                if active is not None and turn_id == active_id:
+                    # Held, not dropped, until the new speech's words are known.
+                    if self.interrupted is not None:
+                        self.interrupted.cancel()
+                    active.gate.hold()
+                    self.interrupted = Interrupted(active, by=self.opening_id)
+
+    async def _interrupted_by_words(self, turn: TurnInput, transcript: str) -> None:
+        """``turn``'s transcript has words (its answer is about to start): the answer
+        its speech stopped is over, and the history given to its LLM says what of it
+        was heard."""
+        held = self.interrupted
+        if held is None or held.by != turn.turn_id:
+            return
+        self.interrupted = None
+        held.cancel()
+        await asyncio.wait([held.entry.task])  # its part of the history is in
+        turn.history = self._heard_history()
+
+    def _settle_interruption(self, turn_id: str, no_speech: bool) -> None:
+        """Turn ``turn_id`` is over: an answer its speech stopped resumes if the speech
+        had no words (a false interruption), else it stays stopped."""
+        held = self.interrupted
+        if held is None or held.by != turn_id:
+            return
+        self.interrupted = None
+        if not no_speech:
+            held.cancel()
+            return
+        at = held.resume(self.emit)
+        log.info(
+            "turn %s had no words: answer %s resumed at %.2f s", turn_id, held.entry.turn_id, at
+        )
+        if not held.entry.task.done() and not self.queued:
+            self.active = held.entry  # barge-in and the stream's end find it again
 
     def _start_turn(self, ended: TurnEnded) -> None:
         turn_id, turn_trace = self.opening_id, self.opening
@@ -423,9 +468,11 @@ class Session:
             listening.stream.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
         if spec is None:
             turn = TurnInput(turn_id, pcm, RATE, (), frames, turn_trace, listening)
+            turn.before_answer = functools.partial(self._interrupted_by_words, turn)
             result = TurnResult(playback=AnswerPlayback(self.clock.now))
+            gate = HeldEmit(self.emit, holding=False)
         else:  # answered already: what is stored is the whole turn
-            turn, result = spec.turn, spec.result
+            turn, result, gate = spec.turn, spec.result, spec.gate
             turn.pcm, turn.frames = pcm, frames
         turn.outputs["vad"] = {  # where speech starts and ends in the stored input audio
             "speech_start_s": round((ended.start_sample - ended.audio_start_sample) / RATE, 3),
@@ -449,10 +496,10 @@ class Session:
         after = ahead[-1].task if self._opening_waits and ahead else None
         self._opening_waits = False
         task = asyncio.create_task(
-            self._run_turn(turn, latency, result, begun, after, spec), name=f"turn-{turn_id}"
+            self._run_turn(turn, latency, result, gate, begun, after, spec), name=f"turn-{turn_id}"
         )
         arrival = self._chunk_of(ended.decided_sample)
-        entry = ActiveTurn(turn_id, task, latency, result.playback, arrival=arrival)
+        entry = ActiveTurn(turn_id, task, latency, result, gate, arrival=arrival)
         if after is None:
             self.active = entry
         else:
@@ -477,6 +524,7 @@ class Session:
         turn: TurnInput,
         latency: TurnLatency,
         result: TurnResult,
+        gate: HeldEmit,
         stored: asyncio.Task[None],
         after: asyncio.Task[None] | None = None,
         speculation: Speculation | None = None,
@@ -496,7 +544,7 @@ class Session:
                 await speculation.answer()
             else:
                 turn.history = self._heard_history()
-                await self.runner.run(turn, latency, self.emit, result)
+                await self.runner.run(turn, latency, gate, result)
             if result.no_speech:
                 status = "no_speech"
                 no_speech = edge_pb2.TurnEvent(
@@ -536,6 +584,7 @@ class Session:
                 )
             )
         )
+        self._settle_interruption(turn.turn_id, outcome.status == "no_speech")
 
     # ------------------------------------------------------------------ plumbing
 
@@ -578,6 +627,9 @@ class Session:
         if self.opening is not None:
             self.opening.finish(status="interrupted", error="stream ended", latency_ms={})
             self.opening = None
+        if self.interrupted is not None:
+            self.interrupted.cancel()
+            self.interrupted = None
         running = [t.task for t in self._turns() if not t.task.done()]
         for task in running:
             task.cancel()

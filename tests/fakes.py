@@ -32,6 +32,30 @@ class FixedStt:
         yield Transcript(self.text, audio_seconds=size / 2 / request.sample_rate)
 
 
+class ScriptedStt:
+    """Transcribes the n-th call's audio as ``texts[n]`` (the last text after that)."""
+
+    model = "scripted"
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.calls = 0
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def run(
+        self, request: SttRequest, audio: AsyncIterator[bytes]
+    ) -> AsyncIterator[Transcript]:
+        text = self.texts[min(self.calls, len(self.texts) - 1)]
+        self.calls += 1
+        seconds = sum([len(chunk) async for chunk in audio]) / 2 / request.sample_rate
+        yield Transcript(text, audio_seconds=seconds)
+
+
 class LengthStt:
     """Transcribes any audio as its length ("3.2 seconds"): the transcript tells how
     much of the turn the call was given."""

@@ -93,6 +93,21 @@ def test_clear_of_one_turn_keeps_the_next() -> None:
     assert marks[0] == ("started", "new", 0) and out[0] == 200
 
 
+def test_a_resumed_turn_plays_again_as_a_new_segment() -> None:
+    # The server stopped the answer for speech with no words, then sends its rest again.
+    buffer = JitterBuffer(prebuffer=0)
+    buffer.push("t", ramp(1, 100))
+    read(buffer, 40)
+    buffer.clear("t")
+    buffer.push("t", ramp(1, 50))  # in flight when the stop came: dropped
+    buffer.resume("t")
+    buffer.push("t", ramp(41, 60))  # the rest, from where it stopped
+    buffer.end("t")
+    out, written, marks = read(buffer, 100)
+    assert written == 60 and list(out[:60]) == list(range(41, 101))
+    assert marks == [("started", "t", 0), ("finished", "t", 60)]
+
+
 def chunk(seq: int) -> edge_pb2.AudioChunk:
     return edge_pb2.AudioChunk(seq=seq, pcm=b"\0\0", capture_time=seq * 0.02)
 

@@ -8,9 +8,11 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from parley import db
 from protos import edge_pb2
+from tests.engines.conftest import tiny_models  # noqa: F401  (a fixture)
 from tests.fakes import FixedStt, LengthStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import (
     EdgeClient,
@@ -115,3 +117,78 @@ async def test_speech_that_resumes_discards_the_speculation(stack: Stack):
     assert "speculation_wasted_model_ms" in record
     # The second pause started a second speculation, and that one was committed.
     assert "speculation_committed_ms" in record
+
+
+def paused_twice() -> np.ndarray:
+    """The lamp command, a 0.4 s pause (past the check point, short of the end), the
+    command again, then silence: one turn with a pause in it."""
+    clip, _ = speech(silence_s=0.0)
+    first = clip[: int(1.6 * RATE)]  # speech ends at ~1.47 s
+    second = clip[int(0.25 * RATE) : int(1.6 * RATE)]  # speech starts at ~0.07 s
+    pause = np.zeros(int(0.4 * RATE), np.int16)
+    return np.concatenate([first, pause, second, np.zeros(int(1.5 * RATE), np.int16)])
+
+
+async def speculated_turn(stack: Stack) -> tuple[edge_pb2.TurnEvent, list[edge_pb2.ServerEvent]]:
+    """One turn with a pause in it, streamed unpaced (the detector's events depend on
+    the audio, not on the clock): one speculation is discarded, the next committed."""
+    async with EdgeClient(stack.address, hello()) as edge:
+        await edge.send(audio_events(paused_twice(), RATE))
+        finished = await edge.wait_for(is_turn(Turn.FINISHED), timeout=60)
+    return finished.turn, edge.events
+
+
+def assert_one_answer(finished: edge_pb2.TurnEvent, events: list[edge_pb2.ServerEvent]) -> None:
+    record = finished.latency_ms
+    assert record["speculations_discarded"] == 1
+    assert "speculation_committed_ms" in record
+    ended = next(i for i, e in enumerate(events) if is_turn(Turn.SPEECH_ENDED)(e))
+    said = [i for i, e in enumerate(events) if e.WhichOneof("event") in ("transcript", "audio")]
+    assert said and min(said) > ended  # nothing before the turn was confirmed
+    assert sum(map(is_kind("transcript"), events)) == 1
+    audio = [e.audio for e in events if is_kind("audio")(e)]
+    assert sum(len(a.pcm) for a in audio) > 0 and audio[-1].last
+    [row] = stored_turns()  # stored once
+    assert (row.id, row.status) == (finished.turn_id, "done")
+
+
+async def test_instant_engines_answer_a_speculated_turn_once(stack: Stack):
+    from workers.instant import InstantLlmEngine, InstantSttEngine, InstantTtsEngine
+
+    engines = {"stt": InstantSttEngine(), "llm": InstantLlmEngine(), "tts": InstantTtsEngine()}
+    await stack.start(engines, vad={"min_silence_ms": 800}, settings={"turn": {"preemptive": True}})
+    finished, events = await speculated_turn(stack)
+    assert_one_answer(finished, events)
+    [row] = stored_turns()
+    assert row.transcript == "what does instant mean"
+    assert row.spoken == ["This is an instant answer.", "It exists to measure overhead."]
+
+
+@pytest.mark.slow
+async def test_tiny_engines_answer_a_speculated_turn_once(
+    stack: Stack,
+    tiny_models: dict[str, Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Real faster-whisper, llama.cpp and piper engines on the tiny models.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from workers.llm.llama_cpp_engine import LlamaCppEngine
+    from workers.stt.faster_whisper_engine import FasterWhisperEngine
+    from workers.tts.piper_engine import PiperEngine
+
+    engines = {
+        "stt": FasterWhisperEngine(str(tiny_models["whisper"]), compute_type="float32"),
+        "llm": LlamaCppEngine(str(tiny_models["gguf"]), chat_format="alpaca", n_ctx=512, seed=1),
+        "tts": PiperEngine(str(tiny_models["voice"])),
+    }
+    for engine in engines.values():
+        await asyncio.to_thread(engine.load)
+    await stack.start(
+        engines,
+        params={"llm": {"max_tokens": 24}},
+        vad={"min_silence_ms": 800},
+        settings={"turn": {"preemptive": True}},
+    )
+    finished, events = await speculated_turn(stack)
+    assert_one_answer(finished, events)
+    assert finished.latency_ms["stt_model_ms"] > 0  # the real model ran

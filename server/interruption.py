@@ -21,21 +21,40 @@ it on the edge at once (StopPlayback), but does not throw it away: the answer is
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from protos import edge_pb2
 from server.answer import audio_event
+from server.latency import TurnLatency
 from server.outbox import Emit
+from server.pipeline import Exchange, TurnInput, TurnResult
+from server.playback import AnswerPlayback
+from server.speculation import HeldEmit
 
-if TYPE_CHECKING:
-    from server.session import ActiveTurn
+log = logging.getLogger(__name__)
 
 RESEND_PIECE_S = 0.1  # the rest of an answer is sent again in pieces this long
 
 
 def _is_audio(event: edge_pb2.ServerEvent) -> bool:
     return event.WhichOneof("event") == "audio" and bool(event.audio.pcm)
+
+
+@dataclass
+class ActiveTurn:
+    turn_id: str
+    task: asyncio.Task[None]
+    latency: TurnLatency
+    result: TurnResult
+    gate: HeldEmit  # what the turn sends goes through it (held after a barge-in)
+    arrival: int = 0  # the audio chunk in which the turn ended (see Session._chunk_of)
+
+    @property
+    def playback(self) -> AnswerPlayback:
+        return self.result.playback
 
 
 @dataclass
@@ -71,3 +90,83 @@ class Interrupted:
         if entry.task.done() and not last_held:  # its end was sent before the stop
             emit(audio_event(turn_id, len(rest) // step + 1, b"", rate, last=True))
         return at
+
+
+class BargeIn:
+    """A session's barge-ins: the answers new speech stops, and the one held until
+    that speech's words are known."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.emit = emit
+        self.held: Interrupted | None = None
+
+    def stop(
+        self,
+        active: ActiveTurn | None,
+        queued: Sequence[ActiveTurn],
+        playbacks: Mapping[str, AnswerPlayback],
+        *,
+        by: str,
+    ) -> None:
+        """The speech of turn ``by`` started: stop the answers being made, waiting in
+        line, or that may still be playing (judged from what was sent, its length and
+        the edge's reports, server/playback.py). Turns in line are cancelled (nothing
+        of them was said); the active turn's answer is held.
+
+        Each turn is stopped once: a stopped turn is only storing what it had, and a
+        second cancel would cut that short (and its FINISHED)."""
+        turns = [*([active] if active is not None else []), *queued]
+        running = {t.turn_id for t in turns if not t.task.done()}
+        for entry in queued:
+            if entry.turn_id in running and entry.playback.stopped is None:
+                entry.task.cancel()
+                entry.playback.stop()
+        active_id = active.turn_id if active is not None else ""
+        for turn_id, playback in playbacks.items():
+            if playback.stopped is None and (
+                (turn_id == active_id and turn_id in running) or playback.may_be_playing()
+            ):
+                playback.stop()
+                stop = edge_pb2.StopPlayback(turn_id=turn_id, reason="barge-in")
+                self.emit(edge_pb2.ServerEvent(stop=stop))
+                if active is not None and turn_id == active_id:
+                    self.close()  # an answer held before: its speech came to no end
+                    active.gate.hold()
+                    self.held = Interrupted(active, by=by)
+
+    async def words(
+        self, turn: TurnInput, history: Callable[[], tuple[Exchange, ...]], transcript: str
+    ) -> None:
+        """``turn``'s transcript has words and its answer is about to start: the answer
+        its speech stopped is over, and ``turn.history`` is taken again (``history()``)
+        so its LLM hears what of that answer was heard."""
+        held = self.held
+        if held is None or held.by != turn.turn_id:
+            return
+        self.held = None
+        held.cancel()
+        await asyncio.wait([held.entry.task])  # its part of the history is in
+        turn.history = history()
+
+    def settle(self, turn_id: str, *, no_speech: bool) -> ActiveTurn | None:
+        """Turn ``turn_id`` is over: an answer its speech stopped resumes if the speech
+        had no words (a false interruption), else it stays stopped. Returns the resumed
+        answer's turn when it is still running."""
+        held = self.held
+        if held is None or held.by != turn_id:
+            return None
+        self.held = None
+        if not no_speech:
+            held.cancel()
+            return None
+        at = held.resume(self.emit)
+        log.info(
+            "turn %s had no words: answer %s resumed at %.2f s", turn_id, held.entry.turn_id, at
+        )
+        return held.entry if not held.entry.task.done() else None
+
+    def close(self) -> None:
+        """Stop the held answer for good (the stream ends, or new speech came first)."""
+        if self.held is not None:
+            self.held.cancel()
+            self.held = None

@@ -27,7 +27,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,7 +38,7 @@ from protos import edge_pb2
 from server.delivery import AudioReceipts
 from server.edge_clock import RATE, EdgeClock
 from server.inbound import Inbound
-from server.interruption import Interrupted
+from server.interruption import ActiveTurn, BargeIn
 from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
@@ -82,20 +81,6 @@ _PLAYBACK_KINDS = {
     edge_pb2.PlaybackEvent.FINISHED: "finished",
     edge_pb2.PlaybackEvent.INTERRUPTED: "interrupted",
 }
-
-
-@dataclass
-class ActiveTurn:
-    turn_id: str
-    task: asyncio.Task[None]
-    latency: TurnLatency
-    result: TurnResult
-    gate: HeldEmit  # what the turn sends goes through it (held after a barge-in)
-    arrival: int = 0  # the audio chunk in which the turn ended (see Session._chunk_of)
-
-    @property
-    def playback(self) -> AnswerPlayback:
-        return self.result.playback
 
 
 class Session:
@@ -144,8 +129,8 @@ class Session:
         )
         self.turn_index = 0
         self.active: ActiveTurn | None = None
-        # The answer the open or last turn's speech stopped, until its words are known.
-        self.interrupted: Interrupted | None = None
+        # Answers stopped by new speech, held until its words are known.
+        self.barge_in = BargeIn(emit)
         self.queued: list[ActiveTurn] = []  # turns found in the same audio, in order
         self._chunks_taken = 0
         self._chunk_ends: collections.deque[int] = collections.deque(maxlen=CHUNKS_KEPT)
@@ -319,7 +304,7 @@ class Session:
         frames = self._frames_since(paused.start_sample)
         history = self._heard_history()
         turn = TurnInput(self.opening_id, pcm, RATE, history, frames, self.opening, listening)
-        turn.before_answer = functools.partial(self._interrupted_by_words, turn)
+        turn.before_answer = functools.partial(self.barge_in.words, turn, self._heard_history)
         result = TurnResult(playback=AnswerPlayback(self.clock.now))
         speculator.start(paused, turn, result, self.emit, self.runner.run)
 
@@ -387,59 +372,8 @@ class Session:
 
     def _barge_in(self) -> None:
         """New speech while an answer is being made, waits in line or may still be
-        playing (judged from what was sent, its length and the edge's reports): stop it.
-
-        Each turn is stopped once: a stopped turn is only storing what it had, and a
-        second cancel would cut that short (and its FINISHED)."""
-        running = {t.turn_id for t in self._turns() if not t.task.done()}
-        active = self.active
-        for entry in self.queued:  # waiting in line: nothing of it was said
-            if entry.turn_id in running and entry.playback.stopped is None:
-                entry.task.cancel()
-                entry.playback.stop()
-        active_id = active.turn_id if active is not None else ""
-        for turn_id, playback in self.playbacks.items():
-            if playback.stopped is None and (
-                (turn_id == active_id and turn_id in running) or playback.may_be_playing()
-            ):
-                playback.stop()
-                stop = edge_pb2.StopPlayback(turn_id=turn_id, reason="barge-in")
-                self.emit(edge_pb2.ServerEvent(stop=stop))
-                if active is not None and turn_id == active_id:
-                    # Held, not dropped, until the new speech's words are known.
-                    if self.interrupted is not None:
-                        self.interrupted.cancel()
-                    active.gate.hold()
-                    self.interrupted = Interrupted(active, by=self.opening_id)
-
-    async def _interrupted_by_words(self, turn: TurnInput, transcript: str) -> None:
-        """``turn``'s transcript has words (its answer is about to start): the answer
-        its speech stopped is over, and the history given to its LLM says what of it
-        was heard."""
-        held = self.interrupted
-        if held is None or held.by != turn.turn_id:
-            return
-        self.interrupted = None
-        held.cancel()
-        await asyncio.wait([held.entry.task])  # its part of the history is in
-        turn.history = self._heard_history()
-
-    def _settle_interruption(self, turn_id: str, no_speech: bool) -> None:
-        """Turn ``turn_id`` is over: an answer its speech stopped resumes if the speech
-        had no words (a false interruption), else it stays stopped."""
-        held = self.interrupted
-        if held is None or held.by != turn_id:
-            return
-        self.interrupted = None
-        if not no_speech:
-            held.cancel()
-            return
-        at = held.resume(self.emit)
-        log.info(
-            "turn %s had no words: answer %s resumed at %.2f s", turn_id, held.entry.turn_id, at
-        )
-        if not held.entry.task.done() and not self.queued:
-            self.active = held.entry  # barge-in and the stream's end find it again
+        playing: stop it (server/interruption.py)."""
+        self.barge_in.stop(self.active, self.queued, self.playbacks, by=self.opening_id)
 
     def _start_turn(self, ended: TurnEnded) -> None:
         turn_id, turn_trace = self.opening_id, self.opening
@@ -468,7 +402,7 @@ class Session:
             listening.stream.feed(pcm[2 * (self.streamed_upto - ended.audio_start_sample) :])
         if spec is None:
             turn = TurnInput(turn_id, pcm, RATE, (), frames, turn_trace, listening)
-            turn.before_answer = functools.partial(self._interrupted_by_words, turn)
+            turn.before_answer = functools.partial(self.barge_in.words, turn, self._heard_history)
             result = TurnResult(playback=AnswerPlayback(self.clock.now))
             gate = HeldEmit(self.emit, holding=False)
         else:  # answered already: what is stored is the whole turn
@@ -584,7 +518,9 @@ class Session:
                 )
             )
         )
-        self._settle_interruption(turn.turn_id, outcome.status == "no_speech")
+        resumed = self.barge_in.settle(turn.turn_id, no_speech=outcome.status == "no_speech")
+        if resumed is not None and not self.queued:
+            self.active = resumed  # a later barge-in, and the stream's end, find it again
 
     # ------------------------------------------------------------------ plumbing
 
@@ -627,9 +563,7 @@ class Session:
         if self.opening is not None:
             self.opening.finish(status="interrupted", error="stream ended", latency_ms={})
             self.opening = None
-        if self.interrupted is not None:
-            self.interrupted.cancel()
-            self.interrupted = None
+        self.barge_in.close()
         running = [t.task for t in self._turns() if not t.task.done()]
         for task in running:
             task.cancel()

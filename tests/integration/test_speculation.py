@@ -5,6 +5,7 @@ speech is sent when the turn is confirmed (sooner than starting then), and throw
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,14 @@ def stored_turns() -> list[db.Turn]:
         return list(db.Turn.select())
 
 
+async def send_in_real_time(edge: EdgeClient, samples: np.ndarray) -> None:
+    """Each 20 ms chunk when its capture time comes (no drift under load)."""
+    events = audio_events(samples, RATE)
+    for event in events:
+        await asyncio.sleep(max(0.0, event.audio.capture_time + 0.02 - time.monotonic()))
+        await edge.send([event])
+
+
 async def first_audio_after_speech_end(stack: Stack, preemptive: bool) -> tuple[float, dict]:
     """One paced turn of the lamp command: seconds from the end of speech (edge clock)
     to the first answer audio arriving, and the turn's latency record."""
@@ -42,9 +51,9 @@ async def first_audio_after_speech_end(stack: Stack, preemptive: bool) -> tuple[
         {"stt": FixedStt("turn on the lamp"), "llm": llm, "tts": ToneTts()},
         settings={"turn": {"preemptive": preemptive}},
     )
-    samples, rate = speech(silence_s=0.3)
+    samples, _ = speech(silence_s=0.3)
     async with EdgeClient(stack.address, hello()) as edge:
-        await edge.send(audio_events(samples, rate), pace=0.02)  # in real time
+        await send_in_real_time(edge, samples)
         finished = await edge.wait_for(is_turn(Turn.FINISHED))
         audio_at = edge.arrived[edge.kinds().index("audio")]
     assert len(llm.requests) == 1  # one run: the speculation became the turn
@@ -63,6 +72,8 @@ async def test_a_committed_speculation_sends_the_first_audio_sooner(tmp_path: Pa
     (plain, plain_record), (early, record) = results[False], results[True]
     # Without it the LLM's 0.25 s come after the 0.5 s of silence; with it they overlap.
     assert early < plain - 0.15, (early, plain)
+    # On the server's clock: decision -> first audio sent, without and with.
+    assert record["first_audio_sent_ms"] < plain_record["first_audio_sent_ms"] - 150
     assert "speculation_started_ms" not in plain_record
     # Started at the first check point (200 ms of silence), ~300 ms before the decision.
     assert -450 < record["speculation_started_ms"] < -150

@@ -160,6 +160,8 @@ class Speculator:
         finally:
             if turn.listening is not None:
                 turn.listening.stream.cancel()  # no-op once it has answered
+                if turn.listening.span.is_recording():  # cancelled before it was used
+                    turn.listening.span.end()
 
     def take(self, ended: TurnEnded) -> Speculation | None:
         """The turn ended: its speculation, committed, when it was made on the same

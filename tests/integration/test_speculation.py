@@ -173,6 +173,15 @@ async def test_instant_engines_answer_a_speculated_turn_once(stack: Stack):
     [row] = stored_turns()
     assert row.transcript == "what does instant mean"
     assert row.spoken == ["This is an instant answer.", "It exists to measure overhead."]
+    # The trace says so: the turn span's figures, and the discarded run's spans in it.
+    assert stack.server is not None
+    await asyncio.to_thread(stack.server.telemetry.flush)
+    with db.database.connection_context():
+        spans = list(db.Span.select().where(db.Span.trace_id == row.trace_id))
+    [turn] = [s for s in spans if s.name == "turn"]
+    assert turn.attributes["parley.latency.speculations_discarded"] == 1
+    assert turn.attributes["parley.latency.speculation_started_ms"] < 0
+    assert [s.name for s in spans].count("stt") == 2  # the discarded run's, the turn's
 
 
 @pytest.mark.slow

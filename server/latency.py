@@ -109,8 +109,10 @@ class TurnLatency:
             at = out.get(f"{end}_ms")
             if start is None or at is None:
                 continue
-            model = self.model.get(key, 0.0) * 1000.0
             out[f"{key}_ms"] = at - start
+            if key in WAITS:
+                continue
+            model = self.model.get(key, 0.0) * 1000.0
             out[f"{key}_model_ms"] = model
             out[f"{key}_overhead_ms"] = at - start - model
         path = self.critical_path()

@@ -117,3 +117,24 @@ async def test_speech_with_words_still_stops_the_answer(stack: Stack):
         ("assistant", "Okay."),  # heard: 0.5 s of its first sentence
         ("user", "stop"),
     ]
+
+
+async def test_a_burst_shorter_than_min_speech_does_not_stop_the_answer(stack: Stack):
+    llm = ScriptedLlm(ANSWER)
+    await stack.start({"stt": ScriptedStt(["turn on the lamp"]), "llm": llm, "tts": ToneTts()})
+    samples, rate = speech()
+    burst = samples[int(0.45 * RATE) : int(0.55 * RATE)]  # 100 ms of speech: a cough
+    async with EdgeClient(stack.address, hello()) as edge:
+        await edge.send(audio_events(samples, rate))
+        first = await edge.wait_for(is_kind("audio"))
+        turn_id = first.audio.turn_id
+        await edge.send([playback(turn_id, Playback.STARTED, time.monotonic())])
+        quiet = np.zeros(int(0.8 * RATE), np.int16)
+        await edge.send(audio_events(np.concatenate([burst, quiet]), rate, start_seq=10_000))
+        await edge.send([edge_pb2.EdgeEvent(ping=edge_pb2.Ping(edge_time=1.0))])
+        await edge.wait_for(is_kind("pong"))  # every chunk before it was handled
+        finished = await edge.wait_for(is_turn(Turn.FINISHED, turn_id))
+    assert not [e for e in edge.events if is_kind("stop")(e)]
+    assert sum(map(is_turn(Turn.SPEECH_STARTED), edge.events)) == 1  # no new turn
+    assert not finished.turn.interrupted
+    assert answer_audio(edge.events, turn_id)[-1].last

@@ -12,6 +12,8 @@ from workers.kinds import AnalyseRequest, Label, Passage, RetrieveRequest
 
 
 class FixedStt:
+    """Transcribes any audio as ``text``."""
+
     model = "fixed"
 
     def __init__(self, text: str = "hello there") -> None:
@@ -24,55 +26,35 @@ class FixedStt:
     def close(self) -> None:
         pass
 
+    def heard(self, call: int, seconds: float) -> str:
+        """The transcript of call ``call`` (0, 1, ...), given ``seconds`` of audio."""
+        return self.text
+
     async def run(
         self, request: SttRequest, audio: AsyncIterator[bytes]
     ) -> AsyncIterator[Transcript]:
-        self.calls += 1
-        size = sum([len(chunk) async for chunk in audio])
-        yield Transcript(self.text, audio_seconds=size / 2 / request.sample_rate)
+        call, self.calls = self.calls, self.calls + 1
+        seconds = sum([len(chunk) async for chunk in audio]) / 2 / request.sample_rate
+        yield Transcript(self.heard(call, seconds), audio_seconds=seconds)
 
 
-class ScriptedStt:
+class ScriptedStt(FixedStt):
     """Transcribes the n-th call's audio as ``texts[n]`` (the last text after that)."""
 
-    model = "scripted"
-
     def __init__(self, texts: list[str]) -> None:
+        super().__init__(texts[-1])
         self.texts = texts
-        self.calls = 0
 
-    def load(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    async def run(
-        self, request: SttRequest, audio: AsyncIterator[bytes]
-    ) -> AsyncIterator[Transcript]:
-        text = self.texts[min(self.calls, len(self.texts) - 1)]
-        self.calls += 1
-        seconds = sum([len(chunk) async for chunk in audio]) / 2 / request.sample_rate
-        yield Transcript(text, audio_seconds=seconds)
+    def heard(self, call: int, seconds: float) -> str:
+        return self.texts[min(call, len(self.texts) - 1)]
 
 
-class LengthStt:
-    """Transcribes any audio as its length ("3.2 seconds"): the transcript tells how
+class LengthStt(FixedStt):
+    """Transcribes any audio as its length ("3.20 seconds"): the transcript tells how
     much of the turn the call was given."""
 
-    model = "length"
-
-    def load(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    async def run(
-        self, request: SttRequest, audio: AsyncIterator[bytes]
-    ) -> AsyncIterator[Transcript]:
-        seconds = sum([len(chunk) async for chunk in audio]) / 2 / request.sample_rate
-        yield Transcript(f"{seconds:.2f} seconds", audio_seconds=seconds)
+    def heard(self, call: int, seconds: float) -> str:
+        return f"{seconds:.2f} seconds"
 
 
 class ScriptedLlm:

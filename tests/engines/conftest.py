@@ -6,8 +6,10 @@ The cache survives between runs (``PARLEY_TEST_CACHE``, else ``<repo>/.cache/tes
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +31,20 @@ def tiny_models() -> dict[str, Path]:
         return build_tiny_models(CACHE / "tiny")
     except MissingExtra as exc:
         pytest.skip(str(exc))
+
+
+async def tiny_engines(models: dict[str, Path]) -> dict[str, Any]:
+    """The real faster-whisper, llama.cpp and piper engines on the tiny models, loaded,
+    by stage (stt, llm, tts)."""
+    from workers.llm.llama_cpp_engine import LlamaCppEngine
+    from workers.stt.faster_whisper_engine import FasterWhisperEngine
+    from workers.tts.piper_engine import PiperEngine
+
+    engines = {
+        "stt": FasterWhisperEngine(str(models["whisper"]), compute_type="float32"),
+        "llm": LlamaCppEngine(str(models["gguf"]), chat_format="alpaca", n_ctx=512, seed=1),
+        "tts": PiperEngine(str(models["voice"])),
+    }
+    for engine in engines.values():
+        await asyncio.to_thread(engine.load)
+    return engines

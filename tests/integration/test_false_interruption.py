@@ -34,6 +34,16 @@ def playback(turn_id: str, kind: int, at: float) -> edge_pb2.EdgeEvent:
     )
 
 
+async def playing_answer(edge: EdgeClient, samples: np.ndarray) -> tuple[str, float]:
+    """Say ``samples``; once the answer's audio comes, report it playing. Returns the
+    turn id and the edge time it started."""
+    await edge.send(audio_events(samples, RATE))
+    first = await edge.wait_for(is_kind("audio"))
+    started = time.monotonic()
+    await edge.send([playback(first.audio.turn_id, Playback.STARTED, started)])
+    return first.audio.turn_id, started
+
+
 def answer_audio(events: list[edge_pb2.ServerEvent], turn_id: str) -> list[edge_pb2.AudioOut]:
     return [e.audio for e in events if is_kind("audio")(e) and e.audio.turn_id == turn_id]
 
@@ -47,11 +57,7 @@ async def test_a_false_interruption_resumes_the_answer(stack: Stack, llm_delay: 
     cough = samples[int(0.25 * RATE) : int(1.0 * RATE)]  # 0.75 s: longer than min speech
     silence = np.zeros(int(1.0 * RATE), np.int16)
     async with EdgeClient(stack.address, hello()) as edge:
-        await edge.send(audio_events(samples, rate))
-        first = await edge.wait_for(is_kind("audio"))
-        turn_id = first.audio.turn_id
-        started = time.monotonic()
-        await edge.send([playback(turn_id, Playback.STARTED, started)])
+        turn_id, started = await playing_answer(edge, samples)
         await edge.send(audio_events(cough, rate, start_seq=10_000))
         stop = await edge.wait_for(is_kind("stop"))
         assert stop.stop.turn_id == turn_id
@@ -97,11 +103,7 @@ async def test_speech_with_words_still_stops_the_answer(stack: Stack):
     await stack.start({"stt": stt, "llm": llm, "tts": tts})
     samples, rate = speech()
     async with EdgeClient(stack.address, hello()) as edge:
-        await edge.send(audio_events(samples, rate))
-        first = await edge.wait_for(is_kind("audio"))
-        turn_id = first.audio.turn_id
-        started = time.monotonic()
-        await edge.send([playback(turn_id, Playback.STARTED, started)])
+        turn_id, started = await playing_answer(edge, samples)
         await edge.send(audio_events(samples, rate, start_seq=10_000))
         await edge.wait_for(is_kind("stop"))
         await edge.send([playback(turn_id, Playback.INTERRUPTED, started + 0.5)])
@@ -125,10 +127,7 @@ async def test_a_burst_shorter_than_min_speech_does_not_stop_the_answer(stack: S
     samples, rate = speech()
     burst = samples[int(0.45 * RATE) : int(0.55 * RATE)]  # 100 ms of speech: a cough
     async with EdgeClient(stack.address, hello()) as edge:
-        await edge.send(audio_events(samples, rate))
-        first = await edge.wait_for(is_kind("audio"))
-        turn_id = first.audio.turn_id
-        await edge.send([playback(turn_id, Playback.STARTED, time.monotonic())])
+        turn_id, _ = await playing_answer(edge, samples)
         quiet = np.zeros(int(0.8 * RATE), np.int16)
         await edge.send(audio_events(np.concatenate([burst, quiet]), rate, start_seq=10_000))
         await edge.send([edge_pb2.EdgeEvent(ping=edge_pb2.Ping(edge_time=1.0))])

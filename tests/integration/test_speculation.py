@@ -13,7 +13,10 @@ import pytest
 
 from parley import db
 from protos import edge_pb2
-from tests.engines.conftest import tiny_models  # noqa: F401  (a fixture)
+from tests.engines.conftest import (
+    tiny_engines,
+    tiny_models,  # noqa: F401  (a fixture)
+)
 from tests.fakes import FixedStt, LengthStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import (
     EdgeClient,
@@ -192,17 +195,7 @@ async def test_tiny_engines_answer_a_speculated_turn_once(
 ):
     # Real faster-whisper, llama.cpp and piper engines on the tiny models.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from workers.llm.llama_cpp_engine import LlamaCppEngine
-    from workers.stt.faster_whisper_engine import FasterWhisperEngine
-    from workers.tts.piper_engine import PiperEngine
-
-    engines = {
-        "stt": FasterWhisperEngine(str(tiny_models["whisper"]), compute_type="float32"),
-        "llm": LlamaCppEngine(str(tiny_models["gguf"]), chat_format="alpaca", n_ctx=512, seed=1),
-        "tts": PiperEngine(str(tiny_models["voice"])),
-    }
-    for engine in engines.values():
-        await asyncio.to_thread(engine.load)
+    engines = await tiny_engines(tiny_models)
     await stack.start(
         engines,
         params={"llm": {"max_tokens": 24}},

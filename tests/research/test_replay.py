@@ -4,7 +4,6 @@ linked to runs, and compared."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from research.importing import create_dataset
 from research.manifests import read_folder
 from research.replay import ReplayRefused
 from research.runs import open_run
+from tests.engines.conftest import tiny_engines
 from tests.research.conftest import (
     CLIPS,
     DATA,
@@ -75,21 +75,6 @@ def turn(turn_id: str) -> db.Turn:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-async def tiny_engines(models: dict[str, Path]) -> dict[str, Any]:
-    from workers.llm.llama_cpp_engine import LlamaCppEngine
-    from workers.stt.faster_whisper_engine import FasterWhisperEngine
-    from workers.tts.piper_engine import PiperEngine
-
-    engines = {
-        "stt": FasterWhisperEngine(str(models["whisper"]), compute_type="float32"),
-        "llm": LlamaCppEngine(str(models["gguf"]), chat_format="alpaca", n_ctx=512, seed=1),
-        "tts": PiperEngine(str(models["voice"])),
-    }
-    for engine in engines.values():
-        await asyncio.to_thread(engine.load)
-    return engines
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ speech is sent when the turn is confirmed (sooner than starting then), and throw
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -88,7 +89,10 @@ async def test_a_committed_speculation_sends_the_first_audio_sooner(tmp_path: Pa
     assert record["overhead_ms"] < record["confirm_ms"]  # the wait is not overhead
 
 
-async def test_speech_that_resumes_discards_the_speculation(stack: Stack):
+async def test_speech_that_resumes_discards_the_speculation(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="server.session")
     llm = ScriptedLlm("Okay. " + "word " * 200, delay=0.02)  # talks for 4 s
     tts = ToneTts()
     await stack.start(
@@ -131,6 +135,11 @@ async def test_speech_that_resumes_discards_the_speculation(stack: Stack):
     assert "speculation_wasted_model_ms" in record
     # The second pause started a second speculation, and that one was committed.
     assert "speculation_committed_ms" in record
+    # When the stream ends, the session says what it speculated.
+    summary = "speculations: 2 started, 1 committed, 1 discarded"
+    async with asyncio.timeout(5):
+        while not any(summary in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 def paused_twice() -> np.ndarray:

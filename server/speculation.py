@@ -20,7 +20,7 @@ stream ends), shown in the turn's trace (span events ``speculation.started`` /
 ``speculation.committed`` / ``speculation.discarded`` on the ``turn`` span, with the
 engine time a discarded run had used), and in the confirmed turn's latency record
 (server/latency.py: ``speculation_started_ms``, ``speculation_committed_ms``,
-``confirm_ms``, ``speculations_discarded``, ``speculation_wasted_model_ms``).
+``confirm_ms``, ``speculations_discarded``, ``speculation_model_wasted_ms``).
 """
 
 from __future__ import annotations
@@ -189,10 +189,13 @@ class Speculator:
 
     def figures(self) -> dict[str, float]:
         """The turn just ended: the speculations discarded while it was spoken (count,
-        and their engine time in ms); the tally starts again for the next turn."""
+        and their engine time in ms; nothing when speculation is off); the tally
+        starts again for the next turn."""
+        if not self.enabled:
+            return {}
         out = {
             "speculations_discarded": float(self._discarded),
-            "speculation_wasted_model_ms": self._wasted_s * 1000.0,
+            "speculation_model_wasted_ms": self._wasted_s * 1000.0,
         }
         self._discarded, self._wasted_s = 0, 0.0
         return out

@@ -9,7 +9,7 @@ are children of ``turn`` like any other, and the ``turn`` span has the events
 ``speculation.started``, ``speculation.committed`` and ``speculation.discarded`` (with
 the reason and the engine time wasted), plus the attributes
 ``parley.latency.speculation_started_ms``, ``parley.latency.speculations_discarded``
-and ``parley.latency.speculation_wasted_model_ms``.
+and ``parley.latency.speculation_model_wasted_ms``.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class TurnTrace:
             "turn_total_ms",
             "speculation_started_ms",  # answered speculatively: started this long before
             "speculations_discarded",
-            "speculation_wasted_model_ms",
+            "speculation_model_wasted_ms",
         ):
             if key in latency_ms:
                 span.set_attribute(f"parley.latency.{key}", latency_ms[key])

@@ -100,7 +100,7 @@ def voice_to_voice(records: list[dict[str, float]]) -> dict[str, Any]:
             "committed_turns": len(speculated),
             "discarded": int(sum(r.get("speculations_discarded", 0) for r in records)),
             "wasted_model_ms": round(
-                sum(r.get("speculation_wasted_model_ms", 0.0) for r in records), 3
+                sum(r.get("speculation_model_wasted_ms", 0.0) for r in records), 3
             ),
         },
     }

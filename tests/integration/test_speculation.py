@@ -132,7 +132,7 @@ async def test_speech_that_resumes_discards_the_speculation(
     assert (row.id, row.status, row.transcript) == (turn_id, "done", transcripts[0])
     record = finished.turn.latency_ms
     assert record["speculations_discarded"] == 1
-    assert "speculation_wasted_model_ms" in record
+    assert "speculation_model_wasted_ms" in record
     # The second pause started a second speculation, and that one was committed.
     assert "speculation_committed_ms" in record
     # When the stream ends, the session says what it speculated.

@@ -56,7 +56,7 @@ def test_voice_to_voice_figures_and_ratios() -> None:
             "speculation_committed_ms": 0.1,
             "confirm_ms": 300.0,
             "speculations_discarded": 1.0,
-            "speculation_wasted_model_ms": 2.5,
+            "speculation_model_wasted_ms": 2.5,
         }
         for v in (551.0, 570.0)
     ]

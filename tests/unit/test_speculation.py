@@ -125,7 +125,7 @@ async def test_a_discarded_speculation_is_cancelled_counted_and_traced(spans) ->
     assert "1 discarded (50 ms of model time wasted)" in counts.summary()
     assert speculator.figures() == {
         "speculations_discarded": 1.0,
-        "speculation_wasted_model_ms": pytest.approx(50.0),
+        "speculation_model_wasted_ms": pytest.approx(50.0),
     }
     assert speculator.figures()["speculations_discarded"] == 0  # counted once per turn
     trace.finish(status="done", error="", latency_ms={})

@@ -45,6 +45,8 @@ def _is_audio(event: edge_pb2.ServerEvent) -> bool:
 
 @dataclass
 class ActiveTurn:
+    """A turn a session is answering (or has answered: its answer may still play)."""
+
     turn_id: str
     task: asyncio.Task[None]
     latency: TurnLatency

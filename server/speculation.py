@@ -165,8 +165,8 @@ class Speculator:
 
     def take(self, ended: TurnEnded) -> Speculation | None:
         """The turn ended: its speculation, committed, when it was made on the same
-        speech (else it is discarded and None returned). The turn's latency record gets
-        the speculations' figures either way (see :meth:`figures`)."""
+        speech (else it is discarded and None returned). A committed run's latency
+        record is timed from the turn's decision from now on (see server/latency.py)."""
         spec, self.current = self.current, None
         if spec is not None and not spec.matches(ended):
             self._discard(spec, "the turn ended elsewhere")

@@ -574,17 +574,25 @@ def build_parser() -> argparse.ArgumentParser:
     load = bsub.add_parser("load", help="how many live streams are answered in real time")
     load.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
     load.add_argument("--seconds", type=float, default=60.0, help="audio per stream (default 60)")
-    load.add_argument("--server", metavar="ADDRESS", help="load this running server instead")
+    load.add_argument(
+        "--server", metavar="ADDRESS", help="load this running server instead (default: start one)"
+    )
     load.add_argument("--pipeline", default="instant", help="pipeline to ask for (default instant)")
-    load.add_argument("--token", default="", help="device token, for a server that asks for one")
+    load.add_argument(
+        "--token", default="", help="device token, for a server that asks for one (default: none)"
+    )
     load.add_argument("--chunk-ms", type=int, help="audio per message (default [edge] chunk_ms)")
     load.add_argument("--clip", help="speech file to loop (default: the bundled command)")
     load.add_argument(
         "--gap-s", type=float, default=27.0, help="silence after each clip (default 27 s)"
     )
     load.add_argument("--find-max", action="store_true", help="step N up until not real time")
-    load.add_argument("--step", type=int, default=50, help="--find-max: N grows by this")
-    load.add_argument("--max-streams", type=int, default=1000, help="--find-max: stop here")
+    load.add_argument(
+        "--step", type=int, default=50, help="--find-max: N grows by this (default 50)"
+    )
+    load.add_argument(
+        "--max-streams", type=int, default=1000, help="--find-max: stop here (default 1000)"
+    )
     load.add_argument("--json", action="store_true", help="print only the JSON object")
     load.add_argument("--output", help="also write the JSON object to this file (default: none)")
     p.set_defaults(handler=cmd_bench)

@@ -156,9 +156,10 @@ class QueueView(SiteView):
                 request.form.get("comment", ""),
                 _secret(),
             )
-        except pairwise.PairError as exc:
+        except pairwise.PairError as exc:  # the same item again, saying what is missing
             flash(f"Not saved: {exc}.", "error")
-            return redirect(url_for("queue.named", queue_id=q.id))
+            state = named_state(me, q, str(item.id))
+            return self.render("parley/pairwise.html", queue=state, **_pair_page(q, item, me)), 400
         return redirect(url_for("queue.named", queue_id=q.id))
 
     @expose("/<int:queue_id>/pair/<int:item_id>/<side>")

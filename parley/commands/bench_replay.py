@@ -155,6 +155,7 @@ def _comparison(config: Config, items: int, repeat: int) -> dict[str, Any]:
         "items": items,
         "runs": len(seeded.runs),
         "annotations": seeded.annotations,
+        "preferences": seeded.preferences,
         "seed_s": round(seed_s, 1),
         "paired_metrics": len(result["paired"]),
         "first_ms": round(first_ms, 1),

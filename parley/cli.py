@@ -556,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-items", type=int, default=10_000, help="items per run compared (default 10000)"
     )
     rep.add_argument("--repeat", type=int, default=5, help="timed comparisons (default 5)")
+    rep.add_argument("--compare-only", action="store_true", help="skip the replay throughput part")
     rep.add_argument("--json", action="store_true", help="print only the JSON object")
     rep.add_argument("--output", help="also write the JSON object to this file (default: none)")
     chaos = bsub.add_parser(

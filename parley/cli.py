@@ -181,6 +181,10 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         from parley.commands.bench_chaos import run_bench_chaos
 
         return run_bench_chaos(args, config)
+    if args.bench_command == "endpointing":
+        from parley.commands.bench_endpointing import run_bench_endpointing
+
+        return run_bench_endpointing(args, config)
     if args.bench_command == "load":
         from parley.commands.bench_load import run_bench_load
 
@@ -571,6 +575,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chaos.add_argument("--json", action="store_true", help="print only the JSON object")
     chaos.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    ends = bsub.add_parser(
+        "endpointing", help="premature and late turn ends per strategy, on labelled speech"
+    )
+    ends.add_argument(
+        "--strategy",
+        default="silence:200,silence:500,smart_turn",
+        help="comma-separated: silence[:MS], smart_turn[:CHECK_AFTER_MS] "
+        "(default: silence:200,silence:500,smart_turn)",
+    )
+    ends.add_argument("--min-silence-ms", type=int, help="silence without :MS (default [vad])")
+    ends.add_argument("--model", help="Smart Turn ONNX file (default: [turn] model_path)")
+    ends.add_argument("--labels", help="labels.json of the set (default: tests/data/endpointing)")
+    ends.add_argument("--clip", action="append", help="only clips whose file has this, repeatable")
+    ends.add_argument(
+        "--late-ms", type=float, default=1000.0, help="a true end later than this is late"
+    )
+    ends.add_argument("--json", action="store_true", help="print only the JSON object")
+    ends.add_argument("--output", help="also write the JSON object to this file (default: none)")
     load = bsub.add_parser("load", help="how many live streams are answered in real time")
     load.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
     load.add_argument("--seconds", type=float, default=60.0, help="audio per stream (default 60)")

@@ -580,16 +580,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ends.add_argument(
         "--strategy",
-        default="silence:200,silence:500,smart_turn",
-        help="comma-separated: silence[:MS], smart_turn[:CHECK_AFTER_MS] "
-        "(default: silence:200,silence:500,smart_turn)",
+        help="comma-separated silence[:MS] and smart_turn[:CHECK_AFTER_MS] "
+        "(default: silence:200, silence:500 and smart_turn)",
     )
-    ends.add_argument("--min-silence-ms", type=int, help="silence without :MS (default [vad])")
-    ends.add_argument("--model", help="Smart Turn ONNX file (default: [turn] model_path)")
-    ends.add_argument("--labels", help="labels.json of the set (default: tests/data/endpointing)")
-    ends.add_argument("--clip", action="append", help="only clips whose file has this, repeatable")
     ends.add_argument(
-        "--late-ms", type=float, default=1000.0, help="a true end later than this is late"
+        "--min-silence-ms", type=int, help="silence without :MS (default: [vad] min_silence_ms)"
+    )
+    ends.add_argument("--model", help="Smart Turn ONNX file (default: [turn] model_path)")
+    ends.add_argument("--labels", help="labels.json (default: tests/data/endpointing/)")
+    ends.add_argument(
+        "--clip", action="append", help="only clips whose file has this, repeatable (default: all)"
+    )
+    ends.add_argument(
+        "--late-ms", type=float, default=1000.0, help="a true end later is late (default 1000)"
     )
     ends.add_argument("--json", action="store_true", help="print only the JSON object")
     ends.add_argument("--output", help="also write the JSON object to this file (default: none)")

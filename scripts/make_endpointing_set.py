@@ -96,7 +96,9 @@ QUIET = 10 ** (-40 / 20)
 def speak(texts: list[str], pauses: list[float]) -> tuple[np.ndarray, list[list[float]]]:
     """One espeak-ng utterance with a break after each text but the last: the audio
     (trimmed to its loud samples) and the breaks found in it ([start, end], seconds)."""
-    breaks = [f'{t} <break time="{round(p * 1000)}ms"/>' for t, p in zip(texts, pauses, strict=False)]
+    breaks = [
+        f'{t} <break time="{round(p * 1000)}ms"/>' for t, p in zip(texts, pauses, strict=False)
+    ]
     ssml = f"<speak>{' '.join([*breaks, texts[-1]])}</speak>"
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "say.wav"
@@ -176,8 +178,13 @@ def main() -> None:
     second, turn2 = assemble([lamp_speech], [], lamp_noise)
     shift = len(first) / RATE
     turn2 = {"end_s": round(turn2["end_s"] + shift, 3), "pauses_s": []}
-    add("lamp_twice", "spliced", "Turn on the living room lamp. (twice)",
-        np.concatenate([first, second]), [turn1, turn2])
+    add(
+        "lamp_twice",
+        "spliced",
+        "Turn on the living room lamp. (twice)",
+        np.concatenate([first, second]),
+        [turn1, turn2],
+    )
 
     for name, (texts, pauses) in ESPEAK.items():
         noise = (rng.standard_normal(RATE) * 10 ** (-60 / 20)).astype(np.float32)

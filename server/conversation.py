@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -26,11 +27,13 @@ import parley
 from parley.config import Config, PipelineConfig
 from parley.telemetry import Telemetry
 from protos import edge_pb2
+from server import smart_turn
 from server.auth import Identity
 from server.delivery import AudioReceipts, DeliveryLedger
 from server.outbox import Outbox
 from server.pipeline import PipelineRunner
 from server.session import Session
+from server.smart_turn import ClipScorer
 from server.store import TurnStore
 from server.store_failures import StoreFailure
 from server.vad import SileroVad
@@ -65,6 +68,8 @@ class Services:
     pools: dict[str, WorkerPool]
     telemetry: Telemetry
     ledger: DeliveryLedger
+    # The end-of-turn model's scorers, by model file (pipelines with smart_turn).
+    end_of_turn: dict[Path, BatchScheduler[ClipScorer]] = field(default_factory=dict)
     # Streams not cleaned up yet (the server waits for them before closing the store).
     open: set[asyncio.Event] = field(default_factory=set)
 
@@ -152,6 +157,8 @@ class Conversation:
             store=services.store,
             vad=services.vad,
             vad_config=config.vad,
+            turn=(turn := config.turn_for(self.pipeline.name)),
+            end_of_turn=services.end_of_turn.get(smart_turn.model_path(config, turn)),
             emit=outbox,
             telemetry=services.telemetry,
             limits=config.limits,

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from parley.config import Config, TurnConfig
 from parley.errors import ParleyError
 from server.vad_scheduler import BatchScheduler
 
@@ -51,6 +52,29 @@ class SmartTurnError(ParleyError):
 def default_model_path(models_dir: Path) -> Path:
     """Where ``parley models pull`` puts the model."""
     return models_dir / MODEL_FILE
+
+
+def model_path(config: Config, turn: TurnConfig) -> Path:
+    """The model file ``turn`` asks for: its ``model_path``, else the models directory's."""
+    return (
+        Path(turn.model_path).expanduser()
+        if turn.model_path
+        else default_model_path(config.models_dir)
+    )
+
+
+def start_schedulers(config: Config) -> dict[Path, BatchScheduler[ClipScorer]]:
+    """Load the model(s) the pipelines with strategy smart_turn need (SmartTurnError when
+    one is missing or wrong: the server does not start), one running scorer each."""
+    paths = {
+        model_path(config, config.turn_for(name))
+        for name in config.pipelines
+        if config.turn_for(name).strategy == "smart_turn"
+    }
+    schedulers = {path: smart_turn_scheduler(SmartTurn(path)) for path in sorted(paths)}
+    for scheduler in schedulers.values():
+        scheduler.start()
+    return schedulers
 
 
 def clip(audio: npt.ArrayLike) -> Float32Array:
@@ -155,7 +179,6 @@ class SmartTurn:
         return np.asarray(out, dtype=np.float32).reshape(len(clips))
 
 
-
 class ClipScorer:
     """:class:`SmartTurn` as a :class:`~server.vad_scheduler.BatchModel`: one "window"
     is one 8 s clip ([128000], from :func:`clip`), and a stream has no state."""
@@ -177,6 +200,9 @@ def smart_turn_scheduler(model: SmartTurn, *, max_batch: int = 16) -> BatchSched
     """One scorer per server: every session's questions batched on one thread (a
     round every 4 ms at most, at most ``max_batch`` clips per model call)."""
     return BatchScheduler(
-        ClipScorer(model), interval_s=0.004, max_batch=max_batch, max_depth=1,
+        ClipScorer(model),
+        interval_s=0.004,
+        max_batch=max_batch,
+        max_depth=1,
         thread_name=THREAD_NAME,
     )

@@ -40,6 +40,7 @@ CHUNK = RATE // 50  # 20 ms, as the edge sends
 TOLERANCE_S = 0.25  # a speech end this close to the labelled end is the turn's end
 LABELS = Path(__file__).resolve().parents[2] / "tests" / "data" / "endpointing" / "labels.json"
 REFERENCE = "silence:500"
+DEFAULT_STRATEGIES = "silence:200,silence:500,smart_turn"
 TAIL_S = 2.0  # silence streamed after each clip (the stream goes on; no end-of-stream cut)
 
 
@@ -278,7 +279,8 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
 def run_bench_endpointing(args: argparse.Namespace, config: Config) -> int:
     from server.smart_turn import default_model_path
 
-    strategies = parse_strategies(args.strategy, config, args.min_silence_ms)
+    spec = args.strategy or DEFAULT_STRATEGIES
+    strategies = parse_strategies(spec, config, args.min_silence_ms)
     clips = load_clips(Path(args.labels) if args.labels else LABELS, args.clip or ())
     if not clips:
         raise ParleyError("no clips matched --clip")

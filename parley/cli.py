@@ -412,9 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull = msub.add_parser("pull", help="download the real default models (local pipeline)")
     pull.add_argument(
         "--only",
-        choices=["stt", "llm", "tts", "analyse"],
+        choices=["stt", "llm", "tts", "turn", "analyse"],
         action="append",
-        help="only this stage's models, repeatable (default: stt, llm, tts; analyse if asked)",
+        help="only this stage's models, repeatable "
+        "(default: stt, llm, tts and turn, the end-of-turn model; analyse if asked)",
     )
     msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
     msub.add_parser("list", help="show which pipelines have their model files")

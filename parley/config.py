@@ -64,6 +64,7 @@ class VadConfig:
 
 
 TURN_STRATEGIES = ("silence", "smart_turn")
+SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"  # `parley models pull` puts it in the models dir
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,14 @@ class Config:
     def turn_for(self, pipeline: str) -> TurnConfig:
         """The [turn] settings a session of ``pipeline`` runs with."""
         return self.pipeline(pipeline).turn or self.turn
+
+    def turn_model_path(self, turn: TurnConfig) -> Path:
+        """The end-of-turn model file: ``turn.model_path``, else the models directory's."""
+        return (
+            Path(turn.model_path).expanduser()
+            if turn.model_path
+            else (self.models_dir / SMART_TURN_FILE)
+        )
 
     def pool(self, name: str) -> PoolConfig:
         try:

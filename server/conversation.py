@@ -27,7 +27,6 @@ import parley
 from parley.config import Config, PipelineConfig
 from parley.telemetry import Telemetry
 from protos import edge_pb2
-from server import smart_turn
 from server.auth import Identity
 from server.delivery import AudioReceipts, DeliveryLedger
 from server.outbox import Outbox
@@ -158,7 +157,7 @@ class Conversation:
             vad=services.vad,
             vad_config=config.vad,
             turn=(turn := config.turn_for(self.pipeline.name)),
-            end_of_turn=services.end_of_turn.get(smart_turn.model_path(config, turn)),
+            end_of_turn=services.end_of_turn.get(config.turn_model_path(turn)),
             emit=outbox,
             telemetry=services.telemetry,
             limits=config.limits,

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from parley.config import Config, TurnConfig
+from parley.config import SMART_TURN_FILE, Config
 from parley.errors import ParleyError
 from server.vad_scheduler import BatchScheduler
 
 Float32Array = npt.NDArray[np.float32]
 
-MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
+MODEL_FILE = SMART_TURN_FILE
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 8 * SAMPLE_RATE  # the model hears the last 8 s
 N_MELS, N_FRAMES = 80, 800  # input_features [batch, 80, 800]
@@ -49,25 +49,11 @@ class SmartTurnError(ParleyError):
     """The Smart Turn model (or what it needs) is missing, or a file is not that model."""
 
 
-def default_model_path(models_dir: Path) -> Path:
-    """Where ``parley models pull`` puts the model."""
-    return models_dir / MODEL_FILE
-
-
-def model_path(config: Config, turn: TurnConfig) -> Path:
-    """The model file ``turn`` asks for: its ``model_path``, else the models directory's."""
-    return (
-        Path(turn.model_path).expanduser()
-        if turn.model_path
-        else default_model_path(config.models_dir)
-    )
-
-
 def start_schedulers(config: Config) -> dict[Path, BatchScheduler[ClipScorer]]:
     """Load the model(s) the pipelines with strategy smart_turn need (SmartTurnError when
     one is missing or wrong: the server does not start), one running scorer each."""
     paths = {
-        model_path(config, config.turn_for(name))
+        config.turn_model_path(config.turn_for(name))
         for name in config.pipelines
         if config.turn_for(name).strategy == "smart_turn"
     }

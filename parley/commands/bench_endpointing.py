@@ -277,14 +277,12 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_bench_endpointing(args: argparse.Namespace, config: Config) -> int:
-    from server.smart_turn import default_model_path
-
     spec = args.strategy or DEFAULT_STRATEGIES
     strategies = parse_strategies(spec, config, args.min_silence_ms)
     clips = load_clips(Path(args.labels) if args.labels else LABELS, args.clip or ())
     if not clips:
         raise ParleyError("no clips matched --clip")
-    model = Path(args.model or config.turn.model_path or default_model_path(config.models_dir))
+    model = Path(args.model) if args.model else config.turn_model_path(config.turn)
     result = run_endpointing(strategies, clips, model, args.late_ms)
     lines = [
         f"{name:>16}: premature {r['premature_ends']}, late {r['late_ends']}, "

@@ -181,6 +181,10 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         from parley.commands.bench_chaos import run_bench_chaos
 
         return run_bench_chaos(args, config)
+    if args.bench_command == "endpointing":
+        from parley.commands.bench_endpointing import run_bench_endpointing
+
+        return run_bench_endpointing(args, config)
     if args.bench_command == "load":
         from parley.commands.bench_load import run_bench_load
 
@@ -408,9 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull = msub.add_parser("pull", help="download the real default models (local pipeline)")
     pull.add_argument(
         "--only",
-        choices=["stt", "llm", "tts", "analyse"],
+        choices=["stt", "llm", "tts", "turn", "analyse"],
         action="append",
-        help="only this stage's models, repeatable (default: stt, llm, tts; analyse if asked)",
+        help="only this stage's models, repeatable "
+        "(default: stt, llm, tts and turn, the end-of-turn model; analyse if asked)",
     )
     msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
     msub.add_parser("list", help="show which pipelines have their model files")
@@ -572,6 +577,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chaos.add_argument("--json", action="store_true", help="print only the JSON object")
     chaos.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    ends = bsub.add_parser(
+        "endpointing", help="premature and late turn ends per strategy, on labelled speech"
+    )
+    ends.add_argument(
+        "--strategy",
+        help="comma-separated silence[:MS] and smart_turn[:CHECK_AFTER_MS] "
+        "(default: silence:200, silence:500 and smart_turn)",
+    )
+    ends.add_argument(
+        "--min-silence-ms", type=int, help="silence without :MS (default: [vad] min_silence_ms)"
+    )
+    ends.add_argument("--model", help="Smart Turn ONNX file (default: [turn] model_path)")
+    ends.add_argument("--labels", help="labels.json (default: tests/data/endpointing/)")
+    ends.add_argument(
+        "--clip", action="append", help="only clips whose file has this, repeatable (default: all)"
+    )
+    ends.add_argument(
+        "--late-ms", type=float, default=1000.0, help="a true end later is late (default 1000)"
+    )
+    ends.add_argument("--json", action="store_true", help="print only the JSON object")
+    ends.add_argument("--output", help="also write the JSON object to this file (default: none)")
     load = bsub.add_parser("load", help="how many live streams are answered in real time")
     load.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
     load.add_argument("--seconds", type=float, default=60.0, help="audio per stream (default 60)")

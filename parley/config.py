@@ -64,6 +64,7 @@ class VadConfig:
 
 
 TURN_STRATEGIES = ("silence", "smart_turn")
+SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"  # `parley models pull` puts it in the models dir
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,9 @@ class PipelineConfig:
     description: str = ""
     notice: str = ""  # printed loudly by the demo (e.g. "tiny models speak nonsense")
     stages: Mapping[str, StageConfig] = field(default_factory=dict)
+    # [pipelines.NAME.turn]: the global [turn] with this pipeline's keys over it (None:
+    # the global [turn] as it is). Config.turn_for(name) gives the one that applies.
+    turn: TurnConfig | None = None
 
     def __post_init__(self) -> None:
         given = dict(self.stages) or {
@@ -360,6 +364,18 @@ class Config:
         except KeyError:
             known = ", ".join(sorted(self.pipelines)) or "none"
             raise ConfigError(f"unknown pipeline {name!r} (configured: {known})") from None
+
+    def turn_for(self, pipeline: str) -> TurnConfig:
+        """The [turn] settings a session of ``pipeline`` runs with."""
+        return self.pipeline(pipeline).turn or self.turn
+
+    def turn_model_path(self, turn: TurnConfig) -> Path:
+        """The end-of-turn model file: ``turn.model_path``, else the models directory's."""
+        return (
+            Path(turn.model_path).expanduser()
+            if turn.model_path
+            else (self.models_dir / SMART_TURN_FILE)
+        )
 
     def pool(self, name: str) -> PoolConfig:
         try:
@@ -506,7 +522,7 @@ def _pools(
     return pools
 
 
-_PIPELINE_KEYS = {"description", "notice"}
+_PIPELINE_KEYS = {"description", "notice", "turn"}
 
 
 def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig]) -> StageConfig:
@@ -541,8 +557,22 @@ def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig])
     )
 
 
+def _pipeline_turn(name: str, spec: Any, turn: TurnConfig) -> TurnConfig | None:
+    """``[pipelines.NAME.turn]``: its keys over the global [turn] (None if absent)."""
+    if spec is None:
+        return None
+    where = f"[pipelines.{name}.turn]"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a table of [turn] settings, not {spec!r}")
+    values = {k: _coerce(TurnConfig, k, v, where) for k, v in spec.items()}
+    try:
+        return dataclasses.replace(turn, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def _pipelines(
-    raw: Mapping[str, Any], pools: Mapping[str, PoolConfig]
+    raw: Mapping[str, Any], pools: Mapping[str, PoolConfig], turn: TurnConfig | None = None
 ) -> dict[str, PipelineConfig]:
     pipelines = {}
     for name, spec in raw.items():
@@ -558,6 +588,7 @@ def _pipelines(
             description=spec.get("description", ""),
             notice=spec.get("notice", ""),
             stages=stages,
+            turn=_pipeline_turn(name, spec.get("turn"), turn or TurnConfig()),
         )
     return pipelines
 
@@ -626,7 +657,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     }
     _follow_base_port(sections, raw, env, base)
     pools = _pools(raw.get("pools", {}), home, base, sections["workers"], env)
-    pipelines = _pipelines(raw.get("pipelines", {}), pools)
+    pipelines = _pipelines(raw.get("pipelines", {}), pools, sections["turn"])
     config = Config(
         home=home,
         base_port=base,

@@ -21,18 +21,9 @@ from typing import Any
 
 from parley.commands.summary import latency_lines
 from parley.config import Config, EdgeConfig
-from parley.errors import ConfigError
 
 log = logging.getLogger("edge")
 WORKERS_DOWN = 3  # exit status: a turn failed because the pipeline's workers are down
-
-
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    try:
-        return int(width), int(height)
-    except ValueError:
-        raise ConfigError(f"--size needs WIDTHxHEIGHT, e.g. 640x480, not {text!r}") from None
 
 
 def edge_config(args: argparse.Namespace, base: EdgeConfig) -> EdgeConfig:
@@ -60,7 +51,7 @@ def edge_config(args: argparse.Namespace, base: EdgeConfig) -> EdgeConfig:
     if args.camera_folder and not (args.camera or args.no_camera):
         overrides["camera"] = "folder"
     if args.size:
-        overrides["camera_width"], overrides["camera_height"] = _size(args.size)
+        overrides["camera_width"], overrides["camera_height"] = args.size  # parsed WxH
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -19,7 +19,6 @@ from edge.tls import secure_dial
 from parley.cli import build_parser
 from parley.commands.edge import edge_config as cli_edge_config
 from parley.config import EdgeConfig
-from parley.errors import ConfigError
 from tests.edge.conftest import LAMP, Pulse, ScriptedSource, edge_config, running
 from tests.fakes import FixedStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import Stack
@@ -67,8 +66,28 @@ def test_a_camera_folder_means_the_folder_camera_and_size_is_parsed() -> None:
         2.0,
     )
     assert (config.camera_width, config.camera_height) == (320, 240)
-    with pytest.raises(ConfigError, match="WIDTHxHEIGHT"):
-        parse("--size", "big")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--size", "big", "WIDTHxHEIGHT"),
+        ("--size", "0x0", "from 1 to 10000"),
+        ("--fps", "-1", "must be > 0.0"),
+        ("--fps", "nan", "not a finite number"),
+        ("--buffer-s", "-5", "must be >= 0.0"),
+        ("--mic-file", "/nonexistent.wav", "no such file"),
+        ("--mic-file", "/etc/passwd", "not a sound file"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse(option, value)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and message in err
 
 
 def test_bench_edge_command() -> None:

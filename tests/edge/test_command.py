@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from edge.agent import AgentRejected, EdgeAgent
-from edge.dryrun import dry_run
+from edge.dryrun import Check, dry_run
 from edge.speaker import NullSpeaker
 from edge.tls import secure_dial
+from parley import db
 from parley.cli import build_parser
 from parley.commands.edge import edge_config as cli_edge_config
 from parley.config import EdgeConfig
+from server import devices
 from tests.edge.conftest import LAMP, Pulse, ScriptedSource, edge_config, running
 from tests.fakes import FixedStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import Stack
@@ -174,3 +176,35 @@ async def test_the_agent_process_streams_and_stops_cleanly_on_sigterm(
     assert stats["turns"] >= 1
     assert "connected to" in log and "edge stopped:" in log
     assert "file turn_on_the_living_room_lamp.wav (44100 Hz, 2 ch)" in log
+
+
+async def test_dry_run_sends_the_hello_and_reports_the_servers_verdict(stack: Stack) -> None:
+    await stack.start({"stt": FixedStt(), "llm": ScriptedLlm(), "tts": ToneTts()})
+    db.open_database(f"sqlite:///{stack.home}/test.db")
+    with db.database.connection_context():
+        token = devices.add_device("kitchen")
+    quiet = {"mic_file": str(LAMP), "speaker_device": "none", "camera": "none"}
+
+    async def server_check(**fields: str) -> Check:
+        config = edge_config(stack.address, device_id="kitchen", **{**quiet, **fields})
+        return (await dry_run(config))[-1]
+
+    welcomed = await server_check(token=token)
+    assert welcomed.ok and "welcomed device 'kitchen' (pipeline test)" in welcomed.detail
+    wrong = await server_check(token="pdt_bad")
+    assert not wrong.ok and "refused this edge: wrong token" in wrong.detail
+    unknown = await server_check(token=token, pipeline="nope")
+    assert not unknown.ok and "refused this edge" in unknown.detail and "nope" in unknown.detail
+    # the welcomed stream sent no audio: no turn is stored
+    with db.database.connection_context():
+        assert db.Turn.select().count() == 0
+
+    # the command: PARLEY_EDGE_TOKEN=bad parley edge --dry-run fails, on the server line
+    code, out = await _parley(
+        "edge", "--dry-run", "--server", stack.address, "--device-id", "kitchen",
+        "--mic-file", str(LAMP), "--speaker", "none", "--no-camera",
+        env={"PARLEY_EDGE_TOKEN": "bad"},
+    )  # fmt: skip
+    assert code == 1, out
+    (server_line,) = [line for line in out.splitlines() if line.startswith("server")]
+    assert "FAIL" in server_line and "wrong token" in server_line

@@ -4,6 +4,7 @@ token, and the agent as a process that stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from edge.agent import AgentRejected, EdgeAgent
 from edge.dryrun import Check, dry_run
+from edge.headless import HeadlessEdge
 from edge.speaker import NullSpeaker
 from edge.tls import secure_dial
 from parley import db
@@ -21,6 +23,8 @@ from parley.cli import build_parser
 from parley.commands.edge import edge_config as cli_edge_config
 from parley.config import EdgeConfig
 from server import devices
+from server.store import TurnStore
+from server.store_failures import StoreFailure
 from tests.edge.conftest import LAMP, Pulse, ScriptedSource, edge_config, running
 from tests.fakes import FixedStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import Stack
@@ -208,3 +212,43 @@ async def test_dry_run_sends_the_hello_and_reports_the_servers_verdict(stack: St
     assert code == 1, out
     (server_line,) = [line for line in out.splitlines() if line.startswith("server")]
     assert "FAIL" in server_line and "wrong token" in server_line
+
+
+async def test_headless_json_reports_a_refused_stream_and_writes_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    await stack.start(
+        {"stt": FixedStt(), "llm": ScriptedLlm(), "tts": ToneTts()}, server={"token": "right"}
+    )
+    out = tmp_path / "answer.wav"
+    code, stdout = await _parley(
+        "edge", "--server", stack.address, "--wav", str(LAMP), "--out", str(out), "--fast",
+        "--json", env={"PARLEY_EDGE_TOKEN": "wrong"},
+    )  # fmt: skip
+    assert code == 1
+    report = json.loads(stdout[stdout.index("{") :])
+    assert "wrong token" in report["error"] and report["output"] is None
+    assert report["turns"] == [] and not out.exists()
+    code, text = await _parley(
+        "edge", "--server", stack.address, "--wav", str(LAMP), "--out", str(out), "--fast",
+        env={"PARLEY_EDGE_TOKEN": "wrong"},
+    )  # fmt: skip
+    assert code == 1 and "parley edge: error:" in text and "wrong token" in text
+    assert "answers written" not in text and "Traceback" not in text
+
+
+async def test_a_turn_the_server_could_not_store_says_stored_false(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await stack.start({"stt": FixedStt(), "llm": ScriptedLlm("Okay."), "tts": ToneTts()})
+
+    async def disk_full(*args: object, **kwargs: object) -> None:
+        raise StoreFailure("finish turn", "disk full", "[Errno 28] No space left on device")
+
+    monkeypatch.setattr(TurnStore, "finish_turn", disk_full)
+    edge = dataclasses.replace(config.edge, server=stack.address, device_id="kitchen")
+    report = await HeadlessEdge(edge, fast=True).run(LAMP, tmp_path / "answer.wav")
+    (turn,) = [t for t in report.turns if t.transcript]
+    assert turn.as_dict()["stored"] is False
+    assert "STORE_FAILED" in turn.error and "disk full" in turn.error
+    assert report.output == str(tmp_path / "answer.wav")  # the answer was still spoken

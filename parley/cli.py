@@ -632,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: silence:200, silence:500 and smart_turn)",
     )
     ends.add_argument(
-        "--min-silence-ms", type=int, help="silence without :MS (default: [vad] min_silence_ms)"
+        "--min-silence-ms",
+        type=positive_int,
+        help="silence without :MS (default: [vad] min_silence_ms)",
     )
     ends.add_argument("--model", help="Smart Turn ONNX file (default: [turn] model_path)")
     ends.add_argument("--labels", help="labels.json (default: tests/data/endpointing/)")
@@ -640,7 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip", action="append", help="only clips whose file has this, repeatable (default: all)"
     )
     ends.add_argument(
-        "--late-ms", type=float, default=1000.0, help="a true end later is late (default 1000)"
+        "--late-ms",
+        type=positive_float,
+        default=1000.0,
+        help="a true end later is late (default 1000)",
     )
     ends.add_argument("--json", action="store_true", help="print only the JSON object")
     ends.add_argument("--output", help="also write the JSON object to this file (default: none)")

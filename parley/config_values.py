@@ -71,45 +71,62 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 EXAMPLE = "e.g. 127.0.0.1:50051, myhost:50051 or [::1]:50051"
 
 
-def check_host(host: str, where: str) -> str:
-    """``host`` unchanged if it is a name, an IPv4 address or an IPv6 address (with or
-    without brackets); ConfigError naming ``where`` if it is none of these."""
+def _host_problem(host: str) -> str:
+    """What is wrong with ``host`` ("" if it is a name, an IPv4 address or an IPv6
+    address with or without brackets)."""
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         ipaddress.ip_address(bare)
-        return host
+        return ""
     except ValueError:
         pass
     if bare is host and _HOSTNAME.match(host) and len(host) <= 253:
-        return host
-    raise ConfigError(f"{where}: {host!r} is not a host name or IP address")
+        return ""
+    return f"{host!r} is not a host name or IP address"
 
 
-def parse_address(
-    address: str, where: str, *, any_port: bool = False, default_host: str = ""
+def check_host(host: str, where: str) -> str:
+    """``host`` unchanged if it is a name or an IP address; ConfigError naming ``where``
+    if not."""
+    if problem := _host_problem(host):
+        raise ConfigError(f"{where}: {problem}")
+    return host
+
+
+def split_address(
+    address: str, *, any_port: bool = False, empty_host: bool = False
 ) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host as written, port).
 
-    The port must be from 1 to 65535, or from 0 (a free port) with ``any_port``. With
-    ``default_host`` the host may be left out (``:PORT``). Raises ConfigError naming
-    ``where`` (``[pools.tiny-stt] addresses``, ``--listen``, ...) and the address."""
+    The port must be from 1 to 65535, or from 0 (a free port) with ``any_port``; with
+    ``empty_host`` the host may be left out (``:PORT``, host ""). Raises ValueError
+    saying what is wrong with ``address`` (see :func:`parse_address`)."""
     text = str(address).strip()
     host, colon, port = text.rpartition(":")
-    if not colon or not port.isdigit():
-        raise ConfigError(f"{where}: {address!r} is not HOST:PORT ({EXAMPLE})")
-    if not host and default_host:
-        host = default_host
-    elif ":" in host and not host.startswith("["):
-        raise ConfigError(f"{where}: {address!r}: write an IPv6 address in brackets, [::1]:PORT")
-    if not host:
-        raise ConfigError(f"{where}: {address!r} is not HOST:PORT ({EXAMPLE})")
+    if not colon or not port.isdigit() or not (host or empty_host):
+        raise ValueError(f"{address!r} is not HOST:PORT ({EXAMPLE})")
+    if ":" in host and not host.startswith("["):
+        raise ValueError(f"{address!r}: write an IPv6 address in brackets, [::1]:PORT")
     number, low = int(port), 0 if any_port else 1
     if not low <= number <= 65535:
-        raise ConfigError(f"{where}: {address!r}: the port must be from {low} to 65535")
-    return check_host(host, where), number
+        raise ValueError(f"{address!r}: the port must be from {low} to 65535")
+    if host and (problem := _host_problem(host)):
+        raise ValueError(problem)
+    return host, number
 
 
-def check_address(address: str, where: str, *, any_port: bool = False) -> str:
+def parse_address(
+    address: str, where: str, *, any_port: bool = False, empty_host: bool = False
+) -> tuple[str, int]:
+    """:func:`split_address`, raising ConfigError that names ``where``
+    (``[pools.tiny-stt] addresses``, ``[edge] server``, ...) and the address."""
+    try:
+        return split_address(address, any_port=any_port, empty_host=empty_host)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_address(address: str, where: str) -> str:
     """``address`` unchanged if :func:`parse_address` accepts it (ConfigError if not)."""
-    parse_address(address, where, any_port=any_port)
+    parse_address(address, where)
     return address

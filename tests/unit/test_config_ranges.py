@@ -155,7 +155,7 @@ def test_parse_address_refuses_what_is_not_host_port(address: str, why: str) -> 
 
 def test_a_listening_address_may_ask_for_a_free_port() -> None:
     assert parse_address("127.0.0.1:0", "--listen", any_port=True) == ("127.0.0.1", 0)
-    assert parse_address(":6000", "--listen", default_host="0.0.0.0") == ("0.0.0.0", 6000)
+    assert parse_address(":6000", "--listen", empty_host=True) == ("", 6000)
     with pytest.raises(ConfigError, match="from 0 to 65535"):
         parse_address("127.0.0.1:65536", "--listen", any_port=True)
 

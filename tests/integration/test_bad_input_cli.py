@@ -16,9 +16,7 @@ import pytest
 BLOCK_PSYCOPG = 'raise ImportError("blocked by the test", name="{name}")\n'
 
 
-def parley(
-    home: Path, *args: str, toml: str = "", timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess[str]:
+def parley(home: Path, *args: str, toml: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     config = home / "parley.toml"
     config.write_text(toml)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI_"))}
@@ -29,7 +27,7 @@ def parley(
         text=True,
         env=environ,
         cwd=home,
-        timeout=timeout,
+        timeout=60,
     )
 
 

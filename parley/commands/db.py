@@ -3,6 +3,7 @@
 Every process that opens the store upgrades it (under a lock, see parley/migrations.py),
 so `upgrade` is never required; it lets an operator upgrade once, on purpose, before
 restarting servers on several hosts, and `status` shows what a database has.
+`parley doctor` only reads it (:func:`read_store`).
 """
 
 from __future__ import annotations

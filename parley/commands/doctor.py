@@ -1,8 +1,9 @@
 """`parley doctor`: is this machine ready to run Parley, and what to do where it is not.
 
-Checks Python, the installed extras, the sound devices, each pipeline's models (or, for
-OpenAI engines, a key or a base URL), the ports `parley up` needs, the database and the
-admin accounts. Every problem comes with what to do. The exit status is 1 when
+Checks Python, the installed extras, the sound devices, each pipeline's engines and
+models (or, for OpenAI engines, a key or a base URL), the ports `parley up` needs, the
+database and the admin accounts (read only: it never creates or upgrades the store).
+Every problem comes with what to do. The exit status is 1 when
 something blocks the default pipeline (`parley up` / `parley demo` would fail), else 0.
 """
 
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from parley.commands.launcher import LocalStack, ProcessSpec, is_loopback
 from parley.commands.models import missing_models
@@ -35,6 +37,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "admin": ("flask_admin", "flask_wtf", "jiwer", "waitress"),
     "edge": ("sounddevice", "soundfile"),
     "models": ("tqdm",),
+    "postgres": ("psycopg2",),
 }
 # engine -> (module it needs, extra that installs it)
 ENGINES: dict[str, tuple[str, str]] = {
@@ -77,6 +80,8 @@ def check_python() -> Check:
 def _default_extras(config: Config) -> set[str]:
     pipeline = config.pipeline(config.server.default_pipeline)
     needed = {"server"}
+    if urlsplit(config.database_url).scheme.startswith("postgres"):
+        needed.add("postgres")
     for stage, stage_config in pipeline.stages.items():
         pool = config.pool(stage_config.pool)
         if pool.local and pool.engine in ENGINES:

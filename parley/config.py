@@ -651,6 +651,7 @@ def _follow_base_port(
     for name, offset in PORT_OFFSETS.items():
         if not _set_by_hand(name, "port", raw, env):
             sections[name] = dataclasses.replace(sections[name], port=base + offset)
+    # (A server on port 0, a free one, cannot be dialled: the edge keeps its default.)
     if sections["server"].port and not _set_by_hand("edge", "server", raw, env):
         server = f"127.0.0.1:{sections['server'].port}"
         sections["edge"] = dataclasses.replace(sections["edge"], server=server)

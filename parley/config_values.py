@@ -9,8 +9,9 @@ and the dataclass's ``__post_init__`` calls :func:`check_ranges`, which raises
 :class:`~parley.errors.ConfigError` naming ``[section] key``, the value and the range.
 Every float setting must also be finite (``nan`` and ``inf`` are refused).
 
-:func:`parse_address` is the one parser of ``HOST:PORT`` for the config (pool
-addresses, ``[edge] server``) and the command line (``--listen``, ``--server``).
+:func:`split_address` is the one parser of ``HOST:PORT``, for the config (pool
+addresses, ``[edge] server``: :func:`parse_address`, which names the setting) and the
+command line (``--listen``, ``--server``: argparse types in parley/cli.py).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _host_problem(host: str) -> str:
         return ""
     except ValueError:
         pass
-    if bare is host and _HOSTNAME.match(host) and len(host) <= 253:
+    if bare == host and _HOSTNAME.match(host) and len(host) <= 253:
         return ""
     return f"{host!r} is not a host name or IP address"
 

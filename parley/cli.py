@@ -25,6 +25,7 @@ from parley.arguments import (
     sound_file,
 )
 from parley.config import Config, WorkersConfig, load_config
+from parley.config_values import split_address
 from parley.errors import ParleyError
 from parley.kinds import KINDS
 from parley.signals import terminated
@@ -36,6 +37,25 @@ INSECURE_HELP = (
     "listen beyond loopback even with no authentication at all (a trusted network only; "
     "see docs/security.md)"
 )
+
+
+def _address_type(any_port: bool = False, empty_host: bool = False) -> Callable[[str], str]:
+    """An argparse type checking HOST:PORT with parley.config_values.split_address."""
+
+    def address(text: str) -> str:
+        try:
+            split_address(text, any_port=any_port, empty_host=empty_host)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text.strip()
+
+    return address
+
+
+# --server: a port from 1 to 65535. --listen: port 0 picks a free one; ":PORT" keeps
+# the configured host.
+server_address = _address_type()
+listen_address = _address_type(any_port=True, empty_host=True)
 
 
 def _options(pairs: Sequence[str]) -> dict[str, object]:
@@ -227,7 +247,9 @@ class CommandParser(argparse.ArgumentParser):
 
 def _edge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--server", help="HOST:PORT of the server (default: [edge] server, 127.0.0.1:<server port>)"
+        "--server",
+        type=server_address,
+        help="HOST:PORT of the server (default: [edge] server, 127.0.0.1:<server port>)",
     )
     p.add_argument("--pipeline", help="pipeline name (default: the server's default pipeline)")
     p.add_argument(
@@ -328,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     p = sub.add_parser("server", help="run the Converse server")
-    p.add_argument("--listen", help="HOST:PORT (default: [server] host and port, base_port + 1)")
+    p.add_argument(
+        "--listen",
+        type=listen_address,
+        help="HOST:PORT (default: [server] host and port, base_port + 1)",
+    )
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.add_argument(
         "--processes",
@@ -369,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine option, repeatable, e.g. --option compute_type=int8 (default: none)",
     )
     p.add_argument(
-        "--listen", help="HOST:PORT (default: the pool's first address, else a free port)"
+        "--listen",
+        type=listen_address,
+        help="HOST:PORT (default: the pool's first address, else a free port)",
     )
     p.add_argument(
         "--tls-cert", metavar="PEM", help="the worker's certificate (TLS; default: none)"
@@ -513,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="admin_command", required=True)
     serve = asub.add_parser("serve", help="serve the site (default 127.0.0.1:50080)")
     serve.add_argument(
-        "--listen", help="HOST:PORT (default: [admin] host and port, base_port + 30)"
+        "--listen",
+        type=listen_address,
+        help="HOST:PORT (default: [admin] host and port, base_port + 30)",
     )
     user = asub.add_parser(
         "create-user", help="add an account (password: $PARLEY_ADMIN_PASSWORD or a prompt)"
@@ -657,7 +687,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=positive_float, default=60.0, help="audio per stream (default 60)"
     )
     load.add_argument(
-        "--server", metavar="ADDRESS", help="load this running server instead (default: start one)"
+        "--server",
+        metavar="ADDRESS",
+        type=server_address,
+        help="load this running server instead (default: start one)",
     )
     load.add_argument("--pipeline", default="instant", help="pipeline to ask for (default instant)")
     load.add_argument(
@@ -777,7 +810,9 @@ def _research_parsers(sub: Any) -> None:
         ),
     )
     p.add_argument(
-        "--server", help="use this running server (default: start one like `parley demo`)"
+        "--server",
+        type=server_address,
+        help="use this running server (default: start one like `parley demo`)",
     )
     p.add_argument(
         "--answer-timeout",

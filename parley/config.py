@@ -630,7 +630,7 @@ def _pipelines(
     for name, spec in _table(raw, "[pipelines]", "a table of pipelines").items():
         where = f"[pipelines.{name}]"
         _table(spec, where, "a table of stages (stt = { pool = ... }, ...)")
-        for key in _PIPELINE_KEYS:
+        for key in ("description", "notice"):
             if not isinstance(spec.get(key, ""), str):
                 raise ConfigError(f"{where}: {key} must be a string")
         stages = {

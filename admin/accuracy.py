@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import peewee
@@ -162,11 +163,15 @@ def _counts(numbers: np.ndarray, layout: Layout) -> _Counts:
     )
 
 
-def summarise(pipelines: Iterable[str] = ()) -> dict[str, PipelineAccuracy]:
-    """``{pipeline: PipelineAccuracy}``, plus ``ALL`` when there are several."""
+def summarise(
+    pipelines: Iterable[str] = (), turns: peewee.ModelSelect[Any] | None = None
+) -> dict[str, PipelineAccuracy]:
+    """``{pipeline: PipelineAccuracy}``, plus ``ALL`` when there are several; only the
+    turns whose ids the subquery ``turns`` selects, if given (a run's, a dataset's)."""
     score_cache.sync()
     layout = score_cache.layout()
-    counts = {name: _counts(n, layout) for name, n in score_cache.load(pipelines).items()}
+    loaded = score_cache.load(pipelines, turns)
+    counts = {name: _counts(n, layout) for name, n in loaded.items()}
     results = {name: c.figures(name, layout) for name, c in counts.items()}
     if len(counts) > 1:  # a turn has one pipeline: the pipelines' counts simply add up
         parts = list(counts.values())

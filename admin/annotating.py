@@ -20,7 +20,14 @@ from typing import Any, cast
 from werkzeug.datastructures import MultiDict
 
 from admin import score_cache
-from admin.models import Annotation, GroupAnnotation, TurnGroup, User, utcnow
+from admin.models import (
+    TRANSCRIPT_STATES,
+    Annotation,
+    GroupAnnotation,
+    TurnGroup,
+    User,
+    utcnow,
+)
 from admin.schema import NA, Question
 from admin.transcripts import edit_counts, normalise
 from parley import db
@@ -84,6 +91,11 @@ def _transcript(form: MultiDict[str, str], heard: str, out: Submission) -> None:
     """Confirmed, edited or left (see the module's doc); the reference text with it."""
     text = _text(form, "corrected_transcript")
     state = form.get("transcript_state", "left")
+    if state not in TRANSCRIPT_STATES:
+        out.errors.append(
+            f"Transcript: {state[:40]!r} is not one of {', '.join(TRANSCRIPT_STATES)}"
+        )
+        return
     if normalise(text) and normalise(text) != normalise(heard):
         out.transcript_state, out.corrected_transcript = "edited", text
     elif state == "confirmed":

@@ -47,6 +47,7 @@ from admin.models import ROLES, User, utcnow
 bp = Blueprint("auth", __name__)
 PUBLIC_ENDPOINTS = {"auth.login"}
 MIN_PASSWORD = 8
+MAX_NAME = 64
 PASSWORD_METHOD = "scrypt"  # werkzeug's default; the hash records its method
 # Failed logins allowed from one client address (IPv6: one /64) in a moving window;
 # beyond that, logins from there are refused (429) until the oldest failure ages out.
@@ -64,13 +65,22 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
+def check_user_name(name: str) -> str:
+    """``name`` without surrounding spaces, or AuthError: a user name has 1 to 64
+    printable characters (no control characters such as NUL, tab or newline)."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME:
+        raise AuthError(f"a user name has 1 to {MAX_NAME} characters")
+    if not name.isprintable():
+        raise AuthError("a user name has printable characters only (no control characters)")
+    return name
+
+
 def create_user(name: str, password: str, role: str, *, update: bool = False) -> User:
     """Create (or, with ``update``, re-password and re-role) an account."""
     if role not in ROLES:
         raise AuthError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    name = name.strip()
-    if not name or len(name) > 64:
-        raise AuthError("a user name has 1 to 64 characters")
+    name = check_user_name(name)
     user = User.get_or_none(User.name == name)
     if user is not None and not update:
         raise AuthError(f"user {name!r} exists (use --update to change it)")

@@ -82,11 +82,12 @@ def stacked_bars(
     body: list[str] = []
     legend = {s.css: s.label for _, segs in rows for s in segs}
     y = PAD
+    per_line = max(1, (width - LABEL_W) // 120)  # legend entries wrap onto more lines
     for i, (css, label) in enumerate(legend.items()):
-        lx = LABEL_W + i * 120
-        body.append(f'<rect class="{css}" x="{lx}" y="{y}" width="10" height="10"/>')
-        body.append(f'<text class="legend" x="{lx + 14}" y="{y + 9}">{escape(label)}</text>')
-    top = y + 20
+        lx, ly = LABEL_W + (i % per_line) * 120, y + (i // per_line) * 14
+        body.append(f'<rect class="{css}" x="{lx}" y="{ly}" width="10" height="10"/>')
+        body.append(f'<text class="legend" x="{lx + 14}" y="{ly + 9}">{escape(label)}</text>')
+    top = y + 20 + 14 * ((len(legend) - 1) // per_line if legend else 0)
     for i, (name, segs) in enumerate(rows):
         row_y = top + i * (BAR_H + GAP)
         body.append(f'<text class="label" x="{LABEL_W - 8}" y="{row_y + 13}">{escape(name)}</text>')
@@ -220,3 +221,67 @@ def waterfall(
         )
     body += _axis(lo, hi, label_w, plot_w, top - 4, bottom)
     return _svg(width, bottom + 18, body + lines, "waterfall")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One row of an interval chart: an estimate and its confidence interval."""
+
+    label: str
+    estimate: float
+    low: float
+    high: float
+
+
+def intervals(
+    rows: Sequence[Interval],
+    *,
+    centre: float = 0.0,
+    unit: str = "",
+    scale: float = 1.0,
+    width: int = 760,
+) -> Markup:
+    """Per row a dot at the estimate and a line across its interval, on one axis that
+    holds every interval and ``centre`` (dashed: no difference, or an even share).
+    Values are shown multiplied by ``scale`` (e.g. 100 for percentage points)."""
+    finite = [v * scale for r in rows for v in (r.estimate, r.low, r.high) if math.isfinite(v)]
+    lo = min([centre * scale, *finite])
+    hi = max([centre * scale, *finite])
+    pad = (hi - lo) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
+    plot_w = width - LABEL_W - 80
+    body: list[str] = []
+
+    def x(value: float) -> float:
+        return LABEL_W + (value * scale - lo) / (hi - lo) * plot_w
+
+    bottom = PAD + len(rows) * (BAR_H + GAP)
+    for i, row in enumerate(rows):
+        y = PAD + i * (BAR_H + GAP)
+        middle = y + BAR_H / 2
+        body.append(
+            f'<text class="label" x="{LABEL_W - 8}" y="{y + 13}">{escape(row.label)}</text>'
+        )
+        if not math.isfinite(row.estimate):
+            continue
+        shown = f"{_fmt(row.estimate * scale)}{unit}"
+        if math.isfinite(row.low) and math.isfinite(row.high):
+            low, high = _fmt(row.low * scale), _fmt(row.high * scale)
+            tip = escape(f"{row.label}: {shown} (95 % CI {low} to {high}{unit})")
+            body.append(
+                f'<line class="ci" x1="{x(row.low):.1f}" x2="{x(row.high):.1f}" y1="{middle:.1f}" '
+                f'y2="{middle:.1f}"><title>{tip}</title></line>'
+            )
+            end = x(row.high)
+        else:
+            tip, end = escape(f"{row.label}: {shown}"), x(row.estimate)
+        body.append(
+            f'<circle class="estimate" cx="{x(row.estimate):.1f}" cy="{middle:.1f}" r="4">'
+            f"<title>{tip}</title></circle>"
+        )
+        body.append(f'<text class="value" x="{end + 6:.1f}" y="{y + 13}">{escape(shown)}</text>')
+    body.append(
+        f'<line class="zero" x1="{x(centre):.1f}" x2="{x(centre):.1f}" y1="2" y2="{bottom}"/>'
+    )
+    body += _axis(lo, hi, LABEL_W, plot_w, 2, bottom)
+    return _svg(width, bottom + 18, body, "interval chart")

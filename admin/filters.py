@@ -1,5 +1,8 @@
 """The turn filters shared by the turn list, the exports and the benchmark pages, so an
-export holds exactly the turns on screen."""
+export holds exactly the turns on screen.
+
+``run`` and ``dataset`` select the turns replays made (research/): a run's answering
+turns (one per item), or those of every run of a dataset version."""
 
 from __future__ import annotations
 
@@ -75,13 +78,15 @@ class TurnFilters:
     error: str = ""  # "yes": has an error, "no": has none
     q: str = ""  # text in the transcript, the response or the error
     group: int | None = None
+    run: int | None = None  # a replay run's id: its items' answering turns
+    dataset: int | None = None  # a dataset version's id: the turns of all its runs
 
     @classmethod
     def parse(cls, args: Mapping[str, str]) -> TurnFilters:
         def text(name: str, limit: int = 200) -> str:
             return str(args.get(name, "") or "").strip()[:limit]
 
-        group = text("group")
+        group, run, dataset = text("group"), text("run"), text("dataset")
         return cls(
             pipeline=text("pipeline"),
             device=text("device"),
@@ -93,6 +98,8 @@ class TurnFilters:
             error=text("error") if text("error") in ("yes", "no") else "",
             q=text("q"),
             group=as_key(group) if group else None,
+            run=as_key(run) if run else None,
+            dataset=as_key(dataset) if dataset else None,
         )
 
     def args(self, **changes: object) -> dict[str, Any]:
@@ -109,6 +116,8 @@ class TurnFilters:
             "error": current.error,
             "q": current.q,
             "group": str(current.group) if current.group is not None else "",
+            "run": str(current.run) if current.run is not None else "",
+            "dataset": str(current.dataset) if current.dataset is not None else "",
         }
         return {k: v for k, v in out.items() if v}
 
@@ -170,6 +179,23 @@ class TurnFilters:
                 TurnGroupMember.group == self.group
             )
             query = query.where(t.id.in_(members))
+        replayed = self.replayed_turns()
+        if replayed is not None:
+            query = query.where(t.id.in_(replayed))
+        return query
+
+    def replayed_turns(self) -> peewee.ModelSelect[Any] | None:
+        """A subquery of the turn ids the run and dataset filters keep (None: no such
+        filter). A run item's turn is the one whose answer counts (research/runs.py)."""
+        if self.run is None and self.dataset is None:
+            return None
+        r = db.RunItem
+        query = r.select(r.turn).where(r.turn.is_null(False))
+        if self.run is not None:
+            query = query.where(r.run == self.run)
+        if self.dataset is not None:
+            runs = db.Run.select(db.Run.id).where(db.Run.dataset == self.dataset)
+            query = query.where(r.run.in_(runs))
         return query
 
 
@@ -180,3 +206,20 @@ def pipelines() -> list[str]:
 
 def devices() -> list[str]:
     return [d for (d,) in raw_rows(db.Device.select(db.Device.id).order_by(db.Device.id))]
+
+
+def runs() -> list[tuple[int, str]]:
+    """Every replay run as (id, "name (pipeline)"), newest first: the run filter's
+    choices."""
+    r = db.Run
+    query = r.select(r.id, r.name, r.pipeline).order_by(r.started_at.desc(), r.id.desc())
+    return [(run_id, f"{name} ({pipeline})") for run_id, name, pipeline in raw_rows(query)]
+
+
+def datasets() -> list[tuple[int, str]]:
+    """Every dataset version that has runs, as (id, "name v2"): the dataset filter's
+    choices."""
+    d = db.Dataset
+    replayed = db.Run.select(db.Run.dataset)
+    query = d.select(d.id, d.name, d.version).where(d.id.in_(replayed)).order_by(d.name, d.version)
+    return [(dataset_id, f"{name} v{version}") for dataset_id, name, version in raw_rows(query)]

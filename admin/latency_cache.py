@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import peewee
 
+from admin.filters import TurnFilters
 from admin.models import LatencyVector, insert_raw, raw_rows, split_by_name
 from parley import db
 
@@ -203,6 +204,8 @@ class Selection:
     statuses: tuple[str, ...] = ("done",)
     date_from: dt.datetime | None = None
     date_to: dt.datetime | None = None
+    run: int | None = None  # a replay run's answering turns
+    dataset: int | None = None  # the turns of a dataset version's runs
 
     def apply(self, query: peewee.ModelSelect[Any]) -> peewee.ModelSelect[Any]:
         v = LatencyVector
@@ -216,6 +219,9 @@ class Selection:
             query = query.where(v.created_at >= self.date_from)
         if self.date_to is not None:
             query = query.where(v.created_at < self.date_to)
+        replayed = TurnFilters(run=self.run, dataset=self.dataset).replayed_turns()
+        if replayed is not None:
+            query = query.where(v.turn.in_(replayed))
         return query
 
 

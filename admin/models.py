@@ -250,6 +250,42 @@ class QueueMember(AdminModel):
         indexes = ((("queue", "user"), True),)
 
 
+class Preference(AdminModel):
+    """One annotator's blind A/B judgement of two runs' answers to one dataset item
+    (admin/pairwise.py): which answer was better, or a tie.
+
+    ``run_a``/``run_b`` are the queue's two runs, the lower id first (so every queue
+    on the same two runs adds to the same counts);
+    ``choice`` is "a", "b" or "tie" in those terms, whatever side of the screen each
+    answer was on (``shown``: "ab" when run A's answer was shown as A, "ba" when
+    swapped, so position bias can be checked). ``item`` is the item in run A's dataset
+    version (runs of several versions pair up by the item's key). One preference per
+    annotator, run pair and item; answering again changes it."""
+
+    id = peewee.AutoField()
+    user_id: int
+    run_a_id: int
+    run_b_id: int
+    item_id: int
+    user = peewee.ForeignKeyField(User, backref="preferences", on_delete="CASCADE")
+    run_a = peewee.ForeignKeyField(db.Run, backref="+", on_delete="CASCADE")
+    run_b = peewee.ForeignKeyField(db.Run, backref="+", on_delete="CASCADE")
+    item = peewee.ForeignKeyField(db.DatasetItem, backref="+", on_delete="CASCADE")
+    queue = peewee.ForeignKeyField(Queue, null=True, on_delete="SET NULL", backref="+")
+    choice = peewee.CharField(max_length=3)  # "a" | "b" | "tie"
+    shown = peewee.CharField(max_length=2, default="ab")  # "ab" | "ba"
+    comment = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "admin_preference"
+        indexes = (
+            (("run_a", "run_b", "item", "user"), True),
+            (("user", "run_a", "run_b"), False),
+        )
+
+
 ADMIN_MODELS: list[type[AdminModel]] = [
     User,
     Annotation,
@@ -261,6 +297,7 @@ ADMIN_MODELS: list[type[AdminModel]] = [
     Setting,
     Queue,
     QueueMember,
+    Preference,
 ]
 
 # Indexes on the store's own tables that the admin's pages need at 100k turns.
@@ -399,12 +436,19 @@ def _new_columns(schema: migrations.Schema) -> None:
     schema.add_index(Annotation, ("user_id", "pipeline", "done", "deleted_at"), False)
 
 
+def _preferences(schema: migrations.Schema) -> None:
+    """Blind A/B preferences between two runs (issue 12): ``admin_preference`` is new,
+    so step 1 creates it with its indexes on a database that lacks it. Recorded so a
+    database says it has it."""
+
+
 # The admin's schema steps (see parley/migrations.py), named "admin-...".
 ADMIN_MIGRATIONS: list[migrations.Migration] = [
     migrations.Migration("admin-0001-store-indexes", _store_indexes),
     migrations.Migration("admin-i13-annotation-states", _annotation_states),
     migrations.Migration("admin-i13-annotation-live-index", _live_index),
     migrations.Migration("admin-i13-group-na-score-layout", _new_columns),
+    migrations.Migration("admin-i12-preferences", _preferences),
 ]
 
 

@@ -2,11 +2,13 @@
 ratings each item should get (``target``). Each queue has a *kind* that knows its items:
 
 - ``turns``: finished turns selected by the turn list's filters (admin/queue.py);
-- ``groups``: multi-turn groups (the chosen ones, or all), one score per group.
+- ``groups``: multi-turn groups (the chosen ones, or all), one score per group;
+- ``pairwise``: a blind A/B comparison of two replay runs' answers, item by item
+  (admin/pairwise.py).
 
 A kind is a :class:`Kind` in :data:`KINDS`: how to find a user's next item, their
-progress, and which page shows an item in queue mode. Another kind (e.g. a blind
-pairwise comparison of two runs) is one more entry.
+progress, and how its filters are checked when a queue is made; the queue view picks
+the page that shows an item.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import peewee
 
-from admin import queue
+from admin import pairwise, queue
 from admin.filters import TurnFilters, row_or_none
 from admin.models import GroupAnnotation, Queue, QueueMember, TurnGroup, User, raw_rows
 from admin.queue import Progress
@@ -31,6 +33,8 @@ class Kind:
     label: str  # what its items are called
     next_item: Callable[[Queue, User, str], Any]  # (queue, user, after) -> item or None
     progress: Callable[[Queue, User], Progress]
+    # checks and normalises the filters of a new queue (raises ValueError: what is wrong)
+    check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def turn_filters(q: Queue) -> TurnFilters:
@@ -88,6 +92,9 @@ def _group_progress(q: Queue, user: User) -> Progress:
 KINDS: dict[str, Kind] = {
     "turns": Kind("turns", "turns", _next_turn, _turn_progress),
     "groups": Kind("groups", "groups", _next_group, _group_progress),
+    pairwise.KIND: Kind(
+        pairwise.KIND, "item pairs", pairwise.next_item, pairwise.progress, pairwise.check_filters
+    ),
 }
 
 
@@ -143,6 +150,12 @@ def save_queue(
         raise QueueError(f"kind must be one of {', '.join(KINDS)}")
     if not 1 <= target <= MAX_TARGET:
         raise QueueError(f"the target is 1 to {MAX_TARGET} ratings per item")
+    checker = KINDS[kind_name].check
+    if checker is not None and existing is None:
+        try:
+            filters = checker(filters)
+        except ValueError as exc:
+            raise QueueError(str(exc)) from None
     clash = Queue.select().where(Queue.name == name)
     if existing is not None:
         clash = clash.where(Queue.id != existing.id)

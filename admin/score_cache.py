@@ -235,13 +235,18 @@ def sync() -> int:
         return done
 
 
-def load(pipelines: Iterable[str] = ()) -> dict[str, np.ndarray]:
-    """``{pipeline: numbers}``: one row of ``layout().width`` counts per annotated turn."""
+def load(
+    pipelines: Iterable[str] = (), turns: peewee.ModelSelect[Any] | None = None
+) -> dict[str, np.ndarray]:
+    """``{pipeline: numbers}``: one row of ``layout().width`` counts per annotated turn
+    (of ``pipelines``; of the turns a subquery of turn ids selects)."""
     v = ScoreVector
     query = v.select(v.pipeline, v.numbers)
     wanted = list(pipelines)
     if wanted:
         query = query.where(v.pipeline.in_(wanted))
+    if turns is not None:
+        query = query.where(v.turn.in_(turns))
     with db.database.connection_context():
         rows = db.database.execute(query).fetchall()
     return split_by_name(rows, "<i4", layout().width)

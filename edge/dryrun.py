@@ -1,19 +1,28 @@
 """`parley edge --dry-run`: open each device once, ask the server's health service,
-print one line per check, and exit (0 when everything is usable)."""
+send it this edge's Hello (device id, token, pipeline) and report its verdict
+(welcomed, wrong token, unknown pipeline), print one line per check, and exit (0 when
+everything is usable). No audio is sent: the server stores no turn."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
+import parley
 from edge import build
+from edge.connection import Connection
 from parley import rpc
 from parley.config import EdgeConfig
 from parley.errors import ParleyError
+from protos import edge_pb2
+
+HELLO_TIMEOUT_S = 5.0  # the server's answer to the Hello
 
 
 @dataclass
@@ -66,12 +75,58 @@ async def _camera(config: EdgeConfig) -> str:
     return f"{camera.describe()}: {frame.width}x{frame.height} JPEG, {len(frame.jpeg)} bytes"
 
 
+def _hello(config: EdgeConfig) -> edge_pb2.Hello:
+    return edge_pb2.Hello(
+        device_id=config.device_id,
+        token=config.token,
+        pipeline=config.pipeline,
+        audio_format=edge_pb2.AudioFormat(
+            sample_rate=config.sample_rate, channels=1, encoding=edge_pb2.AudioFormat.PCM16LE
+        ),
+        agent_version=parley.__version__,
+    )
+
+
+async def _welcome(conn: Connection, server: str) -> edge_pb2.Welcome:
+    """The server's answer to the Hello: its Welcome, or ParleyError with its reason."""
+    try:
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            async for event in conn.events():
+                if event.HasField("welcome"):
+                    return event.welcome
+                if event.HasField("error"):
+                    raise ParleyError(f"{server} refused this edge: {event.error.message}")
+    except grpc.aio.AioRpcError as exc:
+        raise ParleyError(f"{server} refused this edge: {exc.details()}") from None
+    except TimeoutError:
+        raise ParleyError(
+            f"{server} did not answer the Hello within {HELLO_TIMEOUT_S:g} s"
+        ) from None
+    raise ParleyError(f"{server} ended the stream without a Welcome")
+
+
 async def _server(config: EdgeConfig) -> str:
+    """Health, then a Converse stream with this edge's Hello (device, token, pipeline):
+    the server's verdict is what a real run would get. The stream is half-closed
+    without audio, so the server stores no turn."""
     async with build.dialer(config)() as channel:
         if not await rpc.check_health(channel, build.EDGE_SERVICE, timeout=3.0):
             raise ParleyError(f"{config.server} did not answer its health check within 3 s")
+        conn = Connection(channel, _hello(config))
+        try:
+            welcome = await _welcome(conn, config.server)
+            conn.close_send()
+            with contextlib.suppress(grpc.aio.AioRpcError, TimeoutError):
+                async with asyncio.timeout(2.0):  # let the server end it cleanly
+                    async for _ in conn.events():
+                        pass
+        finally:
+            await conn.close()
     scheme = "TLS" if config.tls or config.tls_ca or config.tls_cert else "plain"
-    return f"{config.server} is serving ({scheme})"
+    return (
+        f"{config.server} is serving ({scheme}) and welcomed device {config.device_id!r} "
+        f"(pipeline {welcome.pipeline})"
+    )
 
 
 async def dry_run(config: EdgeConfig) -> list[Check]:

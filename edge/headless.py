@@ -46,6 +46,9 @@ class TurnReport:
     interrupted: bool = False
     no_speech: bool = False  # the server heard no words: not answered
     error: str = ""
+    # FINISHED said whether the turn is in the server's store (False: STORE_FAILED);
+    # None: the turn did not finish.
+    stored: bool | None = None
     traceparent: str = ""
     speech_end_edge: float | None = None
     first_played_edge: float | None = None
@@ -72,6 +75,7 @@ class TurnReport:
             "interrupted": self.interrupted,
             "no_speech": self.no_speech,
             "error": self.error,
+            "stored": self.stored,
             "answer_audio_seconds": round(self.audio_seconds, 3),
             "voice_to_voice_ms": self.voice_to_voice_ms,
             "latency_ms": self.latency_ms,
@@ -84,7 +88,7 @@ class SessionReport:
     pipeline: str = ""
     turns: list[TurnReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    output: str = ""
+    output: str = ""  # the answers' WAV, "" when no answer audio came (nothing written)
     # Stages the server found no healthy worker for (stage -> the server's message).
     unavailable: dict[str, str] = field(default_factory=dict)
 
@@ -105,9 +109,13 @@ class WavSink:
         self.rate = rate
         self.pcm += audio.pcm
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path) -> bool:
+        """Write the answers' WAV; False (nothing written) when no audio came."""
+        if not self.pcm:
+            return False
         path.parent.mkdir(parents=True, exist_ok=True)
         write_wav(path, bytes(self.pcm), self.rate or 16000)
+        return True
 
 
 class HeadlessEdge:
@@ -153,8 +161,8 @@ class HeadlessEdge:
             raise failed.exceptions[0] from None
         finally:
             await link.close()
-        self.sink.save(wav_out)
-        self.report.output = str(wav_out)
+        if self.sink.save(wav_out):
+            self.report.output = str(wav_out)
         return self.report
 
     async def _stream(self, link: Connection, samples: np.ndarray, rate: int) -> None:
@@ -274,6 +282,7 @@ class HeadlessEdge:
         elif turn.kind == kinds.FINISHED:
             report.latency_ms = dict(turn.latency_ms)
             report.interrupted = turn.interrupted
+            report.stored = turn.stored
             self._pending.discard(turn.turn_id)
             log.info(
                 "turn %s finished%s", turn.turn_id, " (interrupted)" if turn.interrupted else ""

@@ -9,20 +9,53 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from parley import __version__
+from parley.arguments import (
+    frame_size,
+    in_range,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sound_file,
+)
 from parley.config import Config, WorkersConfig, load_config
+from parley.config_values import split_address
 from parley.errors import ParleyError
 from parley.kinds import KINDS
+from parley.signals import terminated
 
+# Audio per AudioChunk: the server refuses more than [limits] max_audio_chunk_ms (5000).
+CHUNK_MS = in_range(int, 1, 5000)
 Handler = Callable[[argparse.Namespace, Config], int]
 INSECURE_HELP = (
     "listen beyond loopback even with no authentication at all (a trusted network only; "
     "see docs/security.md)"
 )
+
+
+def _address_type(any_port: bool = False, empty_host: bool = False) -> Callable[[str], str]:
+    """An argparse type checking HOST:PORT with parley.config_values.split_address."""
+
+    def address(text: str) -> str:
+        try:
+            split_address(text, any_port=any_port, empty_host=empty_host)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text.strip()
+
+    return address
+
+
+# --server: a port from 1 to 65535. --listen: port 0 picks a free one; ":PORT" keeps
+# the configured host.
+server_address = _address_type()
+listen_address = _address_type(any_port=True, empty_host=True)
 
 
 def _options(pairs: Sequence[str]) -> dict[str, object]:
@@ -181,6 +214,10 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         from parley.commands.bench_chaos import run_bench_chaos
 
         return run_bench_chaos(args, config)
+    if args.bench_command == "endpointing":
+        from parley.commands.bench_endpointing import run_bench_endpointing
+
+        return run_bench_endpointing(args, config)
     if args.bench_command == "load":
         from parley.commands.bench_load import run_bench_load
 
@@ -210,7 +247,9 @@ class CommandParser(argparse.ArgumentParser):
 
 def _edge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--server", help="HOST:PORT of the server (default: [edge] server, 127.0.0.1:<server port>)"
+        "--server",
+        type=server_address,
+        help="HOST:PORT of the server (default: [edge] server, 127.0.0.1:<server port>)",
     )
     p.add_argument("--pipeline", help="pipeline name (default: the server's default pipeline)")
     p.add_argument(
@@ -227,7 +266,10 @@ def _edge_arguments(p: argparse.ArgumentParser) -> None:
         help="input device: index or part of its name (default: the system's)",
     )
     audio.add_argument(
-        "--mic-file", metavar="WAV", help="play a PCM16 WAV in a loop as the mic (default: none)"
+        "--mic-file",
+        type=sound_file,
+        metavar="WAV",
+        help="play a PCM16 WAV in a loop as the mic (default: none)",
     )
     audio.add_argument(
         "--speaker", metavar="DEVICE", help="output device, or 'none' (default: the system's)"
@@ -239,7 +281,7 @@ def _edge_arguments(p: argparse.ArgumentParser) -> None:
     )
     audio.add_argument(
         "--buffer-s",
-        type=float,
+        type=non_negative_float,
         metavar="S",
         help="seconds of audio kept while offline (default 30)",
     )
@@ -253,8 +295,10 @@ def _edge_arguments(p: argparse.ArgumentParser) -> None:
         "--camera-folder", metavar="DIR", help="send the JPEGs in DIR in turn (default: none)"
     )
     camera.add_argument("--no-camera", action="store_true", help="send no frames")
-    camera.add_argument("--fps", type=float, help="frames per second (default 1)")
-    camera.add_argument("--size", metavar="WxH", help="Pi camera frame size (default 640x480)")
+    camera.add_argument("--fps", type=positive_float, help="frames per second (default 1)")
+    camera.add_argument(
+        "--size", type=frame_size, metavar="WxH", help="Pi camera frame size (default 640x480)"
+    )
     tls = p.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="TLS, trusting the system's CAs")
     tls.add_argument(
@@ -268,6 +312,7 @@ def _edge_arguments(p: argparse.ArgumentParser) -> None:
     headless = p.add_argument_group("headless (a recording instead of devices)")
     headless.add_argument(
         "--wav",
+        type=sound_file,
         help="speech recording to stream, WAV/FLAC (default: none, use the microphone); e.g. "
         "parley/assets/turn_on_the_living_room_lamp.wav",
     )
@@ -305,11 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     p = sub.add_parser("server", help="run the Converse server")
-    p.add_argument("--listen", help="HOST:PORT (default: [server] host and port, base_port + 1)")
+    p.add_argument(
+        "--listen",
+        type=listen_address,
+        help="HOST:PORT (default: [server] host and port, base_port + 1)",
+    )
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.add_argument(
         "--processes",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="server processes sharing the port (default [server] processes: one per core)",
     )
@@ -318,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one process that shares its port with other `parley server`s (SO_REUSEPORT)",
     )
-    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    p.add_argument(
+        "--ready-fd", type=non_negative_int, help=argparse.SUPPRESS
+    )  # set by the supervisor
     p.set_defaults(handler=cmd_server)
 
     p = sub.add_parser("worker", help="run one stage worker (stt, llm, tts, speech_llm, ...)")
@@ -344,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine option, repeatable, e.g. --option compute_type=int8 (default: none)",
     )
     p.add_argument(
-        "--listen", help="HOST:PORT (default: the pool's first address, else a free port)"
+        "--listen",
+        type=listen_address,
+        help="HOST:PORT (default: the pool's first address, else a free port)",
     )
     p.add_argument(
         "--tls-cert", metavar="PEM", help="the worker's certificate (TLS; default: none)"
@@ -375,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--processes",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="server processes (default: [server] processes, one per core)",
     )
@@ -395,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run one spoken turn end to end and print a summary")
     p.add_argument(
-        "--wav", help="speech recording (default: parley/assets/turn_on_the_living_room_lamp.wav)"
+        "--wav",
+        type=sound_file,
+        help="speech recording (default: parley/assets/turn_on_the_living_room_lamp.wav)",
     )
     p.add_argument("--pipeline", help="pipeline (default: local if its models exist, else tiny)")
     p.add_argument("--out", help="answer WAV (default: <home>/demo-answer.wav)")
@@ -408,9 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull = msub.add_parser("pull", help="download the real default models (local pipeline)")
     pull.add_argument(
         "--only",
-        choices=["stt", "llm", "tts", "analyse"],
+        choices=["stt", "llm", "tts", "turn", "analyse"],
         action="append",
-        help="only this stage's models, repeatable (default: stt, llm, tts; analyse if asked)",
+        help="only this stage's models, repeatable "
+        "(default: stt, llm, tts and turn, the end-of-turn model; analyse if asked)",
     )
     msub.add_parser("tiny", help="build the tiny offline test models (tiny pipeline)")
     msub.add_parser("list", help="show which pipelines have their model files")
@@ -442,10 +498,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url", help="OpenAI-compatible server (openai embedder; default: OPENAI_BASE_URL)"
     )
     build.add_argument(
-        "--chunk-chars", type=int, default=800, help="passage size in characters (default 800)"
+        "--chunk-chars",
+        type=positive_int,
+        default=800,
+        help="passage size in characters (default 800)",
     )
     build.add_argument(
-        "--overlap", type=int, default=1, help="sentences repeated between passages (default 1)"
+        "--overlap",
+        type=non_negative_int,
+        default=1,
+        help="sentences repeated between passages (default 1)",
     )
     for q in (build, isub.add_parser("query", help="the passages nearest to TEXT")):
         q.add_argument(
@@ -457,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     query = isub.choices["query"]
     query.add_argument("name", help="the index's name")
     query.add_argument("text", help="what to look for")
-    query.add_argument("--top-k", type=int, default=3, help="passages to show (default 3)")
+    query.add_argument("--top-k", type=positive_int, default=3, help="passages to show (default 3)")
     isub.add_parser("list", help="the SQLite indexes in <home>/indexes")
     p.set_defaults(handler=cmd_index)
 
@@ -479,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="admin_command", required=True)
     serve = asub.add_parser("serve", help="serve the site (default 127.0.0.1:50080)")
     serve.add_argument(
-        "--listen", help="HOST:PORT (default: [admin] host and port, base_port + 30)"
+        "--listen",
+        type=listen_address,
+        help="HOST:PORT (default: [admin] host and port, base_port + 30)",
     )
     user = asub.add_parser(
         "create-user", help="add an account (password: $PARLEY_ADMIN_PASSWORD or a prompt)"
@@ -497,11 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
         "seed-sample", help="fill an empty store with sample turns and annotations to try the site"
     )
     sample.add_argument(
-        "--turns", type=int, default=200, help="how many sample turns (default: 200)"
+        "--turns", type=non_negative_int, default=200, help="how many sample turns (default: 200)"
     )
     sample.add_argument(
         "--media-turns",
-        type=int,
+        type=non_negative_int,
         default=100,
         help="the oldest this many get audio and a frame in the data directory (default: 100)",
     )
@@ -521,18 +585,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_command", required=True)
     tracing = bsub.add_parser("tracing", help="CPU and latency cost of tracing, by mode")
-    tracing.add_argument("--turns", type=int, default=30, help="turns per mode (default: 30)")
+    tracing.add_argument(
+        "--turns", type=positive_int, default=30, help="turns per mode (default: 30)"
+    )
     tracing.add_argument("--json", action="store_true", help="print only the JSON object")
     tracing.add_argument("--output", help="also write the JSON object to this file (default: none)")
     adm = bsub.add_parser("admin", help="admin page times on a seeded store of N turns")
-    adm.add_argument("--turns", type=int, default=100_000, help="turns seeded (default: 100000)")
-    adm.add_argument("--repeat", type=int, default=7, help="timed requests per page (default: 7)")
+    adm.add_argument(
+        "--turns", type=positive_int, default=100_000, help="turns seeded (default: 100000)"
+    )
+    adm.add_argument(
+        "--repeat", type=positive_int, default=7, help="timed requests per page (default: 7)"
+    )
     adm.add_argument("--json", action="store_true", help="print only the JSON object")
     adm.add_argument("--output", help="also write the JSON object to this file (default: none)")
     turn = bsub.add_parser(
         "turn", help="voice-to-voice and framework overhead, per turn-taking setting"
     )
-    turn.add_argument("--turns", type=int, default=30, help="turns per setting (default: 30)")
+    turn.add_argument(
+        "--turns", type=positive_int, default=30, help="turns per setting (default: 30)"
+    )
     turn.add_argument(
         "--settings",
         help="turn-taking settings compared, STRATEGY[@MIN_SILENCE_MS][+preemptive], comma "
@@ -548,7 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     turn.add_argument("--json", action="store_true", help="print only the JSON object")
     turn.add_argument("--output", help="also write the JSON object to this file (default: none)")
     edge = bsub.add_parser("edge", help="edge CPU and memory while streaming audio and frames")
-    edge.add_argument("--seconds", type=float, default=30.0, help="measured time (default 30)")
+    edge.add_argument(
+        "--seconds", type=positive_float, default=30.0, help="measured time (default 30)"
+    )
     edge.add_argument(
         "--devices",
         action="store_true",
@@ -557,12 +631,18 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--json", action="store_true", help="print only the JSON object")
     edge.add_argument("--output", help="also write the JSON object to this file (default: none)")
     rep = bsub.add_parser("replay", help="replay throughput, and compare time at 10k items")
-    rep.add_argument("--items", type=int, default=60, help="items replayed (default 60)")
-    rep.add_argument("--concurrency", type=int, default=4, help="streams at a time (default 4)")
+    rep.add_argument("--items", type=positive_int, default=60, help="items replayed (default 60)")
     rep.add_argument(
-        "--compare-items", type=int, default=10_000, help="items per run compared (default 10000)"
+        "--concurrency", type=positive_int, default=4, help="streams at a time (default 4)"
     )
-    rep.add_argument("--repeat", type=int, default=5, help="timed comparisons (default 5)")
+    rep.add_argument(
+        "--compare-items",
+        type=positive_int,
+        default=10_000,
+        help="items per run compared (default 10000)",
+    )
+    rep.add_argument("--repeat", type=positive_int, default=5, help="timed comparisons (default 5)")
+    rep.add_argument("--compare-only", action="store_true", help="skip the replay throughput part")
     rep.add_argument("--json", action="store_true", help="print only the JSON object")
     rep.add_argument("--output", help="also write the JSON object to this file (default: none)")
     chaos = bsub.add_parser(
@@ -570,28 +650,85 @@ def build_parser() -> argparse.ArgumentParser:
         help="fuzzed messages and faults against real processes: crashes, lost turns, leaks",
     )
     chaos.add_argument("--quick", action="store_true", help="the test suite's short run")
-    chaos.add_argument("--seed", type=int, help="the fuzzer's and the kills' seed (default 9)")
-    chaos.add_argument("--fuzz-sessions", type=int, help="fuzzed streams (default 300)")
-    chaos.add_argument("--churn-sessions", type=int, help="measured churn sessions (default 50)")
     chaos.add_argument(
-        "--utterances", type=int, help="spoken while the server is killed (default 20)"
+        "--seed", type=non_negative_int, help="the fuzzer's and the kills' seed (default 9)"
+    )
+    chaos.add_argument("--fuzz-sessions", type=positive_int, help="fuzzed streams (default 300)")
+    chaos.add_argument(
+        "--churn-sessions", type=positive_int, help="measured churn sessions (default 50)"
+    )
+    chaos.add_argument(
+        "--utterances", type=positive_int, help="spoken while the server is killed (default 20)"
     )
     chaos.add_argument("--json", action="store_true", help="print only the JSON object")
     chaos.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    ends = bsub.add_parser(
+        "endpointing", help="premature and late turn ends per strategy, on labelled speech"
+    )
+    ends.add_argument(
+        "--strategy",
+        help="comma-separated silence[:MS] and smart_turn[:CHECK_AFTER_MS] "
+        "(default: silence:200, silence:500 and smart_turn)",
+    )
+    ends.add_argument(
+        "--min-silence-ms",
+        type=positive_int,
+        help="silence without :MS (default: [vad] min_silence_ms)",
+    )
+    ends.add_argument("--model", help="Smart Turn ONNX file (default: [turn] model_path)")
+    ends.add_argument("--labels", help="labels.json (default: tests/data/endpointing/)")
+    ends.add_argument(
+        "--clip", action="append", help="only clips whose file has this, repeatable (default: all)"
+    )
+    ends.add_argument(
+        "--late-ms",
+        type=positive_float,
+        default=1000.0,
+        help="a true end later is late (default 1000)",
+    )
+    ends.add_argument("--json", action="store_true", help="print only the JSON object")
+    ends.add_argument("--output", help="also write the JSON object to this file (default: none)")
     load = bsub.add_parser("load", help="how many live streams are answered in real time")
-    load.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
-    load.add_argument("--seconds", type=float, default=60.0, help="audio per stream (default 60)")
-    load.add_argument("--server", metavar="ADDRESS", help="load this running server instead")
-    load.add_argument("--pipeline", default="instant", help="pipeline to ask for (default instant)")
-    load.add_argument("--token", default="", help="device token, for a server that asks for one")
-    load.add_argument("--chunk-ms", type=int, help="audio per message (default [edge] chunk_ms)")
-    load.add_argument("--clip", help="speech file to loop (default: the bundled command)")
     load.add_argument(
-        "--gap-s", type=float, default=27.0, help="silence after each clip (default 27 s)"
+        "--streams", type=positive_int, default=50, help="concurrent streams (default 50)"
+    )
+    load.add_argument(
+        "--seconds", type=positive_float, default=60.0, help="audio per stream (default 60)"
+    )
+    load.add_argument(
+        "--server",
+        metavar="ADDRESS",
+        type=server_address,
+        help="load this running server instead (default: start one)",
+    )
+    load.add_argument("--pipeline", default="instant", help="pipeline to ask for (default instant)")
+    load.add_argument(
+        "--token", default="", help="device token, for a server that asks for one (default: none)"
+    )
+    load.add_argument(
+        "--chunk-ms",
+        type=CHUNK_MS,
+        help="audio per message, 1 to 5000 ms (default [edge] chunk_ms)",
+    )
+    load.add_argument(
+        "--clip", type=sound_file, help="speech file to loop (default: the bundled command)"
+    )
+    load.add_argument(
+        "--gap-s",
+        type=non_negative_float,
+        default=27.0,
+        help="silence after each clip (default 27 s)",
     )
     load.add_argument("--find-max", action="store_true", help="step N up until not real time")
-    load.add_argument("--step", type=int, default=50, help="--find-max: N grows by this")
-    load.add_argument("--max-streams", type=int, default=1000, help="--find-max: stop here")
+    load.add_argument(
+        "--step", type=positive_int, default=50, help="--find-max: N grows by this (default 50)"
+    )
+    load.add_argument(
+        "--max-streams",
+        type=positive_int,
+        default=1000,
+        help="--find-max: stop here (default 1000)",
+    )
     load.add_argument("--json", action="store_true", help="print only the JSON object")
     load.add_argument("--output", help="also write the JSON object to this file (default: none)")
     p.set_defaults(handler=cmd_bench)
@@ -671,7 +808,9 @@ def _research_parsers(sub: Any) -> None:
         default="realtime",
         help="realtime (default: latency as in live use) or fast (no voice-to-voice)",
     )
-    p.add_argument("--concurrency", type=int, default=1, help="streams at a time (default 1)")
+    p.add_argument(
+        "--concurrency", type=positive_int, default=1, help="streams at a time (default 1)"
+    )
     p.add_argument(
         "--run",
         help=(
@@ -680,10 +819,15 @@ def _research_parsers(sub: Any) -> None:
         ),
     )
     p.add_argument(
-        "--server", help="use this running server (default: start one like `parley demo`)"
+        "--server",
+        type=server_address,
+        help="use this running server (default: start one like `parley demo`)",
     )
     p.add_argument(
-        "--answer-timeout", type=float, default=120.0, help="seconds per item (default 120)"
+        "--answer-timeout",
+        type=positive_float,
+        default=120.0,
+        help="seconds per item (default 120)",
     )
     p.add_argument("--json", action="store_true", help="print each run's tally as JSON")
     p.set_defaults(handler=cmd_replay)
@@ -693,8 +837,12 @@ def _research_parsers(sub: Any) -> None:
         "runs", nargs="+", metavar="RUN", help="run names; the first is the baseline (no default)"
     )
     p.add_argument("--tag", help="only the items with this tag (default: every item)")
-    p.add_argument("--items", type=int, default=20, help="item rows shown (default 20)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--items", type=non_negative_int, default=20, help="item rows shown (default 20)"
+    )
+    p.add_argument(
+        "--resamples", type=positive_int, default=1000, help="bootstrap resamples (default 1000)"
+    )
     p.add_argument("--json", action="store_true", help="everything, every item, as JSON")
     p.set_defaults(handler=cmd_compare)
 
@@ -713,8 +861,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParleyError as exc:
         print(f"parley: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where a command took it as one
+        return 128 + (signal.SIGTERM if terminated() else signal.SIGINT)
 
 
 if __name__ == "__main__":

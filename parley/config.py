@@ -28,6 +28,7 @@ from typing import Any
 
 from parley import pipeline_graph
 from parley.config_annotation import AnnotationConfig, parse_annotation
+from parley.config_values import check_address, check_host, check_ranges, positive, ranged
 from parley.errors import ConfigError
 from parley.kinds import KINDS
 
@@ -48,22 +49,40 @@ def _home() -> Path:
 class VadConfig:
     """Endpointing: when speech starts and when a turn closes."""
 
-    threshold: float = 0.5  # speech probability that starts (or continues) speech
-    neg_threshold: float = 0.35  # below this, silence counts towards closing the turn
-    min_speech_ms: int = 250  # shorter bursts are not turns (coughs, clicks)
-    min_silence_ms: int = 500  # silence that closes a turn; the main latency knob
-    max_turn_s: float = 30.0  # a turn is closed after this long regardless
-    pre_roll_ms: int = 200  # audio kept before the detected start (VAD onset lags up to ~140 ms)
-    post_roll_ms: int = 60  # audio kept after the last speech window
+    # speech probability that starts (or continues) speech, 0..1
+    threshold: float = ranged(0.5, low=0.0, high=1.0)
+    # below this, silence counts towards closing the turn; 0..threshold
+    neg_threshold: float = ranged(0.35, low=0.0, high=1.0)
+    min_speech_ms: int = ranged(250, low=0)  # shorter bursts are not turns (coughs, clicks)
+    min_silence_ms: int = ranged(500, low=0)  # silence that closes a turn; the latency knob
+    # a turn is closed after this long regardless (seconds; longer than min_speech_ms)
+    max_turn_s: float = positive(30.0)
+    # audio kept before the detected start (VAD onset lags up to ~140 ms)
+    pre_roll_ms: int = ranged(200, low=0)
+    post_roll_ms: int = ranged(60, low=0)  # audio kept after the last speech window
     model_path: str = ""  # empty: silero_vad.onnx from the silero-vad package
     # The server scores all sessions' windows together in one model call at most once
-    # per batch_interval_ms (ms; a window waits at most this plus one batch), at most
-    # batch_max windows per call.
-    batch_interval_ms: float = 8.0
-    batch_max: int = 256
+    # per batch_interval_ms (ms, 0 or more; a window waits at most this plus one batch),
+    # at most batch_max (1 or more) windows per call.
+    batch_interval_ms: float = ranged(8.0, low=0.0)
+    batch_max: int = ranged(256, low=1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "vad")
+        if self.neg_threshold > self.threshold:
+            raise ConfigError(
+                f"[vad] neg_threshold = {self.neg_threshold} must not be above "
+                f"threshold = {self.threshold}"
+            )
+        if self.max_turn_s * 1000 <= self.min_speech_ms:
+            raise ConfigError(
+                f"[vad] max_turn_s = {self.max_turn_s} must be longer than "
+                f"min_speech_ms = {self.min_speech_ms} ms"
+            )
 
 
 TURN_STRATEGIES = ("silence", "smart_turn")
+SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"  # `parley models pull` puts it in the models dir
 
 
 @dataclass(frozen=True)
@@ -78,10 +97,10 @@ class TurnConfig:
     check point on (in both strategies) and sent only once the turn is confirmed."""
 
     strategy: str = "silence"
-    check_after_ms: int = 200  # silence before the first check point
-    recheck_ms: int = 100  # later check points while the silence grows
-    threshold: float = 0.5  # end-of-turn probability that ends the turn
-    max_silence_ms: int = 1500  # smart_turn: silence that ends the turn anyway
+    check_after_ms: int = positive(200)  # silence before the first check point
+    recheck_ms: int = positive(100)  # later check points as the silence grows
+    threshold: float = ranged(0.5, low=0.0, high=1.0)  # end-of-turn probability that ends it
+    max_silence_ms: int = positive(1500)  # smart_turn: silence that ends the turn anyway
     preemptive: bool = False  # start the answer at the first check point
     model_path: str = ""  # empty: smart-turn-v3.2-cpu.onnx in the models directory
 
@@ -89,18 +108,16 @@ class TurnConfig:
         if self.strategy not in TURN_STRATEGIES:
             known = ", ".join(TURN_STRATEGIES)
             raise ConfigError(f"[turn] strategy must be one of {known}, not {self.strategy!r}")
-        if self.check_after_ms <= 0 or self.recheck_ms <= 0:
-            raise ConfigError("[turn] check_after_ms and recheck_ms must be positive")
+        check_ranges(self, "turn")
         if self.max_silence_ms < self.check_after_ms:
             raise ConfigError("[turn] max_silence_ms must be at least check_after_ms")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError("[turn] threshold must be between 0 and 1")
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = BASE_PORT + PORT_OFFSETS["server"]  # default: base_port + 1
+    # default: base_port + 1; 0: a free port
+    port: int = ranged(BASE_PORT + PORT_OFFSETS["server"], low=0, high=65535)
     default_pipeline: str = "tiny"
     # DEPRECATED: one secret shared by every device (PARLEY_SERVER_TOKEN). It still
     # admits any device that sends it; give each device its own token instead
@@ -112,19 +129,24 @@ class ServerConfig:
     # Ask every edge for a token even on loopback and with mutual TLS (e.g. behind a
     # proxy on this machine). Default false: see docs/security.md for when one is needed.
     require_token: bool = False
-    stt_timeout_s: float = 30.0  # deadline for a whole transcription
-    llm_timeout_s: float = 120.0  # deadline for a whole generation
-    tts_timeout_s: float = 120.0  # deadline for a whole synthesis call
-    stage_timeout_s: float = 30.0  # deadline for an analyse, retrieve or caption call
-    history_turns: int = 8  # default conversation history sent to the LLM
+    # Deadlines in seconds (more than 0).
+    stt_timeout_s: float = positive(30.0)  # a whole transcription
+    llm_timeout_s: float = positive(120.0)  # a whole generation
+    tts_timeout_s: float = positive(120.0)  # a whole synthesis call
+    stage_timeout_s: float = positive(30.0)  # analyse, retrieve, caption
+    history_turns: int = ranged(8, low=0)  # default conversation history sent to the LLM
     # Server processes sharing the Converse port (SO_REUSEPORT), each with its own VAD,
     # store connection and span export; 0: one per CPU core. `--processes` wins.
-    processes: int = 0
+    processes: int = ranged(0, low=0)
     # TLS for the Converse port: certificate and key (PEM); a client CA also requires
     # every edge to present a certificate it signed (mutual TLS).
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+
+    def __post_init__(self) -> None:
+        check_host(self.host, "[server] host")
+        check_ranges(self, "server")
 
 
 @dataclass(frozen=True)
@@ -133,7 +155,10 @@ class StoreConfig:
     data_dir: str = ""  # empty: <home>/data; turn media is written below it
     # Seconds a write keeps being retried while the database is locked by another
     # process (then the turn is reported as not stored); 0 tries once.
-    write_retry_s: float = 10.0
+    write_retry_s: float = ranged(10.0, low=0.0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "store")
 
 
 @dataclass(frozen=True)
@@ -142,21 +167,20 @@ class LimitsConfig:
     breaks one is dropped with an Error LIMIT_EXCEEDED naming it, or the stream ends
     with RESOURCE_EXHAUSTED for the gRPC message size)."""
 
-    max_message_bytes: int = 4 * 1024 * 1024  # one EdgeEvent on the wire (gRPC layer)
-    max_audio_chunk_ms: int = 5000  # audio in one AudioChunk, at the Hello's format
-    max_frame_bytes: int = 2 * 1024 * 1024  # one camera frame's JPEG
-    max_frames_per_s: float = 5.0  # camera frames per second (a burst of 2 s is allowed)
-    max_frames_per_turn: int = 8  # frames kept and stored with a turn (the most recent)
-    max_spans_per_message: int = 256  # spans in one Spans message
-    max_spans_per_turn: int = 1024  # edge spans kept per turn (trace)
-    max_capabilities: int = 16  # entries in Hello.capabilities (each up to 64 characters)
-    max_token_chars: int = 4096  # Hello.token
-    max_outbox_events: int = 4096  # events queued for an edge that does not read them
+    # Each must be more than 0.
+    max_message_bytes: int = positive(4 * 1024 * 1024)  # one EdgeEvent on the wire (gRPC)
+    max_audio_chunk_ms: int = positive(5000)  # audio in one AudioChunk, at the Hello's format
+    max_frame_bytes: int = positive(2 * 1024 * 1024)  # one camera frame's JPEG
+    max_frames_per_s: float = positive(5.0)  # camera frames per second (2 s bursts allowed)
+    max_frames_per_turn: int = positive(8)  # frames kept and stored with a turn (the latest)
+    max_spans_per_message: int = positive(256)  # spans in one Spans message
+    max_spans_per_turn: int = positive(1024)  # edge spans kept per turn (trace)
+    max_capabilities: int = positive(16)  # entries in Hello.capabilities (each <= 64 chars)
+    max_token_chars: int = positive(4096)  # Hello.token
+    max_outbox_events: int = positive(4096)  # events queued for an edge that does not read
 
     def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            if not getattr(self, item.name) > 0:
-                raise ConfigError(f"[limits] {item.name} must be positive")
+        check_ranges(self, "limits")
 
 
 @dataclass(frozen=True)
@@ -164,15 +188,19 @@ class AdminConfig:
     """The annotation and benchmark site (`parley admin serve`, started by `parley up`)."""
 
     host: str = "127.0.0.1"
-    port: int = BASE_PORT + PORT_OFFSETS["admin"]  # default: base_port + 30
+    port: int = ranged(BASE_PORT + PORT_OFFSETS["admin"], low=1, high=65535)  # base_port + 30
     secret_key: str = ""  # PARLEY_ADMIN_SECRET_KEY; empty: a random key kept in <home>
     jaeger_url: str = ""  # e.g. http://jaeger:16686: turn pages link to the trace there
     cookie_secure: bool = False  # session cookie over HTTPS only (behind a TLS proxy)
     # Reverse proxies in front of the site whose X-Forwarded-For is believed (0: none).
     # Behind one, set 1: else every login seems to come from the proxy and shares its
     # failed-login throttle.
-    trusted_proxies: int = 0
+    trusted_proxies: int = ranged(0, low=0)
     password: str = ""  # PARLEY_ADMIN_PASSWORD: for `parley admin create-user`, never a file
+
+    def __post_init__(self) -> None:
+        check_host(self.host, "[admin] host")
+        check_ranges(self, "admin")
 
 
 @dataclass(frozen=True)
@@ -181,43 +209,47 @@ class EdgeConfig:
     device_id: str = field(default_factory=socket.gethostname)
     token: str = ""  # PARLEY_EDGE_TOKEN
     pipeline: str = ""  # empty: the server's default
-    sample_rate: int = 16000
-    chunk_ms: int = 20
+    sample_rate: int = positive(16000)  # Hz
+    chunk_ms: int = positive(20)
     # Microphone: a device index or part of its name ("" = the system default), its
     # native rate and channels (0 = the device's default rate; mono if it allows),
     # or a WAV file played as the microphone (machines without a sound card).
     mic_device: str = ""
-    mic_rate: int = 0
-    mic_channels: int = 0
-    mic_block_ms: int = 40  # the device's callback size (CPU vs. at most this much delay)
+    mic_rate: int = ranged(0, low=0)
+    mic_channels: int = ranged(0, low=0)
+    mic_block_ms: int = positive(40)  # the device's callback size (CPU vs. at most this delay)
     mic_file: str = ""
     # Speaker: device as above, "none" for no speaker; rate 0 = the device's default.
     speaker_device: str = ""
-    speaker_rate: int = 0
-    jitter_ms: int = 60  # answer audio buffered before a turn starts playing
+    speaker_rate: int = ranged(0, low=0)
+    jitter_ms: int = ranged(60, low=0)  # answer audio buffered before a turn starts playing
     # Echo: half-duplex (default) sends silence instead of the microphone while an
     # answer plays and for echo_tail_ms after; full-duplex needs echo cancellation.
     full_duplex: bool = False
-    echo_tail_ms: int = 300
+    echo_tail_ms: int = ranged(300, low=0)
     # Camera: auto | picamera2 | folder | none.
     camera: str = "auto"
     camera_folder: str = ""
-    camera_fps: float = 1.0
-    camera_width: int = 640
-    camera_height: int = 480
-    camera_quality: int = 80
-    # Link: audio kept while disconnected, the reconnect backoff's cap.
-    buffer_s: float = 30.0
-    reconnect_max_s: float = 5.0
+    camera_fps: float = ranged(1.0, low=0.0)  # 0: no frames
+    camera_width: int = positive(640)
+    camera_height: int = positive(480)
+    camera_quality: int = ranged(80, low=1, high=100)  # JPEG quality
+    # Link: audio kept while disconnected, the reconnect backoff's cap (seconds).
+    buffer_s: float = ranged(30.0, low=0.0)
+    reconnect_max_s: float = positive(5.0)
     # Audio sent but not yet acknowledged by the server, kept to resend after a
     # reconnect; it must outlast the server's longest turn (vad.max_turn_s).
-    unacked_s: float = 45.0
+    unacked_s: float = positive(45.0)
     # TLS: a CA file turns it on; a client certificate and key add mutual TLS.
     tls: bool = False
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     tls_server_name: str = ""  # name to check in the server's certificate
+
+    def __post_init__(self) -> None:
+        check_address(self.server, "[edge] server")
+        check_ranges(self, "edge")
 
 
 @dataclass(frozen=True)
@@ -294,6 +326,9 @@ class PipelineConfig:
     description: str = ""
     notice: str = ""  # printed loudly by the demo (e.g. "tiny models speak nonsense")
     stages: Mapping[str, StageConfig] = field(default_factory=dict)
+    # [pipelines.NAME.turn]: the global [turn] with this pipeline's keys over it (None:
+    # the global [turn] as it is). Config.turn_for(name) gives the one that applies.
+    turn: TurnConfig | None = None
 
     def __post_init__(self) -> None:
         given = dict(self.stages) or {
@@ -361,6 +396,18 @@ class Config:
             known = ", ".join(sorted(self.pipelines)) or "none"
             raise ConfigError(f"unknown pipeline {name!r} (configured: {known})") from None
 
+    def turn_for(self, pipeline: str) -> TurnConfig:
+        """The [turn] settings a session of ``pipeline`` runs with."""
+        return self.pipeline(pipeline).turn or self.turn
+
+    def turn_model_path(self, turn: TurnConfig) -> Path:
+        """The end-of-turn model file: ``turn.model_path``, else the models directory's."""
+        return (
+            Path(turn.model_path).expanduser()
+            if turn.model_path
+            else (self.models_dir / SMART_TURN_FILE)
+        )
+
     def pool(self, name: str) -> PoolConfig:
         try:
             return self.pools[name]
@@ -415,8 +462,15 @@ def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: {key} = {value!r} is not a valid {kind.__name__}")
 
 
-def _section(cls: type, raw: Mapping[str, Any], env: Mapping[str, str], name: str) -> Any:
-    values = {k: _coerce(cls, k, v, f"[{name}]") for k, v in raw.items()}
+def _table(value: Any, where: str, what: str = "a table") -> Mapping[str, Any]:
+    """``value`` if it is a TOML table, else ConfigError naming ``where``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be {what}, not {value!r}")
+    return value
+
+
+def _section(cls: type, raw: Any, env: Mapping[str, str], name: str) -> Any:
+    values = {k: _coerce(cls, k, v, f"[{name}]") for k, v in _table(raw, f"[{name}]").items()}
     prefix = f"PARLEY_{name.upper()}_"
     for var, value in env.items():
         if var.startswith(prefix):
@@ -473,8 +527,9 @@ def _pools(
 ) -> dict[str, PoolConfig]:
     workers = workers or WorkersConfig()
     pools = {}
-    for name, spec in raw.items():
+    for name, spec in _table(raw, "[pools]", "a table of pools").items():
         where = f"[pools.{name}]"
+        _table(spec, where, "a table (stage, engine, addresses, ...)")
         unknown = set(spec) - _POOL_KEYS - _POOL_SECURITY_KEYS
         if "token" in unknown:
             raise ConfigError(
@@ -490,23 +545,34 @@ def _pools(
             raise ConfigError(f"{where}: missing {exc.args[0]!r}") from None
         if stage not in KINDS:
             raise ConfigError(f"{where}: stage must be one of {', '.join(KINDS)}, not {stage!r}")
+        if not isinstance(engine, str) or not engine:
+            raise ConfigError(f"{where}: engine must be an engine's name, not {engine!r}")
         if isinstance(addresses, str):
             addresses = [addresses]
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise ConfigError(f'{where}: addresses must be a list of "HOST:PORT" strings')
         if not addresses:
             raise ConfigError(f"{where}: addresses is empty")
+        local = spec.get("local", True)
+        if not isinstance(local, bool):
+            raise ConfigError(f"{where}: local must be true or false, not {local!r}")
+        if not isinstance(spec.get("token_env", ""), str):
+            raise ConfigError(f"{where}: token_env must be the name of an environment variable")
         pools[name] = PoolConfig(
             name=name,
             stage=stage,
             engine=engine,
-            addresses=tuple(_address(str(a), base, where) for a in addresses),
-            options=_expand(dict(spec.get("options", {})), home),
-            local=bool(spec.get("local", True)),
+            addresses=tuple(
+                check_address(_address(a, base, where), f"{where} addresses") for a in addresses
+            ),
+            options=_expand(dict(_table(spec.get("options", {}), f"{where} options")), home),
+            local=local,
             security=_pool_security(spec, workers, env or {}, where),
         )
     return pools
 
 
-_PIPELINE_KEYS = {"description", "notice"}
+_PIPELINE_KEYS = {"description", "notice", "turn"}
 
 
 def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig]) -> StageConfig:
@@ -523,6 +589,8 @@ def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig])
     )
     if pool is None:
         raise ConfigError(f"{where}: missing 'pool'")
+    if not isinstance(pool, str) or not isinstance(kind, str):
+        raise ConfigError(f"{where}: pool and kind must be strings")
     if pool not in pools:
         raise ConfigError(f"{where}: unknown pool {pool!r}")
     if kind and kind not in KINDS:
@@ -541,11 +609,30 @@ def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig])
     )
 
 
+def _pipeline_turn(name: str, spec: Any, turn: TurnConfig) -> TurnConfig | None:
+    """``[pipelines.NAME.turn]``: its keys over the global [turn] (None if absent)."""
+    if spec is None:
+        return None
+    where = f"[pipelines.{name}.turn]"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a table of [turn] settings, not {spec!r}")
+    values = {k: _coerce(TurnConfig, k, v, where) for k, v in spec.items()}
+    try:
+        return dataclasses.replace(turn, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def _pipelines(
-    raw: Mapping[str, Any], pools: Mapping[str, PoolConfig]
+    raw: Mapping[str, Any], pools: Mapping[str, PoolConfig], turn: TurnConfig | None = None
 ) -> dict[str, PipelineConfig]:
     pipelines = {}
-    for name, spec in raw.items():
+    for name, spec in _table(raw, "[pipelines]", "a table of pipelines").items():
+        where = f"[pipelines.{name}]"
+        _table(spec, where, "a table of stages (stt = { pool = ... }, ...)")
+        for key in ("description", "notice"):
+            if not isinstance(spec.get(key, ""), str):
+                raise ConfigError(f"{where}: {key} must be a string")
         stages = {
             key: _stage(name, key, value, pools)
             for key, value in spec.items()
@@ -558,6 +645,7 @@ def _pipelines(
             description=spec.get("description", ""),
             notice=spec.get("notice", ""),
             stages=stages,
+            turn=_pipeline_turn(name, spec.get("turn"), turn or TurnConfig()),
         )
     return pipelines
 
@@ -594,7 +682,8 @@ def _follow_base_port(
     for name, offset in PORT_OFFSETS.items():
         if not _set_by_hand(name, "port", raw, env):
             sections[name] = dataclasses.replace(sections[name], port=base + offset)
-    if not _set_by_hand("edge", "server", raw, env):
+    # (A server on port 0, a free one, cannot be dialled: the edge keeps its default.)
+    if sections["server"].port and not _set_by_hand("edge", "server", raw, env):
         server = f"127.0.0.1:{sections['server'].port}"
         sections["edge"] = dataclasses.replace(sections["edge"], server=server)
 
@@ -619,6 +708,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     }
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    if not isinstance(raw.get("home", ""), str):
+        raise ConfigError(f"home must be a directory's path, not {raw['home']!r}")
     home = Path(env.get("PARLEY_HOME") or raw.get("home") or _home()).expanduser()
     base = _base_port(raw, env)
     sections = {
@@ -626,7 +717,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     }
     _follow_base_port(sections, raw, env, base)
     pools = _pools(raw.get("pools", {}), home, base, sections["workers"], env)
-    pipelines = _pipelines(raw.get("pipelines", {}), pools)
+    pipelines = _pipelines(raw.get("pipelines", {}), pools, sections["turn"])
     config = Config(
         home=home,
         base_port=base,

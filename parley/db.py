@@ -7,6 +7,7 @@ relative to it, so a data directory can be moved or mounted elsewhere.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import threading
 from pathlib import Path
@@ -18,8 +19,14 @@ from playhouse.db_url import connect, register_database
 from playhouse.pool import PooledPostgresqlDatabase as PooledPostgresqlBase
 
 from parley import migrations
+from parley.errors import ParleyError
 
 database = peewee.DatabaseProxy()
+POSTGRES_EXTRA = "PostgreSQL needs the postgres extra: pip install 'parley[postgres]'"
+
+
+class MissingDriver(ParleyError, ValueError):
+    """The database URL needs a driver that is not installed (the message names the extra)."""
 
 
 def _now() -> dt.datetime:
@@ -296,16 +303,32 @@ def connect_database(url: str) -> peewee.Database:
     user and password may be percent-encoded), not yet connected nor migrated.
 
     SQLite files get WAL journaling, foreign keys and a 5 s busy timeout, so several
-    processes can share one file. Raises ValueError for a URL peewee cannot use."""
+    processes can share one file. Raises ValueError for a URL peewee cannot use, and
+    :class:`MissingDriver` (a ValueError) for a PostgreSQL URL without its driver."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return connect(
             url, pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
         )
+    require_driver(url)
     try:
         return connect(url, unquote_password=True, unquote_user=True)
     except RuntimeError as exc:  # an unknown scheme
         raise ValueError(f"unsupported database URL {redact(url)!r}: {exc}") from None
+
+
+def require_driver(url: str) -> None:
+    """Raise MissingDriver for a PostgreSQL ``url`` unless psycopg2 (the postgres extra)
+    or psycopg 3 imports; peewee would only fail later, deep in a query."""
+    if urlsplit(url).scheme.split("+")[0] not in ("postgres", "postgresql"):
+        return
+    for module in ("psycopg2", "psycopg"):
+        try:
+            importlib.import_module(module)
+            return
+        except ImportError:
+            continue
+    raise MissingDriver(POSTGRES_EXTRA)
 
 
 def redact(url: str) -> str:

@@ -9,7 +9,8 @@ has no annotation tables: the annotation functions then return nothing.
   answer they wrote (a turn annotated several times: the latest non-empty one);
 - per run and item: each score's sum and count over the answering turn's annotations;
 - the turns of a group (in the group's order), or those the admin's turn-list filters
-  select (``pipeline=local&annotated=yes``: the same keys as the turn list's URL).
+  select (``pipeline=local&annotated=yes``: the same keys as the turn list's URL);
+- the blind A/B preferences annotators gave between two runs' answers (admin/pairwise.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ TURN_FILTERS = (
     "error",
     "q",
     "group",
+    "run",
+    "dataset",
 )
 
 
@@ -108,6 +111,20 @@ def score_sums(
         part = table[table[:, 0] == run_id]
         out[int(run_id)] = (part[:, 1].astype(np.int64), part[:, 2::2], part[:, 3::2])
     return out
+
+
+def preferences(run_ids: Sequence[int]) -> list[tuple[int, int, int, str]]:
+    """``(run a, run b, dataset item id in run a's dataset, choice)`` of every blind A/B
+    preference between two of these runs (choice: "a", "b" or "tie", in terms of run a
+    and run b); none when the store has no preference table."""
+    from admin.models import Preference
+
+    ids = list(run_ids)
+    if len(ids) < 2 or not db.database.table_exists(Preference._meta.table_name):
+        return []
+    p = Preference
+    query = p.select(p.run_a, p.run_b, p.item, p.choice).where(p.run_a.in_(ids) & p.run_b.in_(ids))
+    return [(int(a), int(b), int(item), str(choice)) for a, b, item, choice in raw_rows(query)]
 
 
 def group_turns(group: str) -> tuple[str, list[str]]:

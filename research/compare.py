@@ -14,8 +14,12 @@ key). All figures cover the items selected (all, or those with a tag):
 - per other run against the first (the baseline), for the items both runs did: the
   difference of means / error rates (second minus first) with a 95 % bootstrap interval
   (research/stats.py), and how many items each run did better on and how many tied;
+- per pair of runs that annotators judged blind (admin/pairwise.py): how often each
+  answer was preferred and how often they tied, and the share of the first run among
+  the decided ones with Wilson's 95 % interval;
 - one row per item: key, tags, references, and per run its status, error, transcript,
-  answer, WER, latency, turn ids and trace id (for links to turns, traces and audio).
+  answer, WER, latency, turn ids and trace id (for links to turns, traces and audio),
+  and the item's preference counts.
 
 Items whose turn was annotated carry the annotators' scores (research/admin_tables.py).
 """
@@ -34,7 +38,7 @@ from admin.models import raw_rows
 from parley import db
 from parley.errors import ParleyError
 from research import admin_tables
-from research.stats import FloatArray, percentiles, ratio_differences_ci
+from research.stats import FloatArray, percentiles, ratio_differences_ci, wilson_interval
 
 # Latency figures shown per run: (name shown, latency record key).
 LATENCY = (
@@ -55,6 +59,8 @@ PAIRED = (
 )
 STATUS = {1: "done", 0: "failed", -1: "not replayed"}
 _FEW_ROWS = 500  # item rows read by id; more: read each run whole
+_NAME_LIMIT = 200  # Run.name's length
+CHOICES = ("a", "tie", "b")
 
 
 class CompareError(ParleyError):
@@ -82,14 +88,23 @@ class _Run:
 def _find_runs(refs: Sequence[str | int]) -> list[db.Run]:
     found: list[db.Run] = []
     for ref in refs:
-        query = db.Run.select().where(
-            (db.Run.name == str(ref)) | (db.Run.id == (int(ref) if str(ref).isdigit() else -1))
-        )
-        run = query.order_by(db.Run.id).first()
+        text = str(ref).strip()
+        # A name no run can have (NUL, longer than the column) is looked up by nothing:
+        # PostgreSQL refuses such text, and ids beyond an integer column's range.
+        usable = text and "\x00" not in text and len(text) <= _NAME_LIMIT
+        # an id: ASCII digits that fit an integer column (no "²", no 10**20)
+        number = int(text) if text.isascii() and text.isdecimal() and len(text) <= 9 else None
+        run = None
+        if usable:
+            query = db.Run.select().where(
+                (db.Run.name == text) | (db.Run.id == (-1 if number is None else number))
+            )
+            run = query.order_by(db.Run.id).first()
         if run is None:
             recent = db.Run.select(db.Run.name).order_by(db.Run.started_at.desc()).limit(5)
             names = ", ".join(r.name for r in recent) or "none yet"
-            raise CompareError(f"unknown run {ref!r} (recent runs: {names})")
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise CompareError(f"unknown run {shown!r} (recent runs: {names})")
         if any(r.id == run.id for r in found):
             raise CompareError(f"run {run.name!r} is named twice")
         found.append(run)
@@ -288,6 +303,57 @@ def _paired(
     return partial
 
 
+@dataclass
+class _Preferences:
+    """One judged pair: per compared row, how many said a, tie, b (rows x 3)."""
+
+    a: str
+    b: str
+    counts: np.ndarray
+
+    def figures(self, at: np.ndarray | slice = slice(None)) -> dict[str, Any]:
+        a_better, ties, b_better = (int(x) for x in self.counts[at].sum(axis=0))
+        decided = a_better + b_better
+        interval = wilson_interval(a_better, decided)
+        return {
+            "a": self.a,
+            "b": self.b,
+            "n": a_better + ties + b_better,
+            "a_better": a_better,
+            "ties": ties,
+            "b_better": b_better,
+            "a_share": _ratio(a_better, decided),
+            "a_share_ci95": None if interval is None else [round(x, 6) for x in interval],
+        }
+
+
+def _preferences(data: Sequence[_Run], indexes: dict[int, _ItemIndex]) -> list[_Preferences]:
+    """The judged pairs among the compared runs, each oriented in the order the runs
+    were given (a: the earlier one), counted per compared row (the tag's items only)."""
+    rows = admin_tables.preferences([d.row.id for d in data])
+    if not rows:
+        return []
+    place = {d.row.id: n for n, d in enumerate(data)}
+    dataset_of = {d.row.id: d.dataset.id for d in data}
+    size = len(data[0].status)
+    found: dict[tuple[int, int], np.ndarray] = {}
+    table = np.array([(a, b, item, CHOICES.index(c)) for a, b, item, c in rows], dtype=np.int64)
+    for run_a, run_b in {(int(a), int(b)) for a, b in table[:, :2]}:
+        part = table[(table[:, 0] == run_a) & (table[:, 1] == run_b)]
+        at = indexes[dataset_of[run_a]].rows_of(part[:, 2])
+        choice = part[:, 3]
+        first, second = sorted((run_a, run_b), key=place.__getitem__)
+        if first != run_a:  # judged as (b, a): "a" meant the later run
+            choice = 2 - choice
+        counts = found.setdefault((first, second), np.zeros((size, 3), dtype=np.int64))
+        kept = at >= 0
+        np.add.at(counts, (at[kept], choice[kept]), 1)
+    return [
+        _Preferences(data[place[a]].row.name, data[place[b]].row.name, counts)
+        for (a, b), counts in sorted(found.items(), key=lambda x: (place[x[0][0]], place[x[0][1]]))
+    ]
+
+
 def _numbers(values: FloatArray, digits: int = 3) -> list[float | None]:
     """Rounded values as Python numbers, None for NaN."""
     return [None if v != v else v for v in np.round(values, digits).tolist()]
@@ -311,7 +377,11 @@ def _item_columns(run: _Run, at: np.ndarray) -> dict[str, list[Any]]:
 
 
 def _item_rows(
-    rows: Sequence[tuple[Any, ...]], data: Sequence[_Run], start: int, stop: int
+    rows: Sequence[tuple[Any, ...]],
+    data: Sequence[_Run],
+    start: int,
+    stop: int,
+    judged: Sequence[_Preferences] = (),
 ) -> list[dict[str, Any]]:
     """The per-item table for rows ``start:stop`` (texts read for those rows only)."""
     wanted = range(start, min(stop, len(rows)))
@@ -360,6 +430,11 @@ def _item_rows(
                 "reference_transcript": reference,
                 "reference_answer": answer,
                 "runs": per_run,
+                "preferences": [
+                    {k: v for k, v in p.figures(slice(n, n + 1)).items() if "share" not in k}
+                    for p in judged
+                    if p.counts[n].any()
+                ],
             }
         )
     return out
@@ -380,6 +455,8 @@ def compare(
     (None: all); every figure still covers all selected items. ``tie_ms``: latency
     differences within it count as ties. Raises CompareError (unknown run, runs of
     different datasets). The database must be open."""
+    if item_offset < 0 or (item_limit is not None and item_limit < 0):
+        raise CompareError("item_offset and item_limit cannot be negative")
     if not run_refs:
         raise CompareError("name at least one run")
     found = _find_runs(run_refs)
@@ -398,6 +475,7 @@ def compare(
         for run in found
     ]
     _add_scores(data, indexes)
+    judged = _preferences(data, indexes)
     stop = len(rows) if item_limit is None else item_offset + item_limit
     return {
         "dataset": next(iter(names)),
@@ -420,6 +498,7 @@ def compare(
         "items_total": len(rows),
         "summary": [_summary(d) for d in data],
         "paired": _paired(data[0], data[1:], tie_ms=tie_ms, resamples=resamples, seed=seed),
+        "preferences": [p.figures() for p in judged],
         "item_offset": item_offset,
-        "items": _item_rows(rows, data, item_offset, stop),
+        "items": _item_rows(rows, data, item_offset, stop, judged),
     }

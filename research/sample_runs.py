@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from admin.models import Annotation, User, bulk_insert, create_admin_tables
+from admin.models import Annotation, Preference, User, bulk_insert, create_admin_tables
 from admin.sample_turns import COMMANDS, PIPELINES, latency_record, misheard
 from admin.transcripts import edit_counts
 from parley import db
@@ -28,14 +29,21 @@ class SeededRuns:
     runs: list[str]
     items: int
     annotations: int
+    preferences: int = 0
 
 
 def seed_runs(
-    items: int, pipelines: tuple[str, ...] = tuple(PIPELINES), *, annotated: float = 0.2
+    items: int,
+    pipelines: tuple[str, ...] = tuple(PIPELINES),
+    *,
+    annotated: float = 0.2,
+    preferred: float = 0.1,
 ) -> SeededRuns:
     """A dataset ``bench-commands`` of ``items`` items (no audio files: comparisons do
-    not read them) and one finished run per pipeline, in the open database. A share
-    ``annotated`` of each run's turns gets one annotation."""
+    not read them) and one finished run per pipeline, in the open database; each
+    answering turn has an answer audio row (the file is not written). A share
+    ``annotated`` of each run's turns gets one annotation, and a share ``preferred`` of
+    the items one blind A/B preference per pair of runs (admin/pairwise.py)."""
     rng = np.random.default_rng(0)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     create_admin_tables()
@@ -69,7 +77,7 @@ def seed_runs(
             run = db.Run.create(
                 name=f"bench-{pipeline}", dataset=dataset, pipeline=pipeline, pace="realtime"
             )
-            conversations, turns, results, notes = [], [], [], []
+            conversations, turns, results, notes, media = [], [], [], [], []
             for item_id, item in zip(item_ids, rows, strict=True):
                 said, answer = str(item["reference_transcript"]), str(item["reference_answer"])
                 heard = misheard(rng, said)
@@ -92,6 +100,7 @@ def seed_runs(
                         "created_at": now,
                     }
                 )
+                media.append({"turn": tid, "kind": "output", "path": f"turns/{tid}/output.wav"})
                 if (said, heard) not in counts:
                     found = edit_counts(said, heard)
                     assert found is not None  # the commands are never empty
@@ -127,6 +136,7 @@ def seed_runs(
                     )
             bulk_insert(db.Conversation, conversations)
             bulk_insert(db.Turn, turns)
+            bulk_insert(db.Media, media)
             bulk_insert(db.RunItem, results)
             bulk_insert(Annotation, notes)
             run.latency_keys = keys
@@ -134,4 +144,28 @@ def seed_runs(
             run.save()
         names.append(run.name)
         annotations += len(notes)
-    return SeededRuns(dataset.name, names, items, annotations)
+    preferences = _seed_preferences(rng, names, item_ids, user.id, preferred)
+    return SeededRuns(dataset.name, names, items, annotations, preferences)
+
+
+def _seed_preferences(
+    rng: np.random.Generator, names: list[str], item_ids: list[int], user: int, share: float
+) -> int:
+    """One preference ("a", "tie" or "b") per pair of runs on a share of the items."""
+    ids = [r.id for r in db.Run.select(db.Run.id).where(db.Run.name.in_(names))]
+    rows = [
+        {
+            "user": user,
+            "run_a": a,
+            "run_b": b,
+            "item": item,
+            "choice": str(rng.choice(["a", "tie", "b"])),
+            "shown": str(rng.choice(["ab", "ba"])),
+        }
+        for a, b in itertools.combinations(sorted(ids), 2)
+        for item in item_ids
+        if rng.random() < share
+    ]
+    with db.database.atomic():
+        bulk_insert(Preference, rows)
+    return len(rows)

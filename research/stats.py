@@ -13,6 +13,10 @@ reference length). Items without a value put 0 in both sums, so one set of resam
 serves every statistic: each resample is a count per item, and all statistics come from
 one matrix product per chunk of resamples. Intervals of the same numbers are kept in a
 small in-process cache (finished runs do not change: a page shown again costs nothing).
+
+Shares of preferences (how often annotators preferred one run's answer) get Wilson's
+score interval (:func:`wilson_interval`), which stays inside [0, 1] and behaves at 0 or
+n successes and at small n, where the normal approximation does not.
 """
 
 from __future__ import annotations
@@ -106,6 +110,28 @@ def ratio_differences_ci(
     while len(_cache) > _CACHED:
         _cache.popitem(last=False)
     return out
+
+
+# The 97.5th percentile of the standard normal distribution (a two-sided 95 % interval).
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson's score interval for a binomial proportion ``successes / n`` (95 % with the
+    default ``z``), as (low, high) in [0, 1]; None when ``n`` is 0. Formula: E. B.
+    Wilson, "Probable inference, the law of succession, and statistical inference",
+    JASA 22 (1927); R. G. Newcombe, Statistics in Medicine 17 (1998), method 3:
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)``."""
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be 0 to n ({successes} of {n})")
+    p = successes / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    scale = 1 + z2 / n
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
 
 
 def forget() -> None:

@@ -6,16 +6,18 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
 from parley import db, rpc
 from parley.config import Config
 from parley.telemetry import Telemetry, setup_telemetry
-from server import wire
+from server import smart_turn, wire
 from server.auth import DeviceGate
 from server.edge_service import EdgeServicer
+from server.smart_turn import ClipScorer
 from server.store import TurnStore
 from server.vad import SileroVad
 from server.vad_scheduler import BatchScheduler
@@ -35,11 +37,14 @@ class RunningServer:
     store: TurnStore
     pools: dict[str, WorkerPool]
     telemetry: Telemetry
+    end_of_turn: dict[Path, BatchScheduler[ClipScorer]] = field(default_factory=dict)
 
     async def stop(self, grace: float | None = 2.0) -> None:
         await self.server.stop(grace)
         await self.servicer.services.wait_closed(timeout=10.0)  # their last store writes
         await self.vad.aclose()
+        for scheduler in self.end_of_turn.values():
+            await scheduler.aclose()
         for pool in self.pools.values():
             await pool.close()
         await self.store.close()
@@ -72,6 +77,11 @@ async def start_server(
     except BaseException:
         await store.close()
         raise
+    try:  # the end-of-turn model of pipelines with strategy smart_turn: fail before listening
+        end_of_turn = smart_turn.start_schedulers(config)
+    except BaseException:
+        await store.close()
+        raise
     if telemetry is None:
         telemetry = setup_telemetry("parley-server", database_url=config.database_url)
     vad = BatchScheduler(
@@ -82,6 +92,7 @@ async def start_server(
     interceptors = telemetry.client_interceptors()
     pools = {name: WorkerPool(pool, interceptors) for name, pool in config.pools.items()}
     servicer = EdgeServicer(config, store, vad, pools, telemetry, gate=gate)
+    servicer.services.end_of_turn = end_of_turn
     server, port, _ = await rpc.start_server(
         address,
         lambda s: wire.add_edge_servicer(servicer, s),
@@ -97,7 +108,7 @@ async def start_server(
         port,
         db.redact(config.database_url),
     )
-    return RunningServer(server, port, servicer, vad, store, pools, telemetry)
+    return RunningServer(server, port, servicer, vad, store, pools, telemetry, end_of_turn)
 
 
 async def serve(

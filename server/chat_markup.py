@@ -7,9 +7,12 @@ chat-template tokens. The first step of the speech-text stage (:mod:`server.spee
   prompt) turns everything before it into reasoning too: what was not yet spoken is
   dropped (:attr:`ChatMarkup.rewinds` counts these, so later steps drop their buffers).
 - Chat-template tokens (:mod:`parley.chat_tokens`): an end-of-turn token ends the answer
-  (the model went on to invent the next turn); a turn-opening token ends it too once the
-  answer has begun, and at the very start is dropped with its role name
-  (``<|im_start|>assistant``); any other ``<|...|>`` token is dropped.
+  (the model went on to invent the next turn: ``Answer. <|eot_id|>...`` is ``Answer.``);
+  a turn-opening token ends it too once the answer has begun. At the very start, a
+  turn-opening token is dropped with its role name (``<|im_start|>assistant``), and a
+  leaked prompt turn is dropped whole: ``[INST] ... [/INST]`` and a ``user`` or
+  ``system`` turn up to its end-of-turn token are the prompt, never answer. Any other
+  ``<|...|>`` token (and ``<s>``) is dropped.
 
 Text is released as soon as it cannot be the start of a tag: a trailing ``<thi`` or
 ``<|im_`` is held until the next delta decides it.
@@ -34,6 +37,7 @@ _TAG = re.compile(
 _NAMES = ("think", "thinking", "reasoning", "s", "eos", "bos", "start_of_turn", "end_of_turn")
 _BAR_TOKEN_START = re.compile(r"<\|[A-Za-z0-9_]{0,40}\|?")
 _ROLES = ("assistant", "model")
+_PROMPT_ROLES = ("user", "system", "human")  # a leaked turn of the prompt, not answer
 _END = frozenset(t.lower() for t in END_OF_TURN)
 _START = frozenset(t.lower() for t in START_OF_TURN)
 
@@ -62,12 +66,13 @@ class ChatMarkup:
     def __init__(self) -> None:
         self.answer = ""  # the answer so far, as released by feed()
         self.reasoning = ""  # the text of every reasoning block
-        self.response = ""  # the LLM's text without its reasoning blocks (tokens kept)
+        self.response = ""  # the LLM's text without its reasoning blocks (raw: tokens kept)
         self.ended = False  # an end-of-turn token came: the rest is not answer
         self.rewinds = 0  # times a lone closing tag turned the answer so far into reasoning
         self._pending = ""
         self._thinking = False
         self._role_next = False  # a turn-opening token came first: drop a role name
+        self._in_prompt = False  # inside a leaked prompt turn: dropped until it ends
 
     def feed(self, delta: str) -> str:
         """Add a delta; return the answer text it releases (maybe "")."""
@@ -112,15 +117,19 @@ class ChatMarkup:
 
     def _answer_text(self, text: str, *, decided: bool) -> tuple[str, bool]:
         """The part of ``text`` that is answer, and whether to wait for more first."""
-        if self.ended:
+        if self.ended or self._in_prompt:
             return "", False
         if self._role_next and text.strip():
             stripped = text.lstrip()
             lowered = stripped.lower()
-            if not decided and any(r.startswith(lowered) for r in _ROLES):
+            roles = (*_ROLES, *_PROMPT_ROLES)
+            if not decided and any(r.startswith(lowered) for r in roles):
                 return "", True  # "assist" or "model": is a word still coming?
-            role = next((r for r in _ROLES if re.match(rf"{r}\b", lowered)), None)
+            role = next((r for r in roles if re.match(rf"{r}\b", lowered)), None)
             self._role_next = False
+            if role in _PROMPT_ROLES:
+                self._in_prompt = True  # the prompt's turn: dropped up to its end
+                return "", False
             return (stripped[len(role) :].lstrip(" \t\n") if role else stripped), False
         if self._role_next:
             return "", False  # whitespace between the token and the role name
@@ -139,8 +148,13 @@ class ChatMarkup:
                 self.rewinds += 1
             return
         self.response += tag
+        if self._in_prompt:  # the leaked prompt turn ends here; the answer may follow
+            self._in_prompt = lowered not in _END and lowered != "[/inst]"
+            return
         begun = bool((self.answer + "".join(out)).strip())
-        if lowered in _END or (lowered in _START and begun):
+        if lowered == "[inst]" and not begun:
+            self._in_prompt = True
+        elif lowered in _END or (lowered in _START and begun):
             self.ended = True
         elif lowered in _START:
             self._role_next = True

@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -31,6 +32,7 @@ from server.delivery import AudioReceipts, DeliveryLedger
 from server.outbox import Outbox
 from server.pipeline import PipelineRunner
 from server.session import Session
+from server.smart_turn import ClipScorer
 from server.store import TurnStore
 from server.store_failures import StoreFailure
 from server.vad import SileroVad
@@ -65,6 +67,8 @@ class Services:
     pools: dict[str, WorkerPool]
     telemetry: Telemetry
     ledger: DeliveryLedger
+    # The end-of-turn model's scorers, by model file (pipelines with smart_turn).
+    end_of_turn: dict[Path, BatchScheduler[ClipScorer]] = field(default_factory=dict)
     # Streams not cleaned up yet (the server waits for them before closing the store).
     open: set[asyncio.Event] = field(default_factory=set)
 
@@ -152,7 +156,8 @@ class Conversation:
             store=services.store,
             vad=services.vad,
             vad_config=config.vad,
-            turn=config.turn,
+            turn=(turn := config.turn_for(self.pipeline.name)),
+            end_of_turn=services.end_of_turn.get(config.turn_model_path(turn)),
             emit=outbox,
             telemetry=services.telemetry,
             limits=config.limits,

@@ -55,6 +55,9 @@ class TurnLatency:
     figures: dict[str, float] = field(default_factory=dict)
     segments: Segments = field(default_factory=lambda: dict(CLASSIC))
     endpointing_s: float = 0.0  # audio time from speech end to the VAD's decision
+    # How the end was decided (server/endpointing.py): endpointing_checks, and with
+    # smart_turn endpointing_model_ms and endpointing_probability.
+    endpointing: dict[str, float] = field(default_factory=dict)
     speech_end_edge: float | None = None
     first_played_edge: float | None = None
     done_at: float | None = None
@@ -97,6 +100,7 @@ class TurnLatency:
     def record(self) -> dict[str, float]:
         """The flat record stored with the turn and sent in TurnEvent FINISHED (ms)."""
         out: dict[str, float] = {"endpointing_ms": self.endpointing_s * 1000.0}
+        out.update(self.endpointing)
         for name in [*MARKS, *sorted(set(self.marks) - set(MARKS))]:
             value = self._since_decision(name)
             if value is not None:

@@ -21,18 +21,18 @@ The supervisor (this module, a small process of its own):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import selectors
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+
+from parley.signals import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,6 @@ def notify_ready(fd: int) -> None:
     """Tell the supervisor this process listens. The pipe stays open: its end of file
     tells the supervisor that the process is gone."""
     os.write(fd, READY)
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec function asking Linux to SIGTERM the child when the supervisor dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: after fork, only a call
-    pr_set_pdeathsig = 1
-    return lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 @dataclass
@@ -108,7 +99,7 @@ class Supervisor:
         self._all_up = False
         self._failed_status = 1
         self._stop_signal: int | None = None
-        self._preexec = _die_with_parent()
+        self._preexec = die_with_parent()
 
     def _spawn(self, slot: int) -> None:
         read_fd, write_fd = os.pipe()

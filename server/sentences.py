@@ -100,7 +100,20 @@ class SentenceSegmenter:
         if not pieces:
             return [text]
         pieces[-1] += text[start:]
-        return _join_inside_urls(text, pieces)
+        return _join_inside_urls(text, _join_punctuation(pieces))
+
+
+def _join_punctuation(pieces: list[str]) -> list[str]:
+    """A piece with no letter or digit belongs to the one before: pysbd splits an
+    ellipsis after a number ("$3.50... Really?" gives "$3.50..", ". ", "Really?"), and a
+    lone "." is not a sentence anyone speaks."""
+    joined: list[str] = []
+    for piece in pieces:
+        if joined and not _WORD.search(piece):
+            joined[-1] += piece
+        else:
+            joined.append(piece)
+    return joined
 
 
 def _join_inside_urls(text: str, pieces: list[str]) -> list[str]:

@@ -37,12 +37,14 @@ from parley.telemetry import Telemetry
 from protos import edge_pb2
 from server.delivery import AudioReceipts
 from server.edge_clock import RATE, EdgeClock
+from server.endpointing import HISTORY, Endpointer
 from server.inbound import Inbound
 from server.interruption import ActiveTurn, BargeIn
 from server.latency import TurnLatency
 from server.outbox import Outbox
 from server.pipeline import Exchange, Listening, PipelineRunner, TurnInput, TurnResult
 from server.playback import AnswerPlayback, HeardTurn
+from server.smart_turn import ClipScorer
 from server.speculation import HeldEmit, Speculation, Speculator
 from server.store import TurnStore
 from server.turn_feed import TurnFeed
@@ -98,7 +100,10 @@ class Session:
         limits: LimitsConfig | None = None,
         receipts: AudioReceipts | None = None,
         turn: TurnConfig | None = None,
+        end_of_turn: BatchScheduler[ClipScorer] | None = None,
     ) -> None:
+        """``turn``: when a turn ends (default: after [vad] min_silence_ms of silence);
+        with strategy smart_turn, ``end_of_turn`` is the server's Smart Turn scorer."""
         self.session_id = session_id
         self.device_id = hello.device_id
         self.pipeline = runner.pipeline.name
@@ -108,9 +113,14 @@ class Session:
         fmt = hello.audio_format
         self.converter = AudioConverter(fmt.sample_rate, fmt.channels)
         self.vad_config = vad_config
-        self.detector = TurnDetector(vad_config, vad.model, RATE, turn)
+        self.turn_config = turn = turn or TurnConfig()
+        smart = turn.strategy == "smart_turn"
+        history = HISTORY if smart else 0  # the end-of-turn model hears the last 8 s
+        self.detector = TurnDetector(vad_config, vad.model, RATE, turn, history_samples=history)
+        scorer = end_of_turn.open() if smart and end_of_turn is not None else None
+        self.endpointer = Endpointer(turn, self.detector, scorer, self._on_detector_event)
         # Answers started at a pause, before the turn is confirmed ([turn] preemptive).
-        self.speculator = Speculator(turn is not None and turn.preemptive)
+        self.speculator = Speculator(turn.preemptive)
         # Windows scored with every other session's; turn events come back on its task.
         self.turns = TurnFeed(
             self.detector, vad.open(), self._on_detector_event, self._after_vad_step
@@ -261,6 +271,7 @@ class Session:
         self.telemetry.export_foreign(self.inbound.spans(spans.otlp, self.trace_ids))
 
     async def _on_detector_event(self, event: TurnEvent) -> None:
+        self.endpointer.observe(event)  # check points: the end-of-turn model may end it
         if isinstance(event, SpeechStarted):
             # Speech that starts in the chunk that ended the last turn was spoken before
             # any answer to it could be heard; speech that starts within a pause's
@@ -381,6 +392,7 @@ class Session:
         if turn_trace is None:  # cannot happen: SpeechStarted always comes first
             raise RuntimeError("a turn ended that never started")
         spec = self.speculator.take(ended)  # None: the answer starts now
+        endpointing = self.endpointer.facts(ended)
         turn_trace.speech_ended(
             {
                 "parley.vad.speech_start_s": ended.start_sample / RATE,
@@ -388,11 +400,14 @@ class Session:
                 "parley.vad.threshold": self.vad_config.threshold,
                 "parley.vad.min_silence_ms": self.vad_config.min_silence_ms,
                 "parley.vad.forced": ended.forced,
+                "parley.turn.strategy": endpointing.strategy,
+                "parley.turn.decided_by": endpointing.decided_by,
             }
         )
         latency = spec.latency if spec is not None else TurnLatency()
         latency.figures.update(self.speculator.figures())
         latency.endpointing_s = max(0.0, (ended.decided_sample - ended.end_sample) / RATE)
+        latency.endpointing = endpointing.record()
         latency.speech_end_edge = self.clock.at(ended.end_sample)
         audio = ended.audio
         pcm = float_to_pcm16_bytes(audio) if audio.dtype != np.int16 else audio.tobytes()
@@ -412,6 +427,7 @@ class Session:
             "speech_start_s": round((ended.start_sample - ended.audio_start_sample) / RATE, 3),
             "speech_end_s": round((ended.end_sample - ended.audio_start_sample) / RATE, 3),
         }
+        turn.outputs["endpointing"] = endpointing.output()
         index = self.turn_index
         self.turn_index += 1
         self.latencies[turn_id] = latency
@@ -552,6 +568,7 @@ class Session:
     async def close(self) -> None:
         """Cancel the running and queued turns and wait for every store write to land
         (idempotent)."""
+        await self.endpointer.close()
         await self.turns.close()
         await self.speculator.close()
         if self.speculator.counts.started:

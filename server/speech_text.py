@@ -10,9 +10,10 @@ sentences a listener should hear, as soon as each is complete:
 4. :func:`~server.speakable.speakable` reads each sentence's markdown as plain words and
    drops emoji, pictographs and URLs' paths; a sentence with no words left is not spoken.
 
-What the stage keeps is what the turn stores: ``response`` (the LLM's text without
-reasoning, shown as the answer), ``reasoning`` (stored apart) and ``spoken`` (the
-sentences sent to the TTS, in order; the conversation history is built from them).
+What the stage keeps is what the turn stores: ``response`` (the answer: the LLM's text
+without reasoning or chat-template tokens, ending where an end-of-turn token ends it),
+``reasoning`` (stored apart) and ``spoken`` (the sentences sent to the TTS, in order;
+the conversation history is built from them).
 """
 
 from __future__ import annotations
@@ -92,8 +93,10 @@ class SpeechText:
 
     @property
     def response(self) -> str:
-        """The LLM's text without its reasoning blocks (markdown and all)."""
-        return self.markup.response
+        """The answer as stored and shown: the LLM's text without reasoning blocks,
+        chat-template tokens or leaked prompt turns, ending at an end-of-turn token
+        (markdown and all; the spoken sentences are :attr:`spoken`)."""
+        return self.markup.answer.strip()
 
     @property
     def reasoning(self) -> str:

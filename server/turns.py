@@ -100,18 +100,19 @@ class TurnDetector:
         vad: VadModel,
         sample_rate: int = 16000,
         turn: TurnConfig | None = None,
+        *,
+        history_samples: int = 0,
     ) -> None:
         """``turn`` None: silero's endpointing alone (close after ``min_silence_ms``), no
         check points. With a TurnConfig: check points (:class:`TurnPaused`) when its
         strategy is ``smart_turn`` or it is ``preemptive``; with ``smart_turn`` the
         silence only closes the turn after ``max_silence_ms`` (the caller ends it sooner
-        with :meth:`end_turn` when the end-of-turn model says so)."""
+        with :meth:`end_turn` when the end-of-turn model says so).
+        ``history_samples``: at least this much of the latest scored audio stays
+        buffered, turn or not, for :meth:`audio_between` (the end-of-turn model hears
+        the last 8 s of the stream)."""
         if sample_rate != vad.sample_rate:
             raise ValueError(f"the VAD runs at {vad.sample_rate} Hz, not {sample_rate}")
-        if not 0.0 <= config.neg_threshold <= config.threshold <= 1.0:
-            raise ValueError("VAD thresholds need 0 <= neg_threshold <= threshold <= 1")
-        if config.max_turn_s * 1000 <= config.min_speech_ms:
-            raise ValueError("max_turn_s must be longer than min_speech_ms")
         self.config, self.sample_rate = config, sample_rate
         self._vad, self._window = vad, vad.window
         per_ms = sample_rate / 1000
@@ -126,6 +127,7 @@ class TurnDetector:
         self._max_turn = sample_rate * config.max_turn_s
         self._pre_roll = round(per_ms * config.pre_roll_ms)
         self._post_roll = round(per_ms * config.post_roll_ms)
+        self._history = max(0, history_samples)
         self.reset()
 
     def reset(self) -> None:
@@ -149,7 +151,8 @@ class TurnDetector:
 
     @property
     def buffered_samples(self) -> int:
-        """Audio held for pre-roll or the open turn (bounded while no turn is open)."""
+        """Audio held for pre-roll, history or the open turn (bounded while no turn is
+        open)."""
         return sum(chunk.size for chunk in self._chunks)
 
     @property
@@ -340,7 +343,9 @@ class TurnDetector:
         return audio[begin : end - self._chunks_start].copy()
 
     def _trim(self) -> None:
-        """While no turn is open keep only the pre-roll before the next window."""
+        """While no turn is open keep only the pre-roll before the next window (and
+        ``history_samples`` of scored audio)."""
         keep_from = (self._start if self._triggered else self._pos) - self._pre_roll
+        keep_from = min(keep_from, self._pos - self._history)
         while self._chunks and self._chunks_start + self._chunks[0].size <= keep_from:
             self._chunks_start += self._chunks.popleft().size

@@ -15,6 +15,7 @@ from flask_admin import expose
 
 from admin import accuracy, auth, filters, schema, settings
 from admin.charts import Segment, grouped_bars
+from admin.filters import TurnFilters
 from admin.views.base import SiteView
 
 BUILTIN_CSS = {"stt_score", "llm_score", "tts_score", "overall_score"}
@@ -45,16 +46,19 @@ def _question_json(f: accuracy.QuestionFigures) -> dict[str, Any]:
 
 
 class AccuracyView(SiteView):
-    def _summary(self) -> tuple[str, dict[str, accuracy.PipelineAccuracy]]:
-        pipeline = request.args.get("pipeline", "").strip()[:200]
-        return pipeline, accuracy.summarise([pipeline] if pipeline else [])
+    def _summary(self) -> tuple[TurnFilters, dict[str, accuracy.PipelineAccuracy]]:
+        """The pipeline, run and dataset filters (the turn list's), and the figures."""
+        parsed = TurnFilters.parse(request.args)
+        chosen = TurnFilters(pipeline=parsed.pipeline, run=parsed.run, dataset=parsed.dataset)
+        pipelines = [chosen.pipeline] if chosen.pipeline else []
+        return chosen, accuracy.summarise(pipelines, chosen.replayed_turns())
 
     @expose("/")
     def index(self) -> Any:
         me = auth.user()
         if not settings.sees_results(me):
             return self.render("parley/blind.html")
-        pipeline, results = self._summary()
+        chosen, results = self._summary()
         questions = [q for q in schema.current().counted]
         means = [q for q in questions if q.kind in ("ordinal", "boolean")]
         chart_rows = [
@@ -74,8 +78,10 @@ class AccuracyView(SiteView):
         ]
         return self.render(
             "parley/accuracy.html",
-            pipeline=pipeline,
+            filters=chosen,
             pipelines=filters.pipelines(),
+            runs=filters.runs(),
+            datasets=filters.datasets(),
             results=results,
             overall=accuracy.overall(results),
             builtins=[q for q in questions if q.column],
@@ -92,11 +98,12 @@ class AccuracyView(SiteView):
             return jsonify(
                 {"error": "blind rating: an admin has not let annotators see results"}
             ), 403
-        pipeline, results = self._summary()
+        chosen, results = self._summary()
         groups = accuracy.group_summary(limit=0)
         return jsonify(
             {
-                "pipeline": pipeline or None,
+                "pipeline": chosen.pipeline or None,
+                "filters": chosen.args(),
                 "pipelines": {
                     name: {
                         "annotations": r.annotations,

@@ -45,6 +45,8 @@ def _selection() -> tuple[TurnFilters, str, latency_cache.Selection]:
         statuses=() if status == "all" else (status,),
         date_from=start,
         date_to=end,
+        run=chosen.run,
+        dataset=chosen.dataset,
     )
     latency_cache.sync()
     return chosen, status, selection
@@ -79,6 +81,8 @@ class LatencyView(SiteView):
             statuses=STATUS_CHOICES,
             pipelines=filters.pipelines(),
             devices=filters.devices(),
+            runs=filters.runs(),
+            datasets=filters.datasets(),
             turns=sum(len(values) for values in tables.values()),
             summary=summary,
             rows=latency_stats.ROWS,

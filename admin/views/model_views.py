@@ -9,8 +9,8 @@ import peewee
 from flask import abort, url_for
 from flask_admin.contrib.peewee import ModelView, filters
 from markupsafe import Markup, escape
-from wtforms import Form, PasswordField, SelectField
-from wtforms.validators import Optional
+from wtforms import Field, Form, PasswordField, SelectField
+from wtforms.validators import DataRequired, Optional, ValidationError
 
 from admin import auth
 from admin.filters import as_key
@@ -71,6 +71,18 @@ class ConversationView(LoggedInModelView):
     column_sortable_list = ("pipeline", "started_at", "ended_at")
 
 
+def _user_name(form: Form, field: Field) -> None:
+    """The rule `parley admin create-user` applies (auth.check_user_name)."""
+    try:
+        auth.check_user_name(field.data or "")
+    except auth.AuthError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 class UserView(LoggedInModelView):
     admin_only = True
     can_delete = False  # deactivate instead: annotations keep their author
@@ -84,7 +96,10 @@ class UserView(LoggedInModelView):
         )
     }
     form_overrides = {"role": SelectField}
-    form_args = {"role": {"choices": list(ROLES)}}
+    form_args = {
+        "role": {"choices": list(ROLES)},
+        "name": {"validators": [DataRequired(), _user_name], "filters": [_strip]},
+    }
 
     def on_model_change(self, form: Form, model: Any, is_created: bool) -> None:
         password = form.password.data if hasattr(form, "password") else ""

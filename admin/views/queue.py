@@ -2,24 +2,29 @@
 progress page.
 
 ``/queue/?<turn filters>``: every finished turn the filters select (the turn list's
-"Annotate" keeps its whole filter). ``/queue/<id>/``: a named queue (admin/queues.py).
+"Annotate" keeps its whole filter). ``/queue/<id>/``: a named queue (admin/queues.py);
+a pairwise one shows item pairs blind (admin/pairwise.py), saves preferences at
+``/queue/<id>/pair/<item>`` and serves their audio by side (``.../A``, ``.../B``,
+``.../request``), so no address names a run or a turn.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import abort, request, url_for
+from flask import abort, current_app, flash, redirect, request, send_file, url_for
 from flask_admin import expose
 
-from admin import auth, filters, queue, queues, schema, settings
+from admin import auth, filters, pairwise, queue, queues, schema, settings
 from admin.filters import TurnFilters, row_or_404
 from admin.groups import group_context
 from admin.models import Annotation, Queue, User
 from admin.queue import Progress
 from admin.turn_page import turn_context
 from admin.views.base import SiteView
+from admin.views.media import resolve
 from parley import db
 
 ITEMS = {"turns": "turns", "groups": "groups"}
@@ -74,8 +79,14 @@ def named_state(me: User, q: Queue, item_id: str) -> dict[str, Any]:
         skip_url=url_for("queue.named", queue_id=q.id, after=item_id) if item_id else "",
         items=kind.label,
         target=int(q.target),
-        filters_shown=filter_text(queues.turn_filters(q)) if kind.name == "turns" else "",
+        filters_shown=_queue_text(q, kind.name),
     )
+
+
+def _queue_text(q: Queue, kind: str) -> str:
+    if kind == "turns":
+        return filter_text(queues.turn_filters(q))
+    return pairwise.blind_text(q) if kind == pairwise.KIND else ""
 
 
 def get_queue(queue_id: int, me: User) -> Queue:
@@ -125,7 +136,100 @@ class QueueView(SiteView):
             )
         if queues.kind(q).name == "groups":
             return self.render("parley/group.html", queue=state, **group_context(item, me))
+        if queues.kind(q).name == pairwise.KIND:
+            return self.render("parley/pairwise.html", queue=state, **_pair_page(q, item, me))
         return self.render("parley/turn.html", queue=state, **turn_context(item, me))
+
+    @expose("/<int:queue_id>/pair/<int:item_id>", methods=["POST"])
+    def prefer(self, queue_id: int, item_id: int) -> Any:
+        """Save which answer of an item pair the annotator preferred, then the next."""
+        me = auth.user()
+        q = get_queue(queue_id, me)
+        pair, item = _pair_item(q, item_id)
+        try:
+            pairwise.save(
+                q,
+                pair,
+                item,
+                me,
+                request.form.get("choice", ""),
+                request.form.get("comment", ""),
+                _secret(),
+            )
+        except pairwise.PairError as exc:  # the same item again, saying what is missing
+            flash(f"Not saved: {exc}.", "error")
+            state = named_state(me, q, str(item.id))
+            return self.render("parley/pairwise.html", queue=state, **_pair_page(q, item, me)), 400
+        return redirect(url_for("queue.named", queue_id=q.id))
+
+    @expose("/<int:queue_id>/pair/<int:item_id>/<side>")
+    def pair_audio(self, queue_id: int, item_id: int, side: str) -> Any:
+        """The request's recording or answer A's or B's audio, without naming the run."""
+        me = auth.user()
+        q = get_queue(queue_id, me)
+        pair, item = _pair_item(q, item_id)
+        data_dir = Path(current_app.config["PARLEY_DATA_DIR"])
+        if side == "request":
+            path, mime = pairwise.request_audio(item, data_dir), "audio/wav"
+        elif side in pairwise.SIDES:
+            media = pairwise.answer_media(pairwise.side_results(pair, item, me.id, _secret())[side])
+            path = None if media is None else resolve(data_dir, str(media.path))
+            mime = "audio/wav" if media is None else str(media.mime)
+        else:
+            abort(404)
+        if path is None or not path.is_file():
+            abort(404)
+        response = send_file(path, mimetype=mime, conditional=True, max_age=0)
+        response.headers["Cache-Control"] = "private, no-cache"
+        return response
+
+
+def _secret() -> str:
+    return str(current_app.config["SECRET_KEY"])
+
+
+def _pair_item(q: Queue, item_id: int) -> tuple[pairwise.Pair, db.DatasetItem]:
+    """The queue's pair and one of its items, or a 404."""
+    pair = pairwise.pair_of(q) if queues.kind(q).name == pairwise.KIND else None
+    item = row_or_404(db.DatasetItem, item_id)
+    if pair is None or not pairwise.in_pair(pair, item):
+        abort(404)
+    return pair, item
+
+
+def _pair_page(q: Queue, item: db.DatasetItem, me: User) -> dict[str, Any]:
+    """What the blind A/B page shows: the request, then answers A and B (no run, no
+    pipeline, no turn id), and the annotator's earlier choice."""
+    pair = pairwise.pair_of(q)
+    assert pair is not None  # next_item found an item
+    secret = _secret()
+    sides = pairwise.side_results(pair, item, me.id, secret)
+    data_dir = Path(current_app.config["PARLEY_DATA_DIR"])
+
+    def audio(side: str, present: bool) -> str:
+        return (
+            url_for("queue.pair_audio", queue_id=q.id, item_id=item.id, side=side)
+            if present
+            else ""
+        )
+
+    return {
+        "item": item,
+        "request_audio": audio("request", pairwise.request_audio(item, data_dir) is not None),
+        "answers": [
+            {
+                "side": side,
+                "heard": result.transcript if result else "",
+                "response": result.response if result else "",
+                "audio": audio(side, pairwise.answer_media(result) is not None),
+            }
+            for side, result in sides.items()
+        ],
+        "chosen": pairwise.screen_choice(
+            pairwise.mine(pair, item, me.id), pairwise.swapped(secret, me.id, pair, item.id)
+        ),
+        "action": url_for("queue.prefer", queue_id=q.id, item_id=item.id),
+    }
 
 
 class ProgressView(SiteView):

@@ -8,11 +8,17 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 
-from admin import auth, queues
-from admin.filters import TurnFilters, row_or_none
+from admin import auth, pairwise, queues
+from admin.filters import TurnFilters, as_key, row_or_none
 from admin.models import Queue, User
 from admin.views.base import SiteView, confirm_page
 from admin.views.queue import filter_text
+
+
+def _described(q: Queue, kind: str) -> str:
+    if kind == "turns":
+        return filter_text(queues.turn_filters(q))
+    return pairwise.describe(q) if kind == pairwise.KIND else ""
 
 
 def _target(text: str | None) -> int:
@@ -32,7 +38,7 @@ class QueuesView(SiteView):
                 {
                     "queue": q,
                     "kind": kind,
-                    "filters": filter_text(queues.turn_filters(q)) if kind.name == "turns" else "",
+                    "filters": _described(q, kind.name),
                     "groups": (q.filters or {}).get("groups", []),
                     "members": [(u, kind.progress(q, u)) for u in people],
                     "member_ids": {u.id for u in people},
@@ -50,6 +56,9 @@ class QueuesView(SiteView):
             filters: dict[str, Any] = {
                 "groups": sorted({int(g) for g in form.getlist("group") if g.isdigit()})
             }
+        elif kind == pairwise.KIND:
+            runs = [as_key(form.get(name, "")) for name in ("run_a", "run_b")]
+            filters = {"runs": [r for r in runs if r is not None], "tag": form.get("tag", "")}
         else:
             filters = TurnFilters.parse(form).args()
         try:

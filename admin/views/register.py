@@ -8,6 +8,7 @@ from flask_admin import Admin, AdminIndexView
 from admin.views import (
     accuracy,
     annotation_table,
+    compare,
     export,
     groups,
     home,
@@ -32,6 +33,7 @@ def add_views(admin: Admin, app: Flask) -> None:
     admin.add_view(groups.GroupsView(name="Groups", endpoint="groups", url="/groups"))
     admin.add_view(latency.LatencyView(name="Latency", endpoint="latency", url="/latency"))
     admin.add_view(accuracy.AccuracyView(name="Accuracy", endpoint="accuracy", url="/accuracy"))
+    admin.add_view(compare.CompareView(name="Compare", endpoint="compare", url="/compare"))
     admin.add_view(queue.ProgressView(name="Progress", endpoint="progress", url="/progress"))
     admin.add_view(queues.QueuesView(name="Queues", endpoint="queues", url="/queues"))
     admin.add_view(annotation_table.annotations_view())

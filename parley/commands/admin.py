@@ -15,6 +15,7 @@ import urllib.request
 
 from parley.commands.launcher import LocalStack, ProcessSpec
 from parley.config import Config
+from parley.config_values import parse_address
 from parley.errors import ParleyError
 
 log = logging.getLogger("parley.admin")
@@ -34,8 +35,8 @@ def require_extra() -> None:
 
 def _listen(args: argparse.Namespace, config: Config) -> tuple[str, int]:
     if getattr(args, "listen", None):
-        host, _, port = str(args.listen).rpartition(":")
-        return host or config.admin.host, int(port)
+        host, port = parse_address(args.listen, "--listen", any_port=True, empty_host=True)
+        return host or config.admin.host, port
     return config.admin.host, config.admin.port
 
 

@@ -3,6 +3,7 @@
 Every process that opens the store upgrades it (under a lock, see parley/migrations.py),
 so `upgrade` is never required; it lets an operator upgrade once, on purpose, before
 restarting servers on several hosts, and `status` shows what a database has.
+`parley doctor` only reads it (:func:`read_store`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def _connect(url: str) -> peewee.Database:
     try:
         database = db.connect_database(url)
         database.connect()
+    except db.MissingDriver:
+        raise  # its message says what to install
     except (ValueError, peewee.OperationalError, peewee.DatabaseError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParleyError(f"cannot open the database {db.redact(url)}: {first_line}") from None
@@ -59,6 +62,32 @@ def schema_status(url: str) -> SchemaStatus:
     finally:
         database.close()
     return SchemaStatus(db.redact(url), True, applied, pending)
+
+
+@dataclass(frozen=True)
+class StoreReading:
+    status: SchemaStatus
+    turns: int = 0  # counted only when the schema is up to date
+    accounts: int = 0  # active admin accounts, likewise
+
+
+def read_store(url: str) -> StoreReading:
+    """``url``'s schema status and, when it is up to date, how many turns and active
+    admin accounts it holds. Reads only: nothing is created or upgraded (`parley doctor`).
+    ParleyError (MissingDriver for a missing driver) when it cannot be opened."""
+    status = schema_status(url)
+    if not status.exists or status.pending:
+        return StoreReading(status)
+    from admin.models import User
+
+    database = _connect(url)
+    try:
+        with database.bind_ctx([db.Turn, User]):
+            turns = db.Turn.select().count()
+            accounts = User.select().where(User.active == True).count()  # noqa: E712
+    finally:
+        database.close()
+    return StoreReading(status, turns, accounts)
 
 
 def upgrade(url: str) -> list[str]:

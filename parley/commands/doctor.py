@@ -1,8 +1,9 @@
 """`parley doctor`: is this machine ready to run Parley, and what to do where it is not.
 
-Checks Python, the installed extras, the sound devices, each pipeline's models (or, for
-OpenAI engines, a key or a base URL), the ports `parley up` needs, the database and the
-admin accounts. Every problem comes with what to do. The exit status is 1 when
+Checks Python, the installed extras, the sound devices, each pipeline's engines and
+models (or, for OpenAI engines, a key or a base URL), the ports `parley up` needs, the
+database and the admin accounts (read only: it never creates or upgrades the store).
+Every problem comes with what to do. The exit status is 1 when
 something blocks the default pipeline (`parley up` / `parley demo` would fail), else 0.
 """
 
@@ -19,10 +20,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from parley.commands.launcher import LocalStack, ProcessSpec, is_loopback
 from parley.commands.models import missing_models
 from parley.config import Config, PoolConfig
+from parley.errors import ParleyError
 
 # extra -> modules it provides (find_spec: nothing is imported)
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -34,6 +37,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "admin": ("flask_admin", "flask_wtf", "jiwer", "waitress"),
     "edge": ("sounddevice", "soundfile"),
     "models": ("tqdm",),
+    "postgres": ("psycopg2",),
 }
 # engine -> (module it needs, extra that installs it)
 ENGINES: dict[str, tuple[str, str]] = {
@@ -76,6 +80,8 @@ def check_python() -> Check:
 def _default_extras(config: Config) -> set[str]:
     pipeline = config.pipeline(config.server.default_pipeline)
     needed = {"server"}
+    if urlsplit(config.database_url).scheme.startswith("postgres"):
+        needed.add("postgres")
     for stage, stage_config in pipeline.stages.items():
         pool = config.pool(stage_config.pool)
         if pool.local and pool.engine in ENGINES:
@@ -144,12 +150,24 @@ def _openai_ready(pool: PoolConfig) -> bool:
 
 
 def check_pipeline(config: Config, name: str) -> Check:
+    from workers.engines import engine_names
+
     default = name == config.server.default_pipeline
     area = f"pipeline {name}" + (" *" if default else "")
     pipeline = config.pipeline(name)
     problems, fixes = [], []
     for stage, stage_config in pipeline.stages.items():
         pool = config.pool(stage_config.pool)
+        if pool.local and pool.engine not in engine_names(pool.stage):
+            problems.append(
+                f"{stage}: pool {pool.name} names an unknown {pool.stage} engine "
+                f"{pool.engine!r} (known here: {', '.join(engine_names(pool.stage))})"
+            )
+            fixes.append(
+                f"fix [pools.{pool.name}] engine, or install the package that adds it "
+                "(a parley.engines entry point, docs/extending.md)"
+            )
+            continue
         if pool.engine == "openai" and not _openai_ready(pool):
             problems.append(f"{stage}: no OpenAI key or base URL")
             fixes.append(
@@ -240,33 +258,57 @@ def check_ports(config: Config) -> list[Check]:
     return out
 
 
-def check_database(config: Config) -> Check:
+def check_store(config: Config) -> list[Check]:
+    """The database and the admin accounts, read only: the doctor never creates or
+    upgrades the store (a server or admin start does, and `parley db upgrade`)."""
     from parley import db
+    from parley.commands.admin import CREATE_USER
+    from parley.commands.db import read_store
 
+    url = db.redact(config.database_url)
+    unread = Check("admin accounts", "warn", "cannot read them (see database)")
     try:
-        db.open_database(config.database_url)
-        with db.database.connection_context():
-            turns = db.Turn.select().count()
-    except Exception as exc:
-        return Check(
-            "database",
-            "fail",
-            f"{config.database_url}: {exc}",
-            "check [store] database_url (PARLEY_STORE_DATABASE_URL); PostgreSQL needs "
-            "pip install 'parley[postgres]' and a reachable server",
-            True,
-        )
-    return Check("database", "ok", f"{config.database_url} ({turns} turns)")
+        store = read_store(config.database_url)
+    except db.MissingDriver as exc:
+        fix = "pip install 'parley[postgres]'"
+        return [Check("database", "fail", f"{url}: {exc}", fix, True), unread]
+    except Exception as exc:  # ParleyError names the database; anything else may not
+        return [
+            Check(
+                "database",
+                "fail",
+                str(exc) if isinstance(exc, ParleyError) else f"{url}: {exc}",
+                "check [store] database_url (PARLEY_STORE_DATABASE_URL); PostgreSQL needs "
+                "pip install 'parley[postgres]' and a reachable server",
+                True,
+            ),
+            unread,
+        ]
+    if not store.status.exists:
+        return [
+            Check("database", "ok", f"{url}: not created yet (the first start creates it)"),
+            Check("admin accounts", "warn", "none yet", f"after `parley up`: {CREATE_USER}"),
+        ]
+    if store.status.pending:
+        steps = store.status.pending
+        return [
+            Check(
+                "database",
+                "warn",
+                f"{url}: schema out of date ({len(steps)} pending step(s): {', '.join(steps)})",
+                "parley db upgrade (the next server or admin start also applies them)",
+            ),
+            Check("admin accounts", "warn", "not counted until the schema is up to date"),
+        ]
+    database = Check("database", "ok", f"{url} ({store.turns} turns)")
+    return [database, _accounts(store.accounts)]
 
 
-def check_accounts(config: Config) -> Check:
+def _accounts(count: int) -> Check:
     from parley.commands import admin
 
     if not admin.available():
         return Check("admin accounts", "warn", "the admin extra is missing", admin.EXTRA_HINT)
-    count = admin.account_count(config)
-    if count is None:
-        return Check("admin accounts", "warn", "cannot read them (see database)")
     if count == 0:
         return Check(
             "admin accounts",
@@ -280,7 +322,7 @@ def check_accounts(config: Config) -> Check:
 def diagnose(config: Config) -> list[Check]:
     checks = [check_python(), *check_extras(config), check_sound()]
     checks += [check_pipeline(config, name) for name in sorted(config.pipelines)]
-    checks += [*check_ports(config), check_database(config), check_accounts(config)]
+    checks += [*check_ports(config), *check_store(config)]
     return checks
 
 

@@ -17,22 +17,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley.commands.summary import latency_lines
 from parley.config import Config, EdgeConfig
-from parley.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.headless import SessionReport
 
 log = logging.getLogger("edge")
 WORKERS_DOWN = 3  # exit status: a turn failed because the pipeline's workers are down
-
-
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    try:
-        return int(width), int(height)
-    except ValueError:
-        raise ConfigError(f"--size needs WIDTHxHEIGHT, e.g. 640x480, not {text!r}") from None
 
 
 def edge_config(args: argparse.Namespace, base: EdgeConfig) -> EdgeConfig:
@@ -60,7 +54,7 @@ def edge_config(args: argparse.Namespace, base: EdgeConfig) -> EdgeConfig:
     if args.camera_folder and not (args.camera or args.no_camera):
         overrides["camera"] = "folder"
     if args.size:
-        overrides["camera_width"], overrides["camera_height"] = _size(args.size)
+        overrides["camera_width"], overrides["camera_height"] = args.size  # parsed WxH
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -118,37 +112,23 @@ def run_agent(config: EdgeConfig, stats_file: Path | None = None) -> int:
 
 
 def _run_headless(args: argparse.Namespace, config: Config) -> int:
-    from edge.headless import HeadlessEdge
+    from edge.headless import EdgeError, HeadlessEdge
 
     edge_config = config.edge
     overrides = {"server": args.server, "pipeline": args.pipeline, "device_id": args.device_id}
     edge_config = dataclasses.replace(edge_config, **{k: v for k, v in overrides.items() if v})
-    report = asyncio.run(
-        HeadlessEdge(edge_config, fast=args.fast).run(Path(args.wav), Path(args.out))
-    )
+    headless = HeadlessEdge(edge_config, fast=args.fast)
+    refused = ""
+    try:
+        report = asyncio.run(headless.run(Path(args.wav), Path(args.out)))
+    except EdgeError as exc:  # refused (bad token, store failure) or the stream broke
+        report, refused = headless.report, str(exc)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "session_id": report.session_id,
-                    "pipeline": report.pipeline,
-                    "output": report.output,
-                    "errors": report.errors,
-                    "turns": [t.as_dict() for t in report.turns],
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(_json_report(report, refused), indent=2))
     else:
-        for turn in report.turns:
-            print(f"turn {turn.turn_id}")
-            print(f"  heard:    {turn.transcript!r}")
-            print(f"  answered: {turn.response!r}")
-            if turn.error:
-                print(f"  error:    {turn.error}")
-            for line in latency_lines(turn.latency_ms, turn.voice_to_voice_ms):
-                print(f"  {line}")
-        print(f"answers written to {report.output}")
+        _print_report(report)
+        if refused:
+            print(f"parley edge: error: {refused}", file=sys.stderr)
     if report.unavailable:
         pipeline = report.pipeline or edge_config.pipeline or config.server.default_pipeline
         stages = ", ".join(sorted(report.unavailable))
@@ -159,4 +139,31 @@ def _run_headless(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         return WORKERS_DOWN
-    return 1 if report.errors else 0
+    return 1 if report.errors or refused else 0
+
+
+def _json_report(report: SessionReport, refused: str) -> dict[str, Any]:
+    """The --json object: always printed, with ``error`` set when the stream failed."""
+    return {
+        "session_id": report.session_id,
+        "pipeline": report.pipeline,
+        "output": report.output or None,
+        "error": refused or None,
+        "errors": report.errors,
+        "turns": [t.as_dict() for t in report.turns],
+    }
+
+
+def _print_report(report: SessionReport) -> None:
+    for turn in report.turns:
+        print(f"turn {turn.turn_id}")
+        print(f"  heard:    {turn.transcript!r}")
+        print(f"  answered: {turn.response!r}")
+        if turn.error:
+            print(f"  error:    {turn.error}")
+        if turn.stored is False:
+            print("  stored:   no (the server could not store this turn)")
+        for line in latency_lines(turn.latency_ms, turn.voice_to_voice_ms):
+            print(f"  {line}")
+    if report.output:
+        print(f"answers written to {report.output}")

@@ -3,6 +3,11 @@ until every one of them answers its health check.
 
 Processes already listening (e.g. a `parley up` in another terminal) are reused, not
 started twice. Each started process logs to <home>/logs/<name>.log.
+
+What was started is stopped by ``LocalStack.stop`` (callers call it in ``finally``) on
+Ctrl-C and on SIGTERM alike (``parley.signals.sigterm_as_interrupt``, held from
+``start`` to ``stop``); on Linux the children also get SIGTERM if this process is
+killed outright.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from parley import rpc
 from parley.config import Config, WorkersConfig
 from parley.errors import ParleyError
 from parley.security import dial_worker
+from parley.signals import die_with_parent, sigterm_as_interrupt
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
 
@@ -101,6 +107,7 @@ class LocalStack:
         self.env = dict(env or {})  # extra environment for the started processes
         self.started: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = config.home / "logs"
+        self._restore_sigterm: Callable[[], None] | None = None
 
     def _spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +121,7 @@ class LocalStack:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop them
+            preexec_fn=die_with_parent(),  # and if we are killed, they stop too
         )
 
     def _log_tail(self, name: str, lines: int = 15) -> str:
@@ -154,7 +162,11 @@ class LocalStack:
             await asyncio.sleep(0.2)
 
     async def start(self, timeout: float = 180.0) -> list[str]:
-        """Start what is not already running; return the names started."""
+        """Start what is not already running; return the names started. From here until
+        ``stop``, SIGTERM interrupts this process as Ctrl-C does, so the caller's
+        ``finally: stack.stop()`` runs."""
+        if self._restore_sigterm is None:
+            self._restore_sigterm = sigterm_as_interrupt()
         running = await asyncio.gather(*(self.healthy(s) for s in self.specs))
         for spec, up in zip(self.specs, running, strict=True):
             if not up:
@@ -178,3 +190,6 @@ class LocalStack:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(2)
         self.started.clear()
+        if self._restore_sigterm is not None:
+            self._restore_sigterm()
+            self._restore_sigterm = None

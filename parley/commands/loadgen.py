@@ -167,8 +167,12 @@ class LoadStream:
     async def connect(self, timeout: float) -> None:
         """Send the Hello and wait for the Welcome."""
         self._receiving = asyncio.create_task(self._receive())
-        await self._call.write(edge_pb2.EdgeEvent(hello=self._hello))
         async with asyncio.timeout(timeout):
+            try:
+                await self._call.write(edge_pb2.EdgeEvent(hello=self._hello))
+            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                await self._receiving  # the call ended at once: its status says why
+                self.result.failed = self.result.failed or "the server ended the stream"
             await self._welcome.wait()
         if self.result.failed:
             raise ParleyError(f"stream {self.plan.index} refused: {self.result.failed}")

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from parley.config import Config
+from parley.config import SMART_TURN_FILE, Config
 from parley.errors import ParleyError
 
 HUB = "https://huggingface.co"
@@ -34,6 +34,8 @@ QWEN = "Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main"
 PIPER = "rhasspy/piper-voices/resolve/main/en/en_US/lessac/medium"
 # Speech emotion recognition (8 emotions, English, Apache-2.0), wav2vec2-large-xlsr
 # fine-tuned on RAVDESS, exported to ONNX (1.26 GB) in the model's own repository.
+# End of turn (server, [turn] strategy = "smart_turn"): Smart Turn v3.2, 8.7 MB, BSD-2-Clause.
+SMART_TURN = "pipecat-ai/smart-turn-v3/resolve/main"
 EMOTION = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition/resolve/refs%2Fpr%2F8/onnx"
 
 REAL_MODELS = [
@@ -46,6 +48,7 @@ REAL_MODELS = [
     ),
     ModelFile("tts", f"{PIPER}/en_US-lessac-medium.onnx", "en_US-lessac-medium.onnx"),
     ModelFile("tts", f"{PIPER}/en_US-lessac-medium.onnx.json", "en_US-lessac-medium.onnx.json"),
+    ModelFile("turn", f"{SMART_TURN}/{SMART_TURN_FILE}", SMART_TURN_FILE),
     *(
         ModelFile("analyse", f"{EMOTION}/{name}", f"speech-emotion/{name}", default=False)
         for name in ("model.onnx", "config.json", "preprocessor_config.json")
@@ -104,8 +107,12 @@ def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
 
 
 def pipeline_model_paths(config: Config, pipeline: str) -> list[Path]:
-    """The local model files a pipeline's pools point at (remote APIs have none)."""
+    """The local model files a pipeline's pools point at (remote APIs have none), and
+    the end-of-turn model if the pipeline's [turn] strategy is smart_turn."""
     paths = []
+    turn = config.turn_for(pipeline)
+    if turn.strategy == "smart_turn":
+        paths.append(config.turn_model_path(turn))
     for stage in config.pipeline(pipeline).stages.values():
         pool = config.pool(stage.pool)
         for key in ("model", "clip_model"):

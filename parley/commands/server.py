@@ -10,6 +10,7 @@ import logging
 import sys
 
 from parley.config import Config
+from parley.config_values import parse_address
 from parley.errors import ConfigError
 
 CHILD_LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
@@ -19,12 +20,8 @@ def _listen(config: Config, listen: str | None) -> Config:
     """``config`` with ``--listen HOST:PORT`` applied."""
     if not listen:
         return config
-    host, _, port = listen.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ConfigError(f"--listen needs HOST:PORT, not {listen!r}") from None
-    server = dataclasses.replace(config.server, host=host or config.server.host, port=number)
+    host, port = parse_address(listen, "--listen", any_port=True, empty_host=True)
+    server = dataclasses.replace(config.server, host=host or config.server.host, port=port)
     return dataclasses.replace(config, server=server)
 
 
@@ -40,6 +37,9 @@ def process_count(requested: int | None, config: Config) -> int:
 
 
 def run_server(args: argparse.Namespace, config: Config) -> int:
+    from parley import db
+
+    db.require_driver(config.database_url)  # once, before any process starts
     config = _listen(config, args.listen)
     if args.insecure:
         config = dataclasses.replace(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from parley.commands import admin
 from parley.commands.launcher import LocalStack
@@ -45,21 +44,14 @@ async def _up(stack: LocalStack) -> None:
         "started here.",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    while not stop.is_set():
+    while True:  # until Ctrl-C or SIGTERM (LocalStack takes both as an interrupt)
         for name, process in stack.started.items():
             if process.poll() is not None:
                 raise ParleyError(
                     f"{name} exited with code {process.returncode} (its log: "
                     f"{stack.log_dir / (name + '.log')}); stopped the rest"
                 )
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
-        except TimeoutError:
-            continue
+        await asyncio.sleep(1.0)
 
 
 def run_up(args: argparse.Namespace, config: Config) -> int:
@@ -71,6 +63,8 @@ def run_up(args: argparse.Namespace, config: Config) -> int:
     )
     try:
         asyncio.run(_up(stack))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: the way `parley up` is meant to stop
     finally:
         names = list(stack.started)
         stack.stop()

@@ -28,6 +28,7 @@ PAGES = [
     "/latency/summary.json",
     "/accuracy/",
     "/accuracy/summary.json",
+    "/compare/",
     "/progress/",
     "/queues/",
     "/queue/1/",
@@ -58,6 +59,8 @@ def _seed_for_every_route() -> dict[str, str]:
         "export_type": "csv",
         "filename": "parley.css",
         "id": str(annotation.id),
+        "item_id": "1",
+        "side": "A",
     }
 
 

@@ -292,6 +292,20 @@ def test_scores_out_of_range_are_refused(bob: FlaskClient) -> None:
         assert Annotation.select().count() == 0
 
 
+def test_an_unknown_transcript_state_is_refused_and_the_form_kept(bob: FlaskClient) -> None:
+    add_turn("t1")
+    form = scores(transcript_state="bogus", comment="keep me")
+    refused = post(bob, "/turns/t1/annotate", form)
+    assert refused.status_code == 422
+    assert "Transcript: &#39;bogus&#39; is not one of left, confirmed, edited" in refused.text
+    assert "keep me" in refused.text  # nothing typed is lost
+    with db.database.connection_context():
+        assert Annotation.select().count() == 0
+    assert post(bob, "/turns/t1/annotate", scores(transcript_state="confirmed")).status_code == 302
+    with db.database.connection_context():
+        assert Annotation.get().transcript_state == "confirmed"
+
+
 def test_conversations_list_links_to_their_turns(turns: None, bob: FlaskClient) -> None:
     page = bob.get("/conversations/").text
     assert "/turns/?conversation=conv-a1" in page.replace("&amp;", "&") or "conv-a1" in page

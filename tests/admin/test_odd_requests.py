@@ -17,7 +17,7 @@ from tests.admin.test_auth import _seed_for_every_route, _urls
 ODD_VALUES = ["abc", "-1", "99999999999999999999", "²", "a\x00b", "x" * 5000]
 QUERY_KEYS = ["id", "page", "pipeline", "device", "conversation", "status", "from", "to",
               "annotated", "error", "q", "group", "order", "after", "sort", "desc", "search",
-              "flt0_0", "page_size", "url"]  # fmt: skip
+              "flt0_0", "page_size", "url", "run", "dataset", "tag"]  # fmt: skip
 
 
 @pytest.mark.parametrize("value", ODD_VALUES, ids=range(len(ODD_VALUES)))

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from admin import auth
 from admin.models import Annotation, GroupAnnotation, TurnGroup, User
 from parley import db
 from parley.config import Config
@@ -142,6 +144,32 @@ def test_users_are_managed_by_admins_only(bob: FlaskClient, admin_client: FlaskC
         newbie = User.get(User.name == "newbie")
         assert not User.select().where(User.name == "mallory").exists()
     assert newbie.role == "annotator" and "long enough pw" not in newbie.password_hash
+
+
+def test_the_user_form_refuses_the_names_create_user_refuses(admin_client: FlaskClient) -> None:
+    for name in ("\x00x", "a\tb", "line\nbreak", "\x7f", "x" * 65):
+        response = post(
+            admin_client,
+            "/users/new/",
+            {"name": name, "role": "annotator", "active": "y", "password": "long enough pw"},
+        )
+        assert response.status_code == 200, name  # the form again, with the reason
+        assert "a user name has" in response.text, name
+    blank = {"name": "   ", "role": "annotator", "active": "y", "password": "long enough pw"}
+    assert "This field is required" in post(admin_client, "/users/new/", blank).text
+    with db.database.connection_context():
+        assert [u.name for u in User.select().order_by(User.name)] == ["ada", "bob", "cy"]
+    ok = {"name": "  Zoë Ng ", "role": "annotator", "active": "y", "password": "long enough pw"}
+    assert post(admin_client, "/users/new/", ok).status_code == 302
+    with db.database.connection_context():
+        assert User.get_or_none(User.name == "Zoë Ng") is not None
+
+
+def test_create_user_refuses_control_characters(app: Flask) -> None:
+    with db.database.connection_context():
+        for name in ("\x00x", "a\x1bb"):
+            with pytest.raises(auth.AuthError, match="printable characters only"):
+                auth.create_user(name, "long enough pw", "annotator")
 
 
 def test_annotator_cannot_make_or_delete_groups_but_can_score_them(

@@ -4,6 +4,7 @@ token, and the agent as a process that stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -13,13 +14,17 @@ from pathlib import Path
 import pytest
 
 from edge.agent import AgentRejected, EdgeAgent
-from edge.dryrun import dry_run
+from edge.dryrun import Check, dry_run
+from edge.headless import HeadlessEdge
 from edge.speaker import NullSpeaker
 from edge.tls import secure_dial
+from parley import db
 from parley.cli import build_parser
 from parley.commands.edge import edge_config as cli_edge_config
 from parley.config import EdgeConfig
-from parley.errors import ConfigError
+from server import devices
+from server.store import TurnStore
+from server.store_failures import StoreFailure
 from tests.edge.conftest import LAMP, Pulse, ScriptedSource, edge_config, running
 from tests.fakes import FixedStt, ScriptedLlm, ToneTts
 from tests.integration.conftest import Stack
@@ -67,8 +72,28 @@ def test_a_camera_folder_means_the_folder_camera_and_size_is_parsed() -> None:
         2.0,
     )
     assert (config.camera_width, config.camera_height) == (320, 240)
-    with pytest.raises(ConfigError, match="WIDTHxHEIGHT"):
-        parse("--size", "big")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--size", "big", "WIDTHxHEIGHT"),
+        ("--size", "0x0", "from 1 to 10000"),
+        ("--fps", "-1", "must be > 0.0"),
+        ("--fps", "nan", "not a finite number"),
+        ("--buffer-s", "-5", "must be >= 0.0"),
+        ("--mic-file", "/nonexistent.wav", "no such file"),
+        ("--mic-file", "/etc/passwd", "not a sound file"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse(option, value)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and message in err
 
 
 def test_bench_edge_command() -> None:
@@ -155,3 +180,75 @@ async def test_the_agent_process_streams_and_stops_cleanly_on_sigterm(
     assert stats["turns"] >= 1
     assert "connected to" in log and "edge stopped:" in log
     assert "file turn_on_the_living_room_lamp.wav (44100 Hz, 2 ch)" in log
+
+
+async def test_dry_run_sends_the_hello_and_reports_the_servers_verdict(stack: Stack) -> None:
+    await stack.start({"stt": FixedStt(), "llm": ScriptedLlm(), "tts": ToneTts()})
+    db.open_database(f"sqlite:///{stack.home}/test.db")
+    with db.database.connection_context():
+        token = devices.add_device("kitchen")
+    quiet = {"mic_file": str(LAMP), "speaker_device": "none", "camera": "none"}
+
+    async def server_check(**fields: str) -> Check:
+        config = edge_config(stack.address, device_id="kitchen", **{**quiet, **fields})
+        return (await dry_run(config))[-1]
+
+    welcomed = await server_check(token=token)
+    assert welcomed.ok and "welcomed device 'kitchen' (pipeline test)" in welcomed.detail
+    wrong = await server_check(token="pdt_bad")
+    assert not wrong.ok and "refused this edge: wrong token" in wrong.detail
+    unknown = await server_check(token=token, pipeline="nope")
+    assert not unknown.ok and "refused this edge" in unknown.detail and "nope" in unknown.detail
+    # the welcomed stream sent no audio: no turn is stored
+    with db.database.connection_context():
+        assert db.Turn.select().count() == 0
+
+    # the command: PARLEY_EDGE_TOKEN=bad parley edge --dry-run fails, on the server line
+    code, out = await _parley(
+        "edge", "--dry-run", "--server", stack.address, "--device-id", "kitchen",
+        "--mic-file", str(LAMP), "--speaker", "none", "--no-camera",
+        env={"PARLEY_EDGE_TOKEN": "bad"},
+    )  # fmt: skip
+    assert code == 1, out
+    (server_line,) = [line for line in out.splitlines() if line.startswith("server")]
+    assert "FAIL" in server_line and "wrong token" in server_line
+
+
+async def test_headless_json_reports_a_refused_stream_and_writes_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    await stack.start(
+        {"stt": FixedStt(), "llm": ScriptedLlm(), "tts": ToneTts()}, server={"token": "right"}
+    )
+    out = tmp_path / "answer.wav"
+    code, stdout = await _parley(
+        "edge", "--server", stack.address, "--wav", str(LAMP), "--out", str(out), "--fast",
+        "--json", env={"PARLEY_EDGE_TOKEN": "wrong"},
+    )  # fmt: skip
+    assert code == 1
+    report = json.loads(stdout[stdout.index("{") :])
+    assert "wrong token" in report["error"] and report["output"] is None
+    assert report["turns"] == [] and not out.exists()
+    code, text = await _parley(
+        "edge", "--server", stack.address, "--wav", str(LAMP), "--out", str(out), "--fast",
+        env={"PARLEY_EDGE_TOKEN": "wrong"},
+    )  # fmt: skip
+    assert code == 1 and "parley edge: error:" in text and "wrong token" in text
+    assert "answers written" not in text and "Traceback" not in text
+
+
+async def test_a_turn_the_server_could_not_store_says_stored_false(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await stack.start({"stt": FixedStt(), "llm": ScriptedLlm("Okay."), "tts": ToneTts()})
+
+    async def disk_full(*args: object, **kwargs: object) -> None:
+        raise StoreFailure("finish turn", "disk full", "[Errno 28] No space left on device")
+
+    monkeypatch.setattr(TurnStore, "finish_turn", disk_full)
+    edge = dataclasses.replace(config.edge, server=stack.address, device_id="kitchen")
+    report = await HeadlessEdge(edge, fast=True).run(LAMP, tmp_path / "answer.wav")
+    (turn,) = [t for t in report.turns if t.transcript]
+    assert turn.as_dict()["stored"] is False
+    assert "STORE_FAILED" in turn.error and "disk full" in turn.error
+    assert report.output == str(tmp_path / "answer.wav")  # the answer was still spoken

@@ -184,3 +184,5 @@ def test_edge_exits_non_zero_and_says_how_when_the_workers_are_down(home: Path) 
     assert "'tiny' pipeline's stt workers are down" in done.stderr
     assert "latency (ms):" in done.stdout  # the same summary as `parley demo`
     assert "end of speech -> VAD decision" in done.stdout
+    # no answer audio came: nothing was written, and nothing claims it was
+    assert "answers written" not in done.stdout and not (home / "answer.wav").exists()

@@ -148,7 +148,8 @@ async def test_only_speech_reaches_the_tts_sentence_by_sentence_while_the_llm_st
     assert row.status == "done"
     assert row.spoken == SPOKEN
     assert row.reasoning == "The user wants the lamp on. I should say how."
-    assert row.response == ANSWER.split("</think>", 1)[1]  # raw, less the reasoning
+    # stored as shown: no reasoning, no template tokens, nothing after the end of turn
+    assert row.response == shown == ANSWER.split("</think>", 1)[1].split("<|im_end|>")[0]
 
 
 # --------------------------------------------------------------------------- remembered

@@ -14,7 +14,7 @@ from parley import db
 from parley.config import Config
 from research.compare import CompareError, compare
 from research.sample_runs import TAGS, seed_runs
-from research.stats import percentiles, ratio_differences_ci
+from research.stats import percentiles, ratio_differences_ci, wilson_interval
 
 ITEMS = 400
 
@@ -176,3 +176,18 @@ def test_percentiles_and_the_bootstrap_on_known_numbers():
     same = ratio_differences_ci([(ones * 2, ones, ones * 3, ones)], resamples=200)
     assert same == [(1.0, 1.0)]  # no spread: every resample gives 3 - 2
     assert ratio_differences_ci([(ones[:0],) * 4]) == [(math.nan, math.nan)]
+
+
+def test_wilson_interval_matches_published_values():
+    """Newcombe (1998), Statistics in Medicine 17, table I, method 3 (Wilson score)."""
+    low, high = wilson_interval(81, 263)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    low, high = wilson_interval(15, 148)
+    assert (round(low, 4), round(high, 4)) == (0.0624, 0.1605)
+    low, high = wilson_interval(0, 20)
+    assert (low, round(high, 4)) == (0.0, 0.1611)
+    low, high = wilson_interval(1, 29)
+    assert (round(low, 4), round(high, 4)) == (0.0061, 0.1718)
+    assert wilson_interval(0, 0) is None
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,3 +221,96 @@ def test_index_build_of_a_missing_folder_is_a_clear_error(
     code = main(["index", "build", "docs", str(tmp_path / "nope"), "--model", "x.gguf"])
     assert code == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def _every_action(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.Action]]:
+    """Every action of every (sub)command, hidden ones included, with the command words."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_action(sub, (*path, name))
+        else:
+            yield path, action
+
+
+def _outside(ranged: Any) -> list[str]:
+    """Values just outside a checker's declared range, and ones no number may take."""
+    bad = ["nan", "inf", "-inf", "x"] if ranged.kind is float else ["1.5", "x", "nan"]
+    step = 1 if ranged.kind is int else 0.001
+    if ranged.low is not None:
+        bad += [str(ranged.low), "-1"] if ranged.low_open else [str(ranged.low - step), "-1"]
+    if ranged.high is not None:
+        bad.append(str(ranged.high + step))
+    return bad
+
+
+def test_every_numeric_option_declares_a_range_and_rejects_values_outside_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    checked, problems = 0, []
+    parser = build_parser()
+    for path, action in _every_action(parser):
+        name = f"parley {' '.join(path)} {'/'.join(action.option_strings) or action.dest}"
+        if action.type in (int, float):
+            problems.append(f"{name}: a bare {action.type.__name__}, no range declared")
+            continue
+        if not hasattr(action.type, "low"):
+            continue
+        checked += 1
+        for value in _outside(action.type):
+            with pytest.raises(argparse.ArgumentTypeError):
+                action.type(value)
+        # and through the parser: a usage error (exit 2) naming the option, no traceback
+        if action.option_strings and not action.required:
+            argv = [*path, f"{action.option_strings[0]}=-1"]
+            with pytest.raises(SystemExit) as info:
+                parser.parse_args([*argv, *_required_positionals(parser, path)])
+            if info.value.code != 2 or action.option_strings[0] not in capsys.readouterr().err:
+                problems.append(f"{name}: -1 was not a usage error naming the option")
+    assert checked > 30
+    assert problems == []
+
+
+def _required_positionals(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> list[str]:
+    """Placeholder values for the positionals of the command at ``path``."""
+    for word in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return [
+        "x"
+        for a in parser._actions
+        if not a.option_strings and not isinstance(a, argparse._SubParsersAction) and a.nargs != "?"
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "load", "--streams", "-1"],
+        ["bench", "load", "--streams", "0"],
+        ["bench", "load", "--chunk-ms", "0"],
+        ["bench", "load", "--chunk-ms", "100000"],
+        ["bench", "load", "--seconds", "-5"],
+        ["bench", "turn", "--turns", "0"],
+        ["bench", "turn", "--turns", "-3"],
+        ["bench", "edge", "--seconds", "0"],
+        ["edge", "--fps", "-1"],
+        ["edge", "--fps", "nan"],
+        ["edge", "--size", "0x0"],
+        ["edge", "--buffer-s", "-5"],
+        ["edge", "--out", "x.wav", "--wav", "/nonexistent.wav"],
+        ["edge", "--out", "x.wav", "--wav", "/etc/passwd"],
+        ["demo", "--wav", "/nonexistent.wav"],
+        ["bench", "load", "--clip", "/etc/passwd"],
+    ],
+)
+def test_reported_bad_values_are_one_line_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("parley ") and f"argument {argv[-2]}" in err[-1]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from parley.commands.launcher import ProcessSpec, is_loopback, stack_specs
 from parley.config import Config, WorkersConfig, load_config
 from parley.errors import ConfigError
+from parley.signals import sigterm_as_interrupt
 
 
 @pytest.mark.parametrize(
@@ -142,3 +146,22 @@ def test_workers_get_their_pools_security(tmp_path: Path) -> None:
     stt = by_name["tiny-stt"].security
     assert stt is not None and (stt.tls_ca, stt.tls_cert, stt.token) == ("/ca.pem", "", "")
     assert by_name["server"].security is None
+
+
+def test_sigterm_is_taken_as_an_interrupt_while_held_and_restored_after() -> None:
+    cleaned: list[str] = []
+
+    async def main() -> None:
+        restore = sigterm_as_interrupt()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(5)
+        finally:
+            cleaned.append("stopped")
+            restore()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    assert cleaned == ["stopped"]
+    assert signal.getsignal(signal.SIGTERM) == previous

@@ -124,5 +124,5 @@ def test_limits_are_settings_that_must_be_positive(tmp_path) -> None:
     path.write_text("[limits]\nmax_frame_bytes = 1000\n")
     config = load_config(path, env={"PARLEY_LIMITS_MAX_FRAMES_PER_S": "0.5"})
     assert config.limits.max_frame_bytes == 1000 and config.limits.max_frames_per_s == 0.5
-    with pytest.raises(ConfigError, match="max_spans_per_turn must be positive"):
+    with pytest.raises(ConfigError, match=r"max_spans_per_turn = 0: must be more than 0"):
         LimitsConfig(max_spans_per_turn=0)

@@ -58,6 +58,21 @@ SPOKEN = [
     ("<think>\nStep 1. Decide.\n</think>\n\nDone. Bye.", ["Done.", "Bye."]),
     ("<thinking>Hmm.</thinking>OK. <reasoning>More.</reasoning>Fine.", ["OK.", "Fine."]),
     ("<think>I never finish thinking.", []),
+    # --- ellipses after numbers and words (pysbd splits "3..." into "3.." and ".")
+    ("It cost $3.50... Really?", ["It cost $3.50...", "Really?"]),
+    ("I was at 3... then left.", ["I was at 3...", "then left."]),
+    ("Version 2... Really? Yes.", ["Version 2...", "Really?", "Yes."]),
+    ("Wait... Really?", ["Wait...", "Really?"]),
+    # --- leaked chat templates: the prompt is never spoken; end of turn ends the answer
+    ("<s>[INST] x [/INST] Sure thing.", ["Sure thing."]),
+    ("[INST] a prompt never closed", []),
+    ("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nSure. Done.", ["Sure.", "Done."]),
+    (
+        "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nOk then.",
+        ["Ok then."],
+    ),
+    ("Answer: <|eot_id|>\u2026\n\nSecond answer.", ["Answer:"]),
     # --- markdown
     ("**Bold** and *italic* and _this_. Done.", ["Bold and italic and this.", "Done."]),
     ("# Lamp control\nTap the lamp.", ["Lamp control", "Tap the lamp."]),
@@ -126,10 +141,23 @@ def test_a_closing_tag_without_an_opening_one_makes_the_unspoken_text_reasoning(
     assert stage.response == "Sure. It is on."
 
 
-def test_the_response_keeps_leaked_tokens_for_annotators_but_they_are_not_spoken() -> None:
-    _, stage = speak("Hi there.<|im_end|><|im_start|>user\nWhat else?", 1)
-    assert stage.response == "Hi there.<|im_end|><|im_start|>user\nWhat else?"
-    assert stage.spoken == ["Hi there."]
+@pytest.mark.parametrize("step", [1, 4, 10_000])
+@pytest.mark.parametrize(
+    ("text", "response"),
+    [
+        ("Hi there.<|im_end|><|im_start|>user\nWhat else?", "Hi there."),
+        ("<s>[INST] x [/INST] Sure thing.</s>", "Sure thing."),
+        ("Answer: <|eot_id|>\u2026\n\nSecond answer.", "Answer:"),
+        ("<|im_start|>assistant\n**Yes.** It is on.<|im_end|>", "**Yes.** It is on."),
+    ],
+)
+def test_the_stored_response_has_no_template_tokens_and_ends_at_end_of_turn(
+    text: str, response: str, step: int
+) -> None:
+    # The response is what the turn stores and the admin shows: what was answered,
+    # markdown kept, nothing the model wrote after its turn ended.
+    _, stage = speak(text, step)
+    assert stage.response == response
 
 
 def test_answer_deltas_hold_back_only_what_may_be_a_tag() -> None:

@@ -1,0 +1,294 @@
+"""`parley bench endpointing`: when does each strategy end the turn, on labelled speech?
+
+Every clip of the labelled set (tests/data/endpointing/labels.json, made by
+scripts/make_endpointing_set.py: real recordings, real clips spliced with pauses,
+espeak-ng sentences paused after an incomplete phrase) is streamed in 20 ms chunks
+through the server's real turn detector: real Silero VAD, and for ``smart_turn`` the
+real Smart Turn model asked at each check point (synchronously here; the server asks
+off its event loop). Strategies: ``silence`` (ends after ``--min-silence-ms``, or
+``silence:N`` for N ms) and ``smart_turn`` (``smart_turn:N``: first check point after N
+ms of silence), several side by side: ``--strategy silence:200,silence:500,smart_turn``.
+
+Scoring, per detected end, against the labelled turn it falls in: an end whose speech
+end is more than ``TOLERANCE_S`` before the turn's labelled end of speech is
+**premature** (the turn was cut at a mid-utterance pause); otherwise it is the turn's
+**true end**, and its latency is the end of speech (label) -> the turn decision, the
+model's answer time included (live, the audio goes on while the model thinks). A
+true end later than ``--late-ms``, or a labelled turn never ended on its own (merged
+into the next), is **late**. Reported per strategy: counts, latency p50/p90, and
+ratios to the reference strategy (``silence:500`` when run, else the first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parley.commands.bench import machine, percentiles, report
+from parley.config import Config, TurnConfig, VadConfig
+from parley.errors import ParleyError
+
+RATE = 16000
+CHUNK = RATE // 50  # 20 ms, as the edge sends
+TOLERANCE_S = 0.25  # a speech end this close to the labelled end is the turn's end
+LABELS = Path(__file__).resolve().parents[2] / "tests" / "data" / "endpointing" / "labels.json"
+REFERENCE = "silence:500"
+DEFAULT_STRATEGIES = "silence:200,silence:500,smart_turn"
+TAIL_S = 2.0  # silence streamed after each clip (the stream goes on; no end-of-stream cut)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str  # as given: silence:200, smart_turn, smart_turn:150
+    vad: VadConfig
+    turn: TurnConfig | None
+
+
+def parse_strategies(spec: str, config: Config, min_silence_ms: int | None) -> list[Strategy]:
+    """``silence[:MS],smart_turn[:CHECK_AFTER_MS],...`` -> strategies (ParleyError if bad)."""
+    out = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kind, _, number = item.partition(":")
+        try:
+            ms = int(number) if number else None
+        except ValueError:
+            raise ParleyError(f"--strategy {item!r}: expected NAME or NAME:MS") from None
+        if kind == "silence":
+            silence = ms or min_silence_ms or config.vad.min_silence_ms
+            vad = _vad(config.vad, silence)
+            out.append(Strategy(f"silence:{silence}", vad, None))
+        elif kind == "smart_turn":
+            check = ms or config.turn.check_after_ms
+            turn = _turn(config.turn, strategy="smart_turn", check_after_ms=check)
+            name = "smart_turn" if ms is None else f"smart_turn:{check}"
+            out.append(Strategy(name, config.vad, turn))
+        else:
+            raise ParleyError(f"--strategy {item!r}: expected silence[:MS] or smart_turn[:MS]")
+    if not out:
+        raise ParleyError("--strategy: name at least one strategy")
+    return out
+
+
+def _vad(base: VadConfig, min_silence_ms: int) -> VadConfig:
+    import dataclasses
+
+    return dataclasses.replace(base, min_silence_ms=min_silence_ms)
+
+
+def _turn(base: TurnConfig, **changes: Any) -> TurnConfig:
+    import dataclasses
+
+    return dataclasses.replace(base, **changes)
+
+
+@dataclass
+class Clip:
+    name: str
+    kind: str
+    audio: np.ndarray  # float32 mono 16 kHz
+    ends_s: list[float]  # each labelled turn's end of speech
+
+
+def load_clips(labels: Path = LABELS, limit: Sequence[str] = ()) -> list[Clip]:
+    """The labelled set (``limit``: only the clips whose file names contain one of these)."""
+    from parley.audio import AudioConverter, read_audio
+
+    if not labels.is_file():
+        raise ParleyError(f"no labelled set at {labels}: scripts/make_endpointing_set.py")
+    spec = json.loads(labels.read_text())
+    clips = []
+    for item in spec["clips"]:
+        if limit and not any(part in item["file"] for part in limit):
+            continue
+        pcm, rate = read_audio(labels.parent / item["file"])
+        converter = AudioConverter(rate, 1 if pcm.ndim == 1 else pcm.shape[1])
+        audio = np.concatenate([converter.convert(pcm.tobytes()), converter.flush()])
+        clips.append(
+            Clip(Path(item["file"]).stem, item["kind"], audio, [t["end_s"] for t in item["turns"]])
+        )
+    return clips
+
+
+@dataclass
+class Ended:
+    end_s: float  # speech end, as the detector saw it
+    decided_s: float  # the decision, in audio time (+ the model's answer time, if it decided)
+    by: str  # silence | model | max_turn
+    probability: float | None = None
+
+
+@dataclass
+class Tally:
+    premature: int = 0
+    true_ends: int = 0
+    late: int = 0
+    missed: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    model_ms: list[float] = field(default_factory=list)
+    clips: dict[str, Any] = field(default_factory=dict)
+
+
+def run_clip(clip: Clip, strategy: Strategy, vad: Any, model: Any, tally: Tally) -> list[Ended]:
+    """Stream ``clip`` through a fresh detector; the turns it ends, in order."""
+    from server.endpointing import HISTORY, question_audio
+    from server.smart_turn import clip as model_clip
+    from server.turns import TurnDetector, TurnEnded, TurnPaused
+
+    history = HISTORY if model is not None else 0
+    detector = TurnDetector(strategy.vad, vad, RATE, turn=strategy.turn, history_samples=history)
+    threshold = strategy.turn.threshold if strategy.turn is not None else 1.0
+    ends: list[Ended] = []
+
+    def handle(events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, TurnEnded):
+                by = "max_turn" if event.forced else "silence"
+                ends.append(Ended(event.end_sample / RATE, event.decided_sample / RATE, by))
+            elif isinstance(event, TurnPaused) and model is not None:
+                started = time.perf_counter()
+                probability = model.probability(model_clip(question_audio(detector, event)))
+                took = time.perf_counter() - started
+                tally.model_ms.append(took * 1000)
+                if probability >= threshold and (ended := detector.end_turn(event)) is not None:
+                    decided = ended.decided_sample / RATE + took
+                    ends.append(Ended(ended.end_sample / RATE, decided, "model", probability))
+
+    audio = np.concatenate([clip.audio, np.zeros(round(TAIL_S * RATE), dtype=np.float32)])
+    for at in range(0, len(audio), CHUNK):
+        handle(detector.feed(audio[at : at + CHUNK]))
+    handle(detector.flush())
+    return ends
+
+
+def score(clip: Clip, ends: list[Ended], tally: Tally, late_ms: float) -> dict[str, Any]:
+    """Match the ends to the labelled turns (see the module's docstring)."""
+    turn, premature, latencies = 0, 0, []
+    for end in ends:
+        if turn >= len(clip.ends_s):
+            premature += 1  # an end after the last turn's: speech where none is labelled
+            continue
+        if end.end_s < clip.ends_s[turn] - TOLERANCE_S:
+            premature += 1
+            continue
+        latency = (end.decided_s - clip.ends_s[turn]) * 1000.0
+        latencies.append(round(latency, 1))
+        tally.true_ends += 1
+        tally.latencies_ms.append(latency)
+        tally.late += latency > late_ms
+        # a later labelled turn whose end this one passed was merged into it: missed
+        while turn + 1 < len(clip.ends_s) and clip.ends_s[turn + 1] - TOLERANCE_S <= end.end_s:
+            turn += 1
+            tally.missed += 1
+        turn += 1
+    tally.missed += len(clip.ends_s) - turn
+    tally.premature += premature
+    return {
+        "premature": premature,
+        "true_end_latency_ms": latencies,
+        "ends": [[round(e.end_s, 3), round(e.decided_s, 3), e.by] for e in ends],
+    }
+
+
+def run_endpointing(
+    strategies: Sequence[Strategy], clips: Sequence[Clip], model_path: Path | None, late_ms: float
+) -> dict[str, Any]:
+    """Every strategy over every clip: the JSON object of the bench."""
+    from server.smart_turn import SmartTurn
+    from server.vad import SileroVad
+
+    vad = SileroVad()
+    needs_model = any(s.turn is not None and s.turn.strategy == "smart_turn" for s in strategies)
+    model = SmartTurn(model_path) if needs_model and model_path is not None else None
+    if needs_model and model is None:
+        raise ParleyError("smart_turn needs the model: pass --model or set [turn] model_path")
+    results: dict[str, Any] = {}
+    for strategy in strategies:
+        tally = Tally()
+        smart = strategy.turn is not None and strategy.turn.strategy == "smart_turn"
+        for clip in clips:
+            ends = run_clip(clip, strategy, vad, model if smart else None, tally)
+            tally.clips[clip.name] = score(clip, ends, tally, late_ms)
+        latency = percentiles(tally.latencies_ms)
+        results[strategy.name] = {
+            "premature_ends": tally.premature,
+            "true_ends": tally.true_ends,
+            "late_ends": tally.late + tally.missed,
+            "missed_turns": tally.missed,
+            "end_of_speech_to_decision_ms": {k: latency.get(k) for k in ("p50", "p90", "max")},
+            "model_ms": {k: percentiles(tally.model_ms).get(k) for k in ("p50", "p90")}
+            if smart
+            else None,
+            "clips": tally.clips,
+        }
+    reference = REFERENCE if REFERENCE in results else next(iter(results))
+    return {
+        "bench": "endpointing",
+        "clips": len(clips),
+        "turns": sum(len(c.ends_s) for c in clips),
+        "late_ms": late_ms,
+        "tolerance_s": TOLERANCE_S,
+        "reference": reference,
+        "strategies": results,
+        "ratios": _ratios(results, reference),
+        "targets": _targets(results),
+        "machine": machine(),
+    }
+
+
+def _ratios(results: dict[str, Any], reference: str) -> dict[str, Any]:
+    """Each strategy's latency p50/p90 and premature ends over the reference's."""
+    ref = results[reference]
+    out = {}
+    for name, result in results.items():
+        ratios = {}
+        for key in ("p50", "p90"):
+            mine = result["end_of_speech_to_decision_ms"][key]
+            theirs = ref["end_of_speech_to_decision_ms"][key]
+            ratios[f"latency_{key}"] = round(mine / theirs, 3) if mine and theirs else None
+        if ref["premature_ends"]:
+            ratios["premature"] = round(result["premature_ends"] / ref["premature_ends"], 3)
+        else:
+            ratios["premature"] = None
+        out[name] = ratios
+    return out
+
+
+def _targets(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, where the strategies they compare were run."""
+    smart, s200, s500 = (results.get(n) for n in ("smart_turn", "silence:200", "silence:500"))
+    if smart is None or s500 is None:
+        return {}
+    out: dict[str, Any] = {
+        "premature_vs_silence_500": smart["premature_ends"] <= s500["premature_ends"],
+        "sooner_than_silence_500": (smart["end_of_speech_to_decision_ms"]["p50"] or 1e9)
+        < (s500["end_of_speech_to_decision_ms"]["p50"] or 0),
+    }
+    if s200 is not None:
+        out["fewer_premature_than_silence_200"] = smart["premature_ends"] < s200["premature_ends"]
+    out["met"] = all(out.values())
+    return out
+
+
+def run_bench_endpointing(args: argparse.Namespace, config: Config) -> int:
+    spec = args.strategy or DEFAULT_STRATEGIES
+    strategies = parse_strategies(spec, config, args.min_silence_ms)
+    clips = load_clips(Path(args.labels) if args.labels else LABELS, args.clip or ())
+    if not clips:
+        raise ParleyError("no clips matched --clip")
+    model = Path(args.model) if args.model else config.turn_model_path(config.turn)
+    result = run_endpointing(strategies, clips, model, args.late_ms)
+    lines = [
+        f"{name:>16}: premature {r['premature_ends']}, late {r['late_ends']}, "
+        f"p50 {r['end_of_speech_to_decision_ms']['p50']} ms, "
+        f"p90 {r['end_of_speech_to_decision_ms']['p90']} ms"
+        for name, r in result["strategies"].items()
+    ]
+    report(result, args, "\n".join(lines))
+    return 0

@@ -1,0 +1,133 @@
+"""Checks of single configuration values: number ranges and ``HOST:PORT`` addresses.
+
+A numeric setting of a config dataclass declares its range where it is defined::
+
+    threshold: float = ranged(0.5, low=0.0, high=1.0)
+    timeout_s: float = positive(30.0)
+
+and the dataclass's ``__post_init__`` calls :func:`check_ranges`, which raises
+:class:`~parley.errors.ConfigError` naming ``[section] key``, the value and the range.
+Every float setting must also be finite (``nan`` and ``inf`` are refused).
+
+:func:`split_address` is the one parser of ``HOST:PORT``, for the config (pool
+addresses, ``[edge] server``: :func:`parse_address`, which names the setting) and the
+command line (``--listen``, ``--server``: argparse types in parley/cli.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import re
+from typing import Any
+
+from parley.errors import ConfigError
+
+_RANGE = "parley.range"  # dataclass field metadata key: (low, high, low_excluded)
+
+
+def ranged(
+    default: Any, *, low: float | None = None, high: float | None = None, above: bool = False
+) -> Any:
+    """A dataclass field with ``default`` whose value must lie in ``low..high`` (either
+    end may be open); ``above``: strictly greater than ``low``."""
+    return dataclasses.field(default=default, metadata={_RANGE: (low, high, above)})
+
+
+def positive(default: Any) -> Any:
+    """A dataclass field with ``default`` whose value must be more than 0."""
+    return ranged(default, low=0, above=True)
+
+
+def _describe(low: float | None, high: float | None, above: bool) -> str:
+    if above:
+        return f"more than {low:g}" + (f" and at most {high:g}" if high is not None else "")
+    if low is not None and high is not None:
+        return f"from {low:g} to {high:g}"
+    return f"{low:g} or more" if low is not None else f"{high:g} or less"
+
+
+def check_ranges(settings: Any, section: str) -> None:
+    """Raise ConfigError for the first setting of the dataclass ``settings`` outside
+    its declared range (see :func:`ranged`), or a float that is nan or infinite."""
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"[{section}] {item.name} = {value}: give a finite number")
+        if _RANGE not in item.metadata:
+            continue
+        low, high, above = item.metadata[_RANGE]
+        if (low is not None and (value <= low if above else value < low)) or (
+            high is not None and value > high
+        ):
+            raise ConfigError(
+                f"[{section}] {item.name} = {value!r}: must be {_describe(low, high, above)}"
+            )
+
+
+# ---------------------------------------------------------------------------- addresses
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+EXAMPLE = "e.g. 127.0.0.1:50051, myhost:50051 or [::1]:50051"
+
+
+def _host_problem(host: str) -> str:
+    """What is wrong with ``host`` ("" if it is a name, an IPv4 address or an IPv6
+    address with or without brackets)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+        return ""
+    except ValueError:
+        pass
+    if bare == host and _HOSTNAME.match(host) and len(host) <= 253:
+        return ""
+    return f"{host!r} is not a host name or IP address"
+
+
+def check_host(host: str, where: str) -> str:
+    """``host`` unchanged if it is a name or an IP address; ConfigError naming ``where``
+    if not."""
+    if problem := _host_problem(host):
+        raise ConfigError(f"{where}: {problem}")
+    return host
+
+
+def split_address(
+    address: str, *, any_port: bool = False, empty_host: bool = False
+) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host as written, port).
+
+    The port must be from 1 to 65535, or from 0 (a free port) with ``any_port``; with
+    ``empty_host`` the host may be left out (``:PORT``, host ""). Raises ValueError
+    saying what is wrong with ``address`` (see :func:`parse_address`)."""
+    text = str(address).strip()
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not (host or empty_host):
+        raise ValueError(f"{address!r} is not HOST:PORT ({EXAMPLE})")
+    if ":" in host and not host.startswith("["):
+        raise ValueError(f"{address!r}: write an IPv6 address in brackets, [::1]:PORT")
+    number, low = int(port), 0 if any_port else 1
+    if not low <= number <= 65535:
+        raise ValueError(f"{address!r}: the port must be from {low} to 65535")
+    if host and (problem := _host_problem(host)):
+        raise ValueError(problem)
+    return host, number
+
+
+def parse_address(
+    address: str, where: str, *, any_port: bool = False, empty_host: bool = False
+) -> tuple[str, int]:
+    """:func:`split_address`, raising ConfigError that names ``where``
+    (``[pools.tiny-stt] addresses``, ``[edge] server``, ...) and the address."""
+    try:
+        return split_address(address, any_port=any_port, empty_host=empty_host)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_address(address: str, where: str) -> str:
+    """``address`` unchanged if :func:`parse_address` accepts it (ConfigError if not)."""
+    parse_address(address, where)
+    return address

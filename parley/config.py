@@ -97,7 +97,7 @@ class TurnConfig:
     check point on (in both strategies) and sent only once the turn is confirmed."""
 
     strategy: str = "silence"
-    check_after_ms: int = positive(200)  # silence before the first check point
+    check_after_ms: int = positive(150)  # silence before the first check point
     recheck_ms: int = positive(100)  # later check points as the silence grows
     threshold: float = ranged(0.5, low=0.0, high=1.0)  # end-of-turn probability that ends it
     max_silence_ms: int = positive(1500)  # smart_turn: silence that ends the turn anyway

@@ -841,7 +841,10 @@ def _research_parsers(sub: Any) -> None:
         "--items", type=non_negative_int, default=20, help="item rows shown (default 20)"
     )
     p.add_argument(
-        "--resamples", type=positive_int, default=1000, help="bootstrap resamples (default 1000)"
+        "--resamples",
+        type=in_range(int, 1, 100_000),
+        default=1000,
+        help="bootstrap resamples, 1 to 100000 (default 1000)",
     )
     p.add_argument("--json", action="store_true", help="everything, every item, as JSON")
     p.set_defaults(handler=cmd_compare)

@@ -164,6 +164,7 @@ class Session:
         # Recent turns' trace ids: edge spans must belong to one of them.
         self.trace_ids: collections.deque[str] = collections.deque(maxlen=RECENT_TURNS)
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._closed = False  # close() ran (it may run twice)
 
     # ------------------------------------------------------------------ inbound
 
@@ -571,8 +572,9 @@ class Session:
         await self.endpointer.close()
         await self.turns.close()
         await self.speculator.close()
-        if self.speculator.counts.started:
+        if self.speculator.counts.started and not self._closed:
             log.info("session %s: %s", self.session_id, self.speculator.counts.summary())
+        self._closed = True
         if self.listening is not None:
             self.listening.stream.cancel()
             self.listening.span.end()

@@ -60,6 +60,8 @@ def parse_strategies(spec: str, config: Config, min_silence_ms: int | None) -> l
             ms = int(number) if number else None
         except ValueError:
             raise ParleyError(f"--strategy {item!r}: expected NAME or NAME:MS") from None
+        if ms is not None and ms <= 0:
+            raise ParleyError(f"--strategy {item!r}: MS must be a positive number of milliseconds")
         if kind == "silence":
             silence = ms or min_silence_ms or config.vad.min_silence_ms
             vad = _vad(config.vad, silence)

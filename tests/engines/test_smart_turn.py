@@ -19,6 +19,7 @@ from parley.commands.bench_endpointing import (
     run_endpointing,
 )
 from parley.config import Config, TurnConfig, VadConfig
+from parley.errors import ParleyError
 from server.smart_turn import CLIP_SAMPLES, SmartTurn, SmartTurnError, clip
 from server.vad import SileroVad, default_model_path
 
@@ -169,3 +170,9 @@ def test_turn_config_defaults_keep_silence_endpointing(vad: SileroVad) -> None:
     detector = TurnDetector(VadConfig(), vad, 16000, TurnConfig())
     events = detector.feed(lamp.audio) + detector.flush()
     assert not [e for e in events if isinstance(e, TurnPaused)]
+
+
+@pytest.mark.parametrize("spec", ["silence:0", "smart_turn:0", "silence:-5"])
+def test_a_strategy_with_no_milliseconds_is_refused(spec: str) -> None:
+    with pytest.raises(ParleyError, match="positive"):
+        parse_strategies(spec, Config(), None)

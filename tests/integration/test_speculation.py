@@ -140,6 +140,8 @@ async def test_speech_that_resumes_discards_the_speculation(
     async with asyncio.timeout(5):
         while not any(summary in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the conversation's cleanup closes the session again
+    assert sum(summary in r.getMessage() for r in caplog.records) == 1  # said once
 
 
 def paused_twice() -> np.ndarray:

@@ -703,6 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--pipeline", default="instant", help="pipeline to ask for (default instant)")
     load.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        help="server processes sharing the port, for the server it starts (default 1)",
+    )
+    load.add_argument(
         "--token", default="", help="device token, for a server that asks for one (default: none)"
     )
     load.add_argument(

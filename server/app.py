@@ -87,6 +87,7 @@ async def start_server(
     vad = BatchScheduler(
         SileroVad(config.vad.model_path or None),
         interval_s=config.vad.batch_interval_ms / 1000,
+        max_interval_s=config.vad.batch_max_interval_ms / 1000,
         max_batch=config.vad.batch_max,
     )
     interceptors = telemetry.client_interceptors()

@@ -229,8 +229,9 @@ class Session:
         self.receipts.taken(chunk.seq, self.samples_in + held, whole=not self.converter.carrying)
         self._chunk_ends.append(self.samples_in)
         self._chunks_taken += 1
-        await self.turns.feed(samples)  # its events arrive through _on_detector_event
-        self._acknowledge()
+        # Its events arrive through _on_detector_event; the audio it finishes with is
+        # acknowledged after its windows are scored (_after_vad_step).
+        await self.turns.feed(samples)
 
     def _after_vad_step(self) -> None:
         """Windows were scored and their events handled: stream the open turn ahead and

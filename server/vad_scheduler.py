@@ -14,9 +14,19 @@ a stream that is behind catches up by several windows per round without holding 
 others back.
 
 Cadence: a round starts as soon as windows are waiting, but at most once per
-``interval_s`` (a few ms), so under load windows from many streams gather into one
-call; a lone stream waits for nothing. Under load a window waits at most
-``interval_s`` plus the round before it.
+interval, so under load windows from many streams gather into one call; a lone stream
+waits for nothing. The interval is ``interval_s`` (a few ms) while few windows
+arrive, and stretches up to ``max_interval_s`` as they arrive faster, so that a round
+gathers about ``gather`` windows: a model call costs the same per call whatever its
+batch (weights out of the caches, per-call overhead), so many small calls cost about
+twice the CPU per window of a few large ones (docs/BENCHMARKS.md, `parley bench
+load`). Under load a window waits at most the interval plus the round before it.
+
+Depth: in a large round (``gather`` / 2 streams or more) a stream gives one window,
+or up to ``max_depth`` when it is more than two behind; a second window of a few
+streams would be a small, costly call of its own, and one window per round keeps up
+as long as rounds come more often than windows (32 ms). In a small round every stream
+gives up to ``max_depth``: there, latency comes first.
 
 Errors: windows of the wrong shape fail only their own caller (ValueError, checked
 before they join a round); a model error is raised by ``scores()`` of every stream in
@@ -48,6 +58,9 @@ log = logging.getLogger(__name__)
 Float32Array = npt.NDArray[np.float32]
 StateT = TypeVar("StateT")
 THREAD_NAME = "parley-vad"  # the scoring thread's name in /proc (bench load reads it)
+GATHER_WINDOWS = 64  # windows a round gathers under load (the interval stretches for them)
+RATE_SMOOTHING = 0.2  # weight of the latest round in the arrival-rate average
+BEHIND = 2  # windows queued beyond which a stream catches up in a large round
 
 
 class BatchModel(Protocol[StateT]):
@@ -124,6 +137,7 @@ class ScoredStream(Generic[ModelT]):
         if x.shape[0]:
             self._queue.append(x)
             self._queued += x.shape[0]
+            self._scheduler._submitted += x.shape[0]
             self._scheduler._submit(self)
 
     async def scores(self) -> Float32Array:
@@ -205,23 +219,33 @@ def _name_thread(name: str) -> None:
 class BatchScheduler(Generic[ModelT]):
     """Scores the waiting windows of all open streams in batched model calls on one thread.
 
-    ``interval_s``: the least time between two rounds' starts; ``max_batch``: windows
-    per model call at most (more waiting streams are split over several calls);
-    ``max_depth``: windows of one stream per round at most."""
+    ``interval_s``: the least time between two rounds' starts; ``max_interval_s``: the
+    most it stretches to under load, to gather ``gather`` windows per round (see the
+    module docstring); ``max_batch``: windows per model call at most (more waiting
+    streams are split over several calls); ``max_depth``: windows of one stream per
+    round at most."""
 
     def __init__(
         self,
         model: ModelT,
         *,
         interval_s: float = 0.008,
+        max_interval_s: float | None = None,
+        gather: int = GATHER_WINDOWS,
         max_batch: int = 256,
         max_depth: int = 8,
         thread_name: str = THREAD_NAME,
     ) -> None:
-        if interval_s < 0 or max_batch < 1 or max_depth < 1:
-            raise ValueError("interval_s must be >= 0, max_batch and max_depth >= 1")
+        """``max_interval_s`` None: ``interval_s`` always (no stretching)."""
+        max_interval_s = interval_s if max_interval_s is None else max_interval_s
+        if interval_s < 0 or max_interval_s < interval_s:
+            raise ValueError("interval_s must be >= 0 and max_interval_s >= interval_s")
+        if max_batch < 1 or max_depth < 1 or gather < 1:
+            raise ValueError("gather, max_batch and max_depth must be >= 1")
         self.model = model
-        self.interval_s = interval_s
+        self.interval_s, self.max_interval_s, self.gather = interval_s, max_interval_s, gather
+        self._submitted = 0  # windows submitted, ever (for the arrival rate)
+        self._rate = 0.0  # windows arriving per second (moving average over rounds)
         self.max_batch, self.max_depth = max_batch, max_depth
         self.stats = SchedulerStats()
         self._thread_name = thread_name
@@ -288,13 +312,27 @@ class BatchScheduler(Generic[ModelT]):
         self._ready.pop(stream, None)
         self._streams.discard(stream)
 
+    def interval(self) -> float:
+        """The least time between two rounds' starts now (seconds): long enough to
+        gather ``gather`` windows at the recent arrival rate, within
+        [``interval_s``, ``max_interval_s``]."""
+        if self._rate <= 0:
+            return self.interval_s
+        return min(self.max_interval_s, max(self.interval_s, self.gather / self._rate))
+
+    def _note_arrivals(self, now: float, since: float, submitted: int) -> None:
+        elapsed = now - since
+        if math.isfinite(elapsed) and elapsed > 0:
+            rate = (self._submitted - submitted) / elapsed
+            self._rate += RATE_SMOOTHING * (rate - self._rate)
+
     async def _run(self) -> None:
         assert self._wakeup is not None and self._executor is not None
         loop = asyncio.get_running_loop()
-        last_start = -math.inf
+        last_start, submitted = -math.inf, 0
         while True:
             await self._wakeup.wait()
-            delay = last_start + self.interval_s - loop.time()
+            delay = last_start + self.interval() - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # let more streams' windows gather
             self._wakeup.clear()
@@ -302,8 +340,14 @@ class BatchScheduler(Generic[ModelT]):
             self._ready.clear()
             if not streams:
                 continue
-            last_start = loop.time()
-            work = [(stream.state, stream._take(self.max_depth)) for stream in streams]
+            now = loop.time()
+            self._note_arrivals(now, last_start, submitted)
+            last_start, submitted = now, self._submitted
+            large = len(streams) >= self.gather // 2
+            work = [
+                (s.state, s._take(1 if large and s._queued <= BEHIND else self.max_depth))
+                for s in streams
+            ]
             self._in_flight = {stream: len(w) for stream, (_, w) in zip(streams, work, strict=True)}
             try:
                 done = await loop.run_in_executor(self._executor, self._score, work)

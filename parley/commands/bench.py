@@ -103,13 +103,15 @@ def scratch_stack(
     env: Mapping[str, str] | None = None,
     *,
     free_worker_ports: bool = False,
+    processes: int = 1,
 ) -> tuple[Config, LocalStack]:
     """The config and (not yet started) processes of a benchmark: a server on a free
     port that stores into ``scratch``, and the pipelines' workers (``env`` added).
 
     ``free_worker_ports``: the local workers listen on free ports too (written to a
     config file in ``scratch``), so the benchmark never meets another one's workers;
-    only when no user config file is in use (it would be replaced)."""
+    only when no user config file is in use (it would be replaced). ``processes``: server
+    processes sharing the port (one by default: its CPU is what most figures count)."""
     store = dataclasses.replace(
         config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
     )
@@ -132,8 +134,7 @@ def scratch_stack(
                 if pool.local
             )
         )
-    # One server process: its CPU is what the figures count.
-    return config, LocalStack(config, pipelines, config_path, env=stack_env, processes=1)
+    return config, LocalStack(config, pipelines, config_path, env=stack_env, processes=processes)
 
 
 def _workers_on_free_ports(config: Config, pipelines: list[str]) -> Config:

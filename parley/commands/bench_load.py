@@ -191,11 +191,17 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-load-") as scratch:
         stack = None
         if args.server:
+            if args.processes != 1:
+                raise ParleyError("--processes is for the server the benchmark starts")
             address = args.server
             result["server"] = "external"
         else:
             config, stack = scratch_stack(
-                config, [args.pipeline], Path(scratch), free_worker_ports=True
+                config,
+                [args.pipeline],
+                Path(scratch),
+                free_worker_ports=True,
+                processes=args.processes,
             )
             address = f"127.0.0.1:{config.server.port}"
             started = await stack.start()
@@ -206,6 +212,7 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
                     "stop them so the benchmark measures processes it started itself"
                 )
             result["server"] = "scratch"
+            result["server_processes"] = args.processes
         try:
             probe = Probe.find(address, config, args.pipeline)
             result["processes"] = probe.describe()

@@ -259,6 +259,50 @@ def test_bad_settings_are_rejected() -> None:
         BatchScheduler(HistoryModel(), max_batch=0)
     with pytest.raises(ValueError):
         BatchScheduler(HistoryModel(), max_depth=0)
+    with pytest.raises(ValueError):
+        BatchScheduler(HistoryModel(), interval_s=0.01, max_interval_s=0.005)
+    with pytest.raises(ValueError):
+        BatchScheduler(HistoryModel(), gather=0)
+
+
+async def test_the_interval_stretches_with_the_arrival_rate_within_its_bounds() -> None:
+    """Rounds gather ``gather`` windows at the recent arrival rate: a few windows keep
+    the short interval, many stretch it, never past max_interval_s."""
+    sched = BatchScheduler(HistoryModel(), interval_s=0.002, max_interval_s=0.03, gather=8)
+    try:
+        assert sched.interval() == 0.002  # nothing arrived yet
+        stream = sched.open()
+        for _ in range(5):  # one window per round, ~ every 10 ms: 100 windows/s
+            await stream.score(windows(0.1))
+            await asyncio.sleep(0.01)
+        assert sched.interval() == pytest.approx(0.03)  # 8 / ~100 per s, capped at 30 ms
+        busy = [sched.open() for _ in range(40)]
+        for _ in range(12):  # 40 windows every ~10 ms: 4000 per s -> 8 / 4000 = 2 ms
+            await asyncio.gather(*(s.score(windows(0.1)) for s in busy))
+            await asyncio.sleep(0.01)
+        assert sched.interval() < 0.02  # ~2 ms when the machine keeps up
+    finally:
+        await sched.aclose()
+
+
+async def test_a_large_round_takes_one_window_per_stream_unless_it_is_behind() -> None:
+    sched = BatchScheduler(HistoryModel(), interval_s=0.0, gather=4)
+    try:
+        a, b, c, d = (sched.open() for _ in range(4))
+        results = await asyncio.gather(
+            a.score(windows(0.1, 0.1)),  # two queued: not behind, one per round
+            b.score(windows(0.2)),
+            c.score(windows(0.3, 0.3, 0.3, 0.3)),  # four: behind, catches up at once
+            d.score(windows(0.4)),
+        )
+        np.testing.assert_allclose(results[0], [0.1, 0.101], rtol=1e-6)
+        np.testing.assert_allclose(results[2], [0.3, 0.301, 0.302, 0.303], rtol=1e-6)
+        calls = sched.model.calls
+        assert calls[0] == ["s1", "s2", "s3", "s4"]  # round 1: a and c are both in it
+        assert calls[1:4] == [["s3"], ["s3"], ["s3"]]  # c goes on; a waits for round 2
+        assert calls[4:] == [["s1"]]
+    finally:
+        await sched.aclose()
 
 
 async def test_more_ready_streams_than_max_batch_are_split() -> None:

@@ -50,6 +50,9 @@ def run_server(args: argparse.Namespace, config: Config) -> int:
     processes = process_count(args.processes, config)
     if processes == 1:
         return _serve_one(config, reuse_port=args.reuse_port)
+    from server.smart_turn import check_models
+
+    check_models(config)  # a missing or wrong end-of-turn model: one error, no process started
     return _supervise(args, config, processes)
 
 

@@ -57,3 +57,25 @@ def test_a_process_that_exits_after_all_were_up_is_restarted(monkeypatch):
 def test_no_processes_is_refused():
     with pytest.raises(ValueError):
         Supervisor(["true"], 0)
+
+
+def test_a_wrong_end_of_turn_model_fails_once_before_any_process_starts(
+    tmp_path, monkeypatch, capsys
+):
+    from parley import cli
+    from parley.commands import server as server_command
+
+    model = tmp_path / "smart-turn-v3.2-cpu.onnx"
+    model.write_bytes(b"<html>not found</html>")
+    toml = tmp_path / "parley.toml"
+    toml.write_text(f'[turn]\nstrategy = "smart_turn"\nmodel_path = "{model}"\n')
+    monkeypatch.setenv("PARLEY_HOME", str(tmp_path / "home"))
+    started = []
+    monkeypatch.setattr(server_command, "_supervise", lambda *a: started.append(a) or 0)
+
+    assert cli.main(["--config", str(toml), "server", "--processes", "3"]) == 2
+
+    assert started == []  # no server process was started
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("parley: error: ")
+    assert str(model) in errors[0]

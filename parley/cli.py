@@ -839,7 +839,11 @@ def _research_parsers(sub: Any) -> None:
 
     p = sub.add_parser("compare", help="runs of one dataset side by side")
     p.add_argument(
-        "runs", nargs="+", metavar="RUN", help="run names; the first is the baseline (no default)"
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run names, or #ID for a run's id (a plain number is a name if a run has it, "
+        "else an id); the first is the baseline (no default)",
     )
     p.add_argument("--tag", help="only the items with this tag (default: every item)")
     p.add_argument(

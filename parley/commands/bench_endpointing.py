@@ -342,7 +342,7 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_bench_endpointing(args: argparse.Namespace, config: Config) -> int:
-    spec = args.strategy or DEFAULT_STRATEGIES
+    spec = DEFAULT_STRATEGIES if args.strategy is None else args.strategy  # "": refused
     strategies = parse_strategies(spec, config, args.min_silence_ms)
     clips = load_clips(Path(args.labels) if args.labels else LABELS, args.clip or ())
     if not clips:

@@ -97,3 +97,20 @@ def test_the_command_reports_bad_labels_in_one_line(
         f'parley: error: --labels {labels}: expected a JSON object with a "clips" '
         "list (scripts/make_endpointing_set.py)"
     ]
+
+
+@pytest.mark.parametrize("spec", ["", " ", ",", " , "])
+def test_an_empty_strategy_is_refused_not_read_as_the_default(
+    spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parley import cli
+    from parley.commands.bench_endpointing import parse_strategies
+    from parley.config import Config
+
+    with pytest.raises(ParleyError, match="name at least one strategy"):
+        parse_strategies(spec, Config(), None)
+    monkeypatch.setenv("PARLEY_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "endpointing", "--strategy", spec]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["parley: error: --strategy: name at least one strategy"]

@@ -845,7 +845,10 @@ def _research_parsers(sub: Any) -> None:
         help="run names, or #ID for a run's id (a plain number is a name if a run has it, "
         "else an id); the first is the baseline (no default)",
     )
-    p.add_argument("--tag", help="only the items with this tag (default: every item)")
+    p.add_argument(
+        "--tag",
+        help="only the items with this tag; a tag no item has is an error (default: every item)",
+    )
     p.add_argument(
         "--items", type=non_negative_int, default=20, help="item rows shown (default 20)"
     )

@@ -471,7 +471,7 @@ def compare(
     (all items if ""). ``item_offset``/``item_limit`` choose the per-item rows returned
     (None: all); every figure still covers all selected items. ``tie_ms``: latency
     differences within it count as ties. Raises CompareError (unknown run, runs of
-    different datasets). The database must be open."""
+    different datasets, a tag no item has). The database must be open."""
     if item_offset < 0 or (item_limit is not None and item_limit < 0):
         raise CompareError("item_offset and item_limit cannot be negative")
     if not run_refs:
@@ -487,6 +487,12 @@ def compare(
             "only runs of one dataset can be compared item by item"
         )
     rows, indexes, tags = _rows(list(datasets.values()), tag)
+    if tag and tag not in tags:
+        known = ", ".join(tags[:20]) + (", ..." if len(tags) > 20 else "") if tags else "none"
+        shown = tag if len(tag) <= 80 else tag[:77] + "..."
+        raise CompareError(
+            f"no item of dataset {next(iter(names))} has the tag {shown!r} (its tags: {known})"
+        )
     data = [
         _load_run(run, datasets[run.dataset_id], indexes[run.dataset_id], len(rows))
         for run in found

@@ -210,3 +210,13 @@ def test_a_run_named_with_digits_is_found_by_its_name_and_ids_by_hash(store: Con
             _find_runs([ref])
     with pytest.raises(CompareError, match="named twice"):
         _find_runs(["#200", "123"])
+
+
+def test_a_tag_no_item_has_is_an_error_not_empty_tables(store: Config):
+    runs = seed_runs(12).runs
+    with pytest.raises(CompareError) as info:
+        compare(runs, tag="nosuch")
+    message = str(info.value)
+    assert "has the tag 'nosuch'" in message
+    assert all(tag in message for tag in TAGS if tag in compare(runs)["tags"])
+    assert compare(runs, tag=TAGS[0])["items_total"] > 0  # a known tag still works

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from parley.commands.launcher import LocalStack, ProcessSpec, is_loopback
 from parley.commands.models import missing_models
 from parley.config import Config, PoolConfig
+from parley.config_values import join_address
 from parley.errors import ParleyError
 
 # extra -> modules it provides (find_spec: nothing is imported)
@@ -258,7 +259,7 @@ def check_ports(config: Config) -> list[Check]:
         for spec in stack.specs
         if is_loopback(spec.address) or spec.name == "server"
     ]
-    admin_address = f"{config.admin.host}:{config.admin.port}"
+    admin_address = join_address(config.admin.host, config.admin.port)
     url = admin.site_url(config.admin.host, config.admin.port) + "login"
     targets.append(("admin", admin_address, lambda: admin.http_up(url)))
     out = []

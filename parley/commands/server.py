@@ -10,7 +10,7 @@ import logging
 import sys
 
 from parley.config import Config
-from parley.config_values import parse_address
+from parley.config_values import join_address, parse_address
 from parley.errors import ConfigError
 
 CHILD_LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
@@ -82,7 +82,7 @@ def _supervise(args: argparse.Namespace, config: Config, processes: int) -> int:
         command += ["--config", args.config]
     if args.verbose:
         command.append("--verbose")
-    command += ["server", "--listen", f"{host}:{port}"]
+    command += ["server", "--listen", join_address(host, port)]
     if config.server.insecure:
         command.append("--insecure")
     logging.getLogger(__name__).info(

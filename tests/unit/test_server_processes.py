@@ -79,3 +79,30 @@ def test_a_wrong_end_of_turn_model_fails_once_before_any_process_starts(
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("parley: error: ")
     assert str(model) in errors[0]
+
+
+def test_the_supervisor_gives_its_processes_a_bracketed_ipv6_address(monkeypatch):
+    import argparse
+    import dataclasses
+
+    from parley.commands import server as server_command
+    from server import processes
+
+    commands = []
+
+    class Recorder:
+        def __init__(self, command, count):
+            commands.append(command)
+
+        def run(self):
+            return 0
+
+    monkeypatch.setattr(processes, "Supervisor", Recorder)
+    config = load_config(env={})
+    config = dataclasses.replace(
+        config, server=dataclasses.replace(config.server, host="::1", port=6001)
+    )
+    args = argparse.Namespace(config=None, verbose=False)
+    assert server_command._supervise(args, config, 2) == 0
+    (command,) = commands
+    assert command[command.index("--listen") + 1] == "[::1]:6001"

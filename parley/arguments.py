@@ -11,6 +11,7 @@ unbounded) so tests can walk the parser and try the values just outside it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -116,4 +117,31 @@ def sound_file(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text}: not a sound file that can be read ({reason.strip().rstrip('.')})"
         ) from None
+    return text
+
+
+def output_file(text: str) -> str:
+    """A file the command will write (``--output``, ``--out``), checked before anything
+    runs: its folder exists, it is not a folder, and it can be opened for writing (an
+    existing file is opened without truncating it; a new one is created and removed), so
+    a long benchmark never ends in a result that cannot be saved."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder, not a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder {str(folder)!r}")
+    existed = path.exists()
+    try:
+        with path.open("ab" if existed else "xb"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text}: cannot be written ({exc.strerror or exc})"
+        ) from None
+    if not existed:
+        with contextlib.suppress(OSError):
+            path.unlink()
     return text

@@ -20,6 +20,7 @@ from parley.arguments import (
     in_range,
     non_negative_float,
     non_negative_int,
+    output_file,
     positive_float,
     positive_int,
     sound_file,
@@ -33,6 +34,8 @@ from parley.signals import terminated
 # Audio per AudioChunk: the server refuses more than [limits] max_audio_chunk_ms (5000).
 CHUNK_MS = in_range(int, 1, 5000)
 Handler = Callable[[argparse.Namespace, Config], int]
+# --output of the benchmarks: checked at parse time (parley.arguments.output_file)
+OUTPUT_HELP = "also write the JSON object to this file, which must be writable (default: none)"
 INSECURE_HELP = (
     "listen beyond loopback even with no authentication at all (a trusted network only; "
     "see docs/security.md)"
@@ -317,7 +320,9 @@ def _edge_arguments(p: argparse.ArgumentParser) -> None:
         "parley/assets/turn_on_the_living_room_lamp.wav",
     )
     headless.add_argument(
-        "--out", help="WAV file the answers are written to (default: none; needed with --wav)"
+        "--out",
+        type=output_file,
+        help="WAV file the answers are written to (default: none; needed with --wav)",
     )
     headless.add_argument("--fast", action="store_true", help="no real-time pacing")
     headless.add_argument("--json", action="store_true", help="print a JSON report")
@@ -453,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="speech recording (default: parley/assets/turn_on_the_living_room_lamp.wav)",
     )
     p.add_argument("--pipeline", help="pipeline (default: local if its models exist, else tiny)")
-    p.add_argument("--out", help="answer WAV (default: <home>/demo-answer.wav)")
+    p.add_argument("--out", type=output_file, help="answer WAV (default: <home>/demo-answer.wav)")
     p.add_argument("--fast", action="store_true", help="no real-time pacing")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(handler=cmd_demo)
@@ -589,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--turns", type=positive_int, default=30, help="turns per mode (default: 30)"
     )
     tracing.add_argument("--json", action="store_true", help="print only the JSON object")
-    tracing.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    tracing.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     adm = bsub.add_parser("admin", help="admin page times on a seeded store of N turns")
     adm.add_argument(
         "--turns", type=positive_int, default=100_000, help="turns seeded (default: 100000)"
@@ -598,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeat", type=positive_int, default=7, help="timed requests per page (default: 7)"
     )
     adm.add_argument("--json", action="store_true", help="print only the JSON object")
-    adm.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    adm.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     turn = bsub.add_parser(
         "turn", help="voice-to-voice and framework overhead, per turn-taking setting"
     )
@@ -618,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="engines behind the workers (default: instant)",
     )
     turn.add_argument("--json", action="store_true", help="print only the JSON object")
-    turn.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    turn.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     edge = bsub.add_parser("edge", help="edge CPU and memory while streaming audio and frames")
     edge.add_argument(
         "--seconds", type=positive_float, default=30.0, help="measured time (default 30)"
@@ -629,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the default sound devices (default: a WAV file as microphone, no speaker)",
     )
     edge.add_argument("--json", action="store_true", help="print only the JSON object")
-    edge.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    edge.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     rep = bsub.add_parser("replay", help="replay throughput, and compare time at 10k items")
     rep.add_argument("--items", type=positive_int, default=60, help="items replayed (default 60)")
     rep.add_argument(
@@ -644,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--repeat", type=positive_int, default=5, help="timed comparisons (default 5)")
     rep.add_argument("--compare-only", action="store_true", help="skip the replay throughput part")
     rep.add_argument("--json", action="store_true", help="print only the JSON object")
-    rep.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    rep.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     chaos = bsub.add_parser(
         "chaos",
         help="fuzzed messages and faults against real processes: crashes, lost turns, leaks",
@@ -661,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--utterances", type=positive_int, help="spoken while the server is killed (default 20)"
     )
     chaos.add_argument("--json", action="store_true", help="print only the JSON object")
-    chaos.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    chaos.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     ends = bsub.add_parser(
         "endpointing", help="premature and late turn ends per strategy, on labelled speech"
     )
@@ -687,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a true end later is late (default 1000)",
     )
     ends.add_argument("--json", action="store_true", help="print only the JSON object")
-    ends.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    ends.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     load = bsub.add_parser("load", help="how many live streams are answered in real time")
     load.add_argument(
         "--streams", type=positive_int, default=50, help="concurrent streams (default 50)"
@@ -736,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--find-max: stop here (default 1000)",
     )
     load.add_argument("--json", action="store_true", help="print only the JSON object")
-    load.add_argument("--output", help="also write the JSON object to this file (default: none)")
+    load.add_argument("--output", type=output_file, help=OUTPUT_HELP)
     p.set_defaults(handler=cmd_bench)
     return parser
 
@@ -840,9 +845,16 @@ def _research_parsers(sub: Any) -> None:
 
     p = sub.add_parser("compare", help="runs of one dataset side by side")
     p.add_argument(
-        "runs", nargs="+", metavar="RUN", help="run names; the first is the baseline (no default)"
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run names, or #ID for a run's id (a plain number is a name if a run has it, "
+        "else an id); the first is the baseline (no default)",
     )
-    p.add_argument("--tag", help="only the items with this tag (default: every item)")
+    p.add_argument(
+        "--tag",
+        help="only the items with this tag; a tag no item has is an error (default: every item)",
+    )
     p.add_argument(
         "--items", type=non_negative_int, default=20, help="item rows shown (default 20)"
     )

@@ -117,7 +117,10 @@ class TurnConfig:
             raise ConfigError(f"[turn] strategy must be one of {known}, not {self.strategy!r}")
         check_ranges(self, "turn")
         if self.max_silence_ms < self.check_after_ms:
-            raise ConfigError("[turn] max_silence_ms must be at least check_after_ms")
+            raise ConfigError(
+                f"[turn] max_silence_ms = {self.max_silence_ms} must be at least "
+                f"check_after_ms = {self.check_after_ms}"
+            )
 
 
 @dataclass(frozen=True)
@@ -628,8 +631,9 @@ def _pipeline_turn(name: str, spec: Any, turn: TurnConfig) -> TurnConfig | None:
     values = {k: _coerce(TurnConfig, k, v, where) for k, v in spec.items()}
     try:
         return dataclasses.replace(turn, **values)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:  # "[turn] KEY ...": named by this table instead
+        message = str(exc).removeprefix("[turn] ")
+        raise ConfigError(f"{where} {message}") from None
 
 
 def _pipelines(

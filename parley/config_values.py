@@ -116,6 +116,14 @@ def split_address(
     return host, number
 
 
+def join_address(host: str, port: int) -> str:
+    """``HOST:PORT`` as :func:`split_address` (and gRPC, and a URL) reads it: an IPv6
+    address goes in brackets (``::1``, 50051 -> ``[::1]:50051``); a bracketed one stays."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
 def parse_address(
     address: str, where: str, *, any_port: bool = False, empty_host: bool = False
 ) -> tuple[str, int]:

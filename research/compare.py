@@ -85,22 +85,38 @@ class _Run:
         return np.full(len(self.status), np.nan) if found is None else found
 
 
+def _digits(text: str) -> int | None:
+    """ASCII digits that fit an integer column as an int (no "²", no 10**20), else None."""
+    return int(text) if text.isascii() and text.isdecimal() and len(text) <= 9 else None
+
+
+def _find_run(ref: str | int) -> db.Run | None:
+    """One run by reference: an int is an id; ``#N`` is always the run with id N; any
+    other text is a run name, and only when no run has that name are digits an id (a
+    run named "123" is found by "123"; the run with id 123 then by "#123")."""
+    if isinstance(ref, int):
+        return db.Run.get_or_none(db.Run.id == ref) if 0 < ref < 10**9 else None
+    text = ref.strip()
+    if text.startswith("#"):
+        number = _digits(text[1:])
+        return None if number is None else db.Run.get_or_none(db.Run.id == number)
+    # A name no run can have (NUL, longer than the column) is looked up by nothing:
+    # PostgreSQL refuses such text, and ids beyond an integer column's range.
+    if not text or "\x00" in text or len(text) > _NAME_LIMIT:
+        return None
+    named = db.Run.select().where(db.Run.name == text).order_by(db.Run.id).first()
+    if named is not None:
+        return named
+    number = _digits(text)
+    return None if number is None else db.Run.get_or_none(db.Run.id == number)
+
+
 def _find_runs(refs: Sequence[str | int]) -> list[db.Run]:
     found: list[db.Run] = []
     for ref in refs:
-        text = str(ref).strip()
-        # A name no run can have (NUL, longer than the column) is looked up by nothing:
-        # PostgreSQL refuses such text, and ids beyond an integer column's range.
-        usable = text and "\x00" not in text and len(text) <= _NAME_LIMIT
-        # an id: ASCII digits that fit an integer column (no "²", no 10**20)
-        number = int(text) if text.isascii() and text.isdecimal() and len(text) <= 9 else None
-        run = None
-        if usable:
-            query = db.Run.select().where(
-                (db.Run.name == text) | (db.Run.id == (-1 if number is None else number))
-            )
-            run = query.order_by(db.Run.id).first()
+        run = _find_run(ref)
         if run is None:
+            text = str(ref).strip()
             recent = db.Run.select(db.Run.name).order_by(db.Run.started_at.desc()).limit(5)
             names = ", ".join(r.name for r in recent) or "none yet"
             shown = text if len(text) <= 80 else text[:77] + "..."
@@ -450,11 +466,12 @@ def compare(
     tie_ms: float = 10.0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Compare runs (names or ids; the first is the baseline) on the items with ``tag``
+    """Compare runs (names, ``#ID``, or ints as ids; a plain number is a run's name when
+    one has it, else an id; the first is the baseline) on the items with ``tag``
     (all items if ""). ``item_offset``/``item_limit`` choose the per-item rows returned
     (None: all); every figure still covers all selected items. ``tie_ms``: latency
     differences within it count as ties. Raises CompareError (unknown run, runs of
-    different datasets). The database must be open."""
+    different datasets, a tag no item has). The database must be open."""
     if item_offset < 0 or (item_limit is not None and item_limit < 0):
         raise CompareError("item_offset and item_limit cannot be negative")
     if not run_refs:
@@ -470,6 +487,12 @@ def compare(
             "only runs of one dataset can be compared item by item"
         )
     rows, indexes, tags = _rows(list(datasets.values()), tag)
+    if tag and tag not in tags:
+        known = ", ".join(tags[:20]) + (", ..." if len(tags) > 20 else "") if tags else "none"
+        shown = tag if len(tag) <= 80 else tag[:77] + "..."
+        raise CompareError(
+            f"no item of dataset {next(iter(names))} has the tag {shown!r} (its tags: {known})"
+        )
     data = [
         _load_run(run, datasets[run.dataset_id], indexes[run.dataset_id], len(rows))
         for run in found

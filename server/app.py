@@ -13,6 +13,7 @@ import grpc
 
 from parley import db, rpc
 from parley.config import Config
+from parley.config_values import join_address
 from parley.telemetry import Telemetry, setup_telemetry
 from server import smart_turn, wire
 from server.auth import DeviceGate
@@ -64,7 +65,7 @@ async def start_server(
 
     ``telemetry`` defaults to tracing into the store's database (and OTLP if the
     OTEL_* variables ask for it)."""
-    address = address or f"{config.server.host}:{config.server.port}"
+    address = address or join_address(config.server.host, config.server.port)
     tls = rpc.ServerTls.configured(
         config.server.tls_cert, config.server.tls_key, config.server.tls_client_ca
     )

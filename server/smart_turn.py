@@ -49,15 +49,28 @@ class SmartTurnError(ParleyError):
     """The Smart Turn model (or what it needs) is missing, or a file is not that model."""
 
 
+def model_paths(config: Config) -> list[Path]:
+    """The model files the pipelines with strategy smart_turn need (one per distinct path)."""
+    return sorted(
+        {
+            config.turn_model_path(config.turn_for(name))
+            for name in config.pipelines
+            if config.turn_for(name).strategy == "smart_turn"
+        }
+    )
+
+
+def check_models(config: Config) -> None:
+    """Load each model :func:`start_schedulers` would, and let it go: SmartTurnError when
+    one is missing or wrong. A supervisor runs it once before starting its processes."""
+    for path in model_paths(config):
+        SmartTurn(path)
+
+
 def start_schedulers(config: Config) -> dict[Path, BatchScheduler[ClipScorer]]:
     """Load the model(s) the pipelines with strategy smart_turn need (SmartTurnError when
     one is missing or wrong: the server does not start), one running scorer each."""
-    paths = {
-        config.turn_model_path(config.turn_for(name))
-        for name in config.pipelines
-        if config.turn_for(name).strategy == "smart_turn"
-    }
-    schedulers = {path: smart_turn_scheduler(SmartTurn(path)) for path in sorted(paths)}
+    schedulers = {path: smart_turn_scheduler(SmartTurn(path)) for path in model_paths(config)}
     for scheduler in schedulers.values():
         scheduler.start()
     return schedulers

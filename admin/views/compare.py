@@ -38,7 +38,12 @@ def _problem(refs: list[str]) -> str:
 def _figures(refs: list[str], tag: str, page: int) -> dict[str, Any]:
     """compare() for one page of item rows (CompareError: a message for the reader)."""
     offset = (page - 1) * compare_page.PAGE_ROWS
-    return compare(refs, tag=tag, item_offset=offset, item_limit=compare_page.PAGE_ROWS)
+    # The page's own links and check boxes carry run ids: digits here are an id, never
+    # a run that happens to be named with digits (names still work).
+    ids: list[str | int] = [
+        int(r) if r.isascii() and r.isdecimal() and len(r) <= 9 else r for r in refs
+    ]
+    return compare(ids, tag=tag, item_offset=offset, item_limit=compare_page.PAGE_ROWS)
 
 
 def _tag(tag: str) -> dict[str, str]:

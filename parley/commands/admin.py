@@ -15,7 +15,7 @@ import urllib.request
 
 from parley.commands.launcher import LocalStack, ProcessSpec
 from parley.config import Config
-from parley.config_values import parse_address
+from parley.config_values import join_address, parse_address
 from parley.errors import ParleyError
 
 log = logging.getLogger("parley.admin")
@@ -195,8 +195,8 @@ def available() -> bool:
 
 def site_url(host: str, port: int) -> str:
     """The address to open in a browser (a wildcard host is reached on loopback)."""
-    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    return f"http://{shown}:{port}/"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host
+    return f"http://{join_address(shown, port)}/"
 
 
 def http_up(url: str, timeout: float = 0.5) -> bool:
@@ -215,7 +215,7 @@ async def start_with(stack: LocalStack, timeout: float = 60.0) -> tuple[str, str
     already answering; return (address, what happened). Without the [admin] extra it is
     skipped, not an error: the voice stack does not need it."""
     config = stack.config.admin
-    address = f"{config.host}:{config.port}"
+    address = join_address(config.host, config.port)
     if not available():
         return address, f"not started: {EXTRA_HINT}"
     url = site_url(config.host, config.port) + "login"

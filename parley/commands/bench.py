@@ -227,12 +227,26 @@ def machine() -> dict[str, Any]:
     }
 
 
-def report(result: dict[str, Any], args: argparse.Namespace, summary: str) -> None:
+def write_output(args: argparse.Namespace, text: str) -> None:
+    """Write ``text`` to --output, if given (checked writable when the arguments were
+    parsed; ParleyError if it failed since). Call it after printing ``text``, so the
+    result is never lost."""
+    if not args.output:
+        return
+    try:
+        Path(args.output).write_text(text + "\n")
+    except OSError as exc:
+        raise ParleyError(
+            f"--output {args.output}: cannot be written ({exc.strerror or exc}); "
+            "the result was printed above"
+        ) from None
+
+
+def report(result: dict[str, Any], args: argparse.Namespace, summary: str | None = None) -> None:
     """Print the JSON object (and write it to --output); then, without --json, the
     one-line summary."""
     text = json.dumps(result, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
     print(text)
-    if not args.json:
+    if summary is not None and not args.json:
         print(summary)
+    write_output(args, text)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import re
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from parley.commands.bench import report
 from parley.config import Config
 
 PAGES = {
@@ -111,12 +111,8 @@ def run_bench_admin(args: argparse.Namespace, config: Config) -> int:
 
     require_extra()
     result = bench_admin(config, args.turns, args.repeat)
-    text = json.dumps(result, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
-    if not args.json:
-        figures = ", ".join(f"{k} {v['median_ms']} ms" for k, v in result["pages"].items())
-        ok = "meets" if result["meets_target"] else "MISSES"
-        print(f"{result['turns']} turns: {figures}; {ok} the target (< {TARGET_MS:.0f} ms)")
+    figures = ", ".join(f"{k} {v['median_ms']} ms" for k, v in result["pages"].items())
+    ok = "meets" if result["meets_target"] else "MISSES"
+    target = f"{ok} the target (< {TARGET_MS:.0f} ms)"
+    report(result, args, f"{result['turns']} turns: {figures}; {target}")
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,23 +99,85 @@ class Clip:
     ends_s: list[float]  # each labelled turn's end of speech
 
 
+@dataclass(frozen=True)
+class Label:
+    """One checked entry of the labels file."""
+
+    file: str  # relative to the labels file's folder
+    kind: str
+    ends_s: list[float]
+
+
+def read_labels(labels: Path) -> list[Label]:
+    """The labels file's clips, every entry checked before anything runs: ParleyError
+    naming the file and what is wrong (not JSON, no "clips" list, an entry without its
+    audio "file" or its "turns" [{"end_s": seconds}, ...], an audio file that is not there)."""
+
+    def bad(problem: str) -> ParleyError:
+        return ParleyError(f"--labels {labels}: {problem}")
+
+    if not labels.is_file():
+        raise ParleyError(f"no labelled set at {labels}: scripts/make_endpointing_set.py")
+    try:
+        spec = json.loads(labels.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"not JSON ({exc})") from None
+    clips = spec.get("clips") if isinstance(spec, dict) else None
+    if not isinstance(clips, list):
+        raise bad('expected a JSON object with a "clips" list (scripts/make_endpointing_set.py)')
+    if not clips:
+        raise bad('"clips" is empty')
+    out = []
+    for number, item in enumerate(clips, 1):
+        if not isinstance(item, dict):
+            raise bad(f"clip {number} is not an object")
+        file = item.get("file")
+        if not isinstance(file, str) or not file.strip():
+            raise bad(f'clip {number} has no "file" (its audio, relative to the labels file)')
+        where = f"clip {number} ({file})"
+        audio = labels.parent / file
+        if not audio.is_file():
+            raise bad(f"{where}: no audio file at {audio}")
+        kind = item.get("kind", "")
+        turns = item.get("turns")
+        if not isinstance(turns, list) or not all(
+            isinstance(t, dict) and _seconds(t.get("end_s")) for t in turns
+        ):
+            raise bad(f'{where}: "turns" must be a list of {{"end_s": seconds}} objects')
+        out.append(Label(file, str(kind), [float(t["end_s"]) for t in turns]))
+    return out
+
+
+def _seconds(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def load_clips(labels: Path = LABELS, limit: Sequence[str] = ()) -> list[Clip]:
     """The labelled set (``limit``: only the clips whose file names contain one of these)."""
     from parley.audio import AudioConverter, read_audio
 
-    if not labels.is_file():
-        raise ParleyError(f"no labelled set at {labels}: scripts/make_endpointing_set.py")
-    spec = json.loads(labels.read_text())
     clips = []
-    for item in spec["clips"]:
-        if limit and not any(part in item["file"] for part in limit):
+    for label in read_labels(labels):
+        if limit and not any(part in label.file for part in limit):
             continue
-        pcm, rate = read_audio(labels.parent / item["file"])
+        try:
+            pcm, rate = read_audio(labels.parent / label.file)
+        except ParleyError:
+            raise
+        except Exception as exc:  # libsndfile's own errors: not a sound file
+            raise ParleyError(
+                f"--labels {labels}: {label.file} is not a sound file that can be read ({exc})"
+            ) from None
         converter = AudioConverter(rate, 1 if pcm.ndim == 1 else pcm.shape[1])
         audio = np.concatenate([converter.convert(pcm.tobytes()), converter.flush()])
-        clips.append(
-            Clip(Path(item["file"]).stem, item["kind"], audio, [t["end_s"] for t in item["turns"]])
-        )
+        clips.append(Clip(Path(label.file).stem, label.kind, audio, label.ends_s))
     return clips
 
 
@@ -279,7 +342,7 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_bench_endpointing(args: argparse.Namespace, config: Config) -> int:
-    spec = args.strategy or DEFAULT_STRATEGIES
+    spec = DEFAULT_STRATEGIES if args.strategy is None else args.strategy  # "": refused
     strategies = parse_strategies(spec, config, args.min_silence_ms)
     clips = load_clips(Path(args.labels) if args.labels else LABELS, args.clip or ())
     if not clips:

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from parley.commands.bench import bench_turns, percentiles
+from parley.commands.bench import bench_turns, percentiles, report
 from parley.commands.models import ensure_models
 from parley.config import Config
 
@@ -143,8 +141,5 @@ async def _measure(config: Config, turns: int, rounds: int = 3) -> dict[str, Any
 def run_bench_tracing(args: argparse.Namespace, config: Config) -> int:
     ensure_models(config, PIPELINE)
     result = asyncio.run(_measure(config, args.turns))
-    text = json.dumps(result, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    report(result, args)
     return 0

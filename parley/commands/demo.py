@@ -19,6 +19,7 @@ from parley.commands.launcher import LocalStack
 from parley.commands.models import ensure_models, missing_models
 from parley.commands.summary import latency_lines
 from parley.config import Config
+from parley.config_values import join_address
 
 DEMO_WAV = Path(__file__).resolve().parent.parent / "assets" / "turn_on_the_living_room_lamp.wav"
 
@@ -43,7 +44,7 @@ async def _demo(args: argparse.Namespace, config: Config, pipeline: str) -> dict
     try:
         edge_config = dataclasses.replace(
             config.edge,
-            server=f"{config.server.host}:{config.server.port}",
+            server=join_address(config.server.host, config.server.port),
             pipeline=pipeline,
             device_id="parley-demo",
         )

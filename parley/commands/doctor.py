@@ -1,9 +1,10 @@
 """`parley doctor`: is this machine ready to run Parley, and what to do where it is not.
 
 Checks Python, the installed extras, the sound devices, each pipeline's engines and
-models (or, for OpenAI engines, a key or a base URL), the ports `parley up` needs, the
-database and the admin accounts (read only: it never creates or upgrades the store).
-Every problem comes with what to do. The exit status is 1 when
+models (or, for OpenAI engines, a key or a base URL; the end-of-turn model of a
+smart_turn pipeline is loaded and its input checked as the server does), the ports
+`parley up` needs, the database and the admin accounts (read only: it never creates or
+upgrades the store). Every problem comes with what to do. The exit status is 1 when
 something blocks the default pipeline (`parley up` / `parley demo` would fail), else 0.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import functools
 import importlib.util
 import json
 import os
@@ -19,12 +21,14 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from parley.commands.launcher import LocalStack, ProcessSpec, is_loopback
 from parley.commands.models import missing_models
 from parley.config import Config, PoolConfig
+from parley.config_values import join_address
 from parley.errors import ParleyError
 
 # extra -> modules it provides (find_spec: nothing is imported)
@@ -149,6 +153,21 @@ def _openai_ready(pool: PoolConfig) -> bool:
     )
 
 
+@functools.cache
+def turn_model_problem(path: Path) -> str | None:
+    """What the server would say loading the end-of-turn model at ``path`` (the same
+    load and input-shape check, server/smart_turn.py), or None when it loads."""
+    try:
+        from server.smart_turn import SmartTurn
+    except ImportError as exc:  # numpy or the like: the server extra is missing
+        return f"cannot check it ({exc}): pip install 'parley[server]'"
+    try:
+        SmartTurn(path)
+    except ParleyError as exc:
+        return str(exc)
+    return None
+
+
 def check_pipeline(config: Config, name: str) -> Check:
     from workers.engines import engine_names
 
@@ -178,6 +197,15 @@ def check_pipeline(config: Config, name: str) -> Check:
         if module and _missing((module,)):
             problems.append(f"{stage}: engine {pool.engine} needs {module}")
             fixes.append(f"pip install 'parley[{extra}]'")
+    turn = config.turn_for(name)
+    turn_model = config.turn_model_path(turn)
+    if turn.strategy == "smart_turn" and turn_model.exists():
+        if problem := turn_model_problem(turn_model):
+            problems.append(f"end-of-turn model: {problem}")
+            fixes.append(
+                "parley models pull --only turn (or set [turn] model_path to a copy of "
+                "smart-turn-v3.2-cpu.onnx)"
+            )
     missing = missing_models(config, name)
     tiny_dir = config.models_dir / "tiny"
     if missing and all(p.is_relative_to(tiny_dir) for p in missing):
@@ -231,7 +259,7 @@ def check_ports(config: Config) -> list[Check]:
         for spec in stack.specs
         if is_loopback(spec.address) or spec.name == "server"
     ]
-    admin_address = f"{config.admin.host}:{config.admin.port}"
+    admin_address = join_address(config.admin.host, config.admin.port)
     url = admin.site_url(config.admin.host, config.admin.port) + "login"
     targets.append(("admin", admin_address, lambda: admin.http_up(url)))
     out = []

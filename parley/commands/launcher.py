@@ -23,6 +23,7 @@ from pathlib import Path
 
 from parley import rpc
 from parley.config import Config, WorkersConfig
+from parley.config_values import join_address
 from parley.errors import ParleyError
 from parley.security import dial_worker
 from parley.signals import die_with_parent, sigterm_as_interrupt
@@ -59,7 +60,7 @@ def stack_specs(
     server = (
         ("server", *flag) if processes is None else ("server", *flag, "--processes", str(processes))
     )
-    specs = [ProcessSpec("server", f"{config.server.host}:{config.server.port}", server)]
+    specs = [ProcessSpec("server", join_address(config.server.host, config.server.port), server)]
     seen: set[str] = set()
     for name in pipelines:
         pipeline = config.pipeline(name)
@@ -143,7 +144,7 @@ class LocalStack:
 
     @property
     def server_address(self) -> str:
-        return f"{self.config.server.host}:{self.config.server.port}"
+        return join_address(self.config.server.host, self.config.server.port)
 
     async def _wait(self, spec: ProcessSpec, timeout: float) -> None:
         process = self.started.get(spec.name)

@@ -1,7 +1,11 @@
 """`parley models`: download the real default models, build the tiny ones, list both.
 
 Downloads go to <home>/models with a progress bar, through a .part file so an
-interrupted download never looks complete. On an offline network, point
+interrupted download never looks complete: a download shorter than the server said, or
+a file whose size or sha256 is not the one pinned here (where the project knows it), is
+refused and nothing is replaced. A file already in place is checked the same way (an
+empty file, or a pinned one that does not match, is downloaded again). On an offline
+network, point
 PARLEY_MODELS_MIRROR at a mirror of the same paths, or copy the files by hand:
 the error message lists every file and where it goes.
 """
@@ -9,6 +13,9 @@ the error message lists every file and where it goes.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import http.client
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -17,6 +24,8 @@ from pathlib import Path
 
 from parley.config import SMART_TURN_FILE, Config
 from parley.errors import ParleyError
+
+log = logging.getLogger(__name__)
 
 HUB = "https://huggingface.co"
 
@@ -27,6 +36,8 @@ class ModelFile:
     path: str  # repository/resolve/revision/file on the hub (or a mirror)
     dest: str  # relative to the models directory
     default: bool = True  # fetched by a plain `parley models pull` (else: --only STAGE)
+    size: int | None = None  # bytes, where the project pins the file
+    sha256: str | None = None  # hex digest, where the project pins the file
 
 
 WHISPER = "Systran/faster-whisper-base.en/resolve/main"
@@ -36,6 +47,10 @@ PIPER = "rhasspy/piper-voices/resolve/main/en/en_US/lessac/medium"
 # fine-tuned on RAVDESS, exported to ONNX (1.26 GB) in the model's own repository.
 # End of turn (server, [turn] strategy = "smart_turn"): Smart Turn v3.2, 8.7 MB, BSD-2-Clause.
 SMART_TURN = "pipecat-ai/smart-turn-v3/resolve/main"
+# Hub revision f766f81d3cfdf7737ac64aad813d91bbfd56bf93; the same file as pipecat-ai 1.14.0
+# bundles (tests/smart_turn_model.py checks that copy against the same digest).
+SMART_TURN_SIZE = 8_679_182
+SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 EMOTION = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition/resolve/refs%2Fpr%2F8/onnx"
 
 REAL_MODELS = [
@@ -48,7 +63,13 @@ REAL_MODELS = [
     ),
     ModelFile("tts", f"{PIPER}/en_US-lessac-medium.onnx", "en_US-lessac-medium.onnx"),
     ModelFile("tts", f"{PIPER}/en_US-lessac-medium.onnx.json", "en_US-lessac-medium.onnx.json"),
-    ModelFile("turn", f"{SMART_TURN}/{SMART_TURN_FILE}", SMART_TURN_FILE),
+    ModelFile(
+        "turn",
+        f"{SMART_TURN}/{SMART_TURN_FILE}",
+        SMART_TURN_FILE,
+        size=SMART_TURN_SIZE,
+        sha256=SMART_TURN_SHA256,
+    ),
     *(
         ModelFile("analyse", f"{EMOTION}/{name}", f"speech-emotion/{name}", default=False)
         for name in ("model.onnx", "config.json", "preprocessor_config.json")
@@ -60,47 +81,102 @@ def _base_url() -> str:
     return os.environ.get("PARLEY_MODELS_MIRROR", HUB).rstrip("/")
 
 
-def _download(url: str, dest: Path) -> None:
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_problem(model: ModelFile, path: Path) -> str | None:
+    """Why ``path`` is not ``model``'s file ("missing", "empty", a size or sha256 that
+    differs from the pinned one), or None when it is, as far as the project knows."""
+    if not path.exists():
+        return "missing"
+    if not path.is_file():
+        return "not a regular file"
+    size = path.stat().st_size
+    if size == 0:
+        return "empty"
+    if model.size is not None and size != model.size:
+        return f"{size} bytes, expected {model.size}"
+    if model.sha256 is not None and (digest := file_sha256(path)) != model.sha256:
+        return f"sha256 {digest}, expected {model.sha256}"
+    return None
+
+
+def _download(url: str, dest: Path, model: ModelFile) -> None:
+    """``url`` to ``dest`` through ``dest.part``; ParleyError (and ``dest`` left as it
+    was) when the download is shorter than announced or not the pinned file."""
     from tqdm import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     request = urllib.request.Request(url, headers={"User-Agent": "parley-models"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with (
-            part.open("wb") as out,
-            tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar,
-        ):
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            written = 0
+            with (
+                part.open("wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar,
+            ):
+                try:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        written += len(chunk)
+                        bar.update(len(chunk))
+                except http.client.IncompleteRead as exc:
+                    written += len(exc.partial)
+        if total is not None and written != total:
+            raise ParleyError(
+                f"the download of {url} stopped at {written} of {total} bytes; "
+                "run the command again"
+            )
+        if (problem := file_problem(model, part)) is not None:
+            raise ParleyError(
+                f"{url} is not the expected file ({problem}); {dest} was left as it was "
+                "(a mirror or a hub that holds another version?)"
+            )
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     part.replace(dest)
 
 
 def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
-    """Download the missing real model files; ParleyError (listing them) when offline."""
+    """Download the real model files that are missing or not right (empty, or not the
+    pinned size and sha256); ParleyError (listing them) when offline."""
     wanted = [m for m in REAL_MODELS if (m.default if stages is None else m.stage in stages)]
-    missing = [m for m in wanted if not (models_dir / m.dest).exists()]
+    todo = []
+    for model in wanted:
+        dest = models_dir / model.dest
+        problem = file_problem(model, dest)
+        if problem not in (None, "missing"):
+            log.warning("%s is not the right file (%s): downloading it again", dest, problem)
+        if problem is not None:
+            todo.append(model)
     base = _base_url()
     fetched: list[Path] = []
-    for model in missing:
+    for model in todo:
         url, dest = f"{base}/{model.path}", models_dir / model.dest
         try:
-            _download(url, dest)
+            _download(url, dest, model)
         except urllib.error.HTTPError as exc:  # the server answered: not an offline problem
             raise ParleyError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            todo = "\n".join(
+            left = "\n".join(
                 f"  {base}/{m.path}\n    -> {models_dir / m.dest}"
-                for m in missing
-                if not (models_dir / m.dest).exists()
+                + ("" if m.sha256 is None else f"\n       (sha256 {m.sha256})")
+                for m in todo
+                if models_dir / m.dest not in fetched
             )
             raise ParleyError(
                 f"cannot download {url} ({getattr(exc, 'reason', exc)}).\n"
                 "This machine looks offline. Fetch these files on a machine with internet "
                 "access and copy them to the paths shown (or set PARLEY_MODELS_MIRROR to a "
-                f"local mirror of the same paths), then run the command again:\n{todo}"
+                f"local mirror of the same paths), then run the command again:\n{left}"
             ) from None
         fetched.append(dest)
     return fetched

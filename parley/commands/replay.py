@@ -20,6 +20,7 @@ from typing import Any
 from parley import rpc
 from parley.commands.dataset import research_store
 from parley.config import Config
+from parley.config_values import join_address
 from parley.errors import ParleyError
 
 
@@ -55,7 +56,7 @@ async def _replay(args: argparse.Namespace, config: Config, dataset: Any, runs: 
     else:
         stack = LocalStack(config, [r.pipeline for r in runs], args.config)
         await stack.start()
-        address = f"{config.server.host}:{config.server.port}"
+        address = join_address(config.server.host, config.server.port)
     bar = _progress(sum(len(unit) for unit, _ in work), runs)
     try:
         edge = dataclasses.replace(config.edge, server=address)

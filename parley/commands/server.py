@@ -10,7 +10,7 @@ import logging
 import sys
 
 from parley.config import Config
-from parley.config_values import parse_address
+from parley.config_values import join_address, parse_address
 from parley.errors import ConfigError
 
 CHILD_LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
@@ -50,6 +50,9 @@ def run_server(args: argparse.Namespace, config: Config) -> int:
     processes = process_count(args.processes, config)
     if processes == 1:
         return _serve_one(config, reuse_port=args.reuse_port)
+    from server.smart_turn import check_models
+
+    check_models(config)  # a missing or wrong end-of-turn model: one error, no process started
     return _supervise(args, config, processes)
 
 
@@ -79,7 +82,7 @@ def _supervise(args: argparse.Namespace, config: Config, processes: int) -> int:
         command += ["--config", args.config]
     if args.verbose:
         command.append("--verbose")
-    command += ["server", "--listen", f"{host}:{port}"]
+    command += ["server", "--listen", join_address(host, port)]
     if config.server.insecure:
         command.append("--insecure")
     logging.getLogger(__name__).info(

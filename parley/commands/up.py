@@ -13,6 +13,7 @@ from parley.commands import admin
 from parley.commands.launcher import LocalStack
 from parley.commands.models import ensure_models
 from parley.config import Config
+from parley.config_values import join_address
 from parley.errors import ParleyError
 
 
@@ -38,8 +39,9 @@ async def _up(stack: LocalStack) -> None:
     note = "" if state.startswith("not started") else _accounts_note(config)
     if note:
         print(note)
+    server = join_address(config.server.host, config.server.port)
     print(
-        f"ready: open {url} ; the edge connects to {config.server.host}:{config.server.port} "
+        f"ready: open {url} ; the edge connects to {server} "
         f"(parley edge --server ...). Logs in {stack.log_dir}. Ctrl-C stops what was "
         "started here.",
         flush=True,

@@ -100,6 +100,7 @@ def test_import_replay_and_compare_from_the_command_line(
         (("replay", "clips", "--pipeline", "nope"), "unknown pipeline 'nope'"),
         (("replay", "missing", "--pipeline", "instant"), "unknown dataset 'missing'"),
         (("compare", "r1", "r2"), "unknown run 'r2'"),
+        (("compare", "r1", "--tag", "nosuch"), "no item of dataset clips has the tag 'nosuch'"),
         (
             ("replay", "clips", "--pipeline", "instant", "--run", "r1"),
             "run 'r1' was replayed at --pace fast",

@@ -314,3 +314,63 @@ def test_reported_bad_values_are_one_line_usage_errors(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("parley ") and f"argument {argv[-2]}" in err[-1]
+
+
+# --------------------------------------------------------------------------- output files
+
+BENCHES = ("tracing", "admin", "turn", "edge", "replay", "chaos", "endpointing", "load")
+
+
+def test_every_output_file_option_is_checked_before_the_command_runs() -> None:
+    from parley.arguments import output_file
+
+    outputs = [
+        (path, action)
+        for path, action in _every_action(build_parser())
+        if action.dest in ("output", "out")
+    ]
+    assert {path[-1] for path, _ in outputs} >= set(BENCHES) | {"edge", "demo"}
+    assert [p for p, a in outputs if a.type is not output_file] == []
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+@pytest.mark.parametrize("where", ["no such folder", "a folder"])
+def test_an_unwritable_bench_output_is_a_one_line_usage_error(
+    bench: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = str(tmp_path / "nope" / "x.json") if where == "no such folder" else str(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["bench", bench, "--output", output])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("parley bench ") and "argument --output" in err[-1]
+    assert output in err[-1]
+
+
+def test_output_file_neither_leaves_a_file_nor_truncates_one(tmp_path: Path) -> None:
+    from parley.arguments import output_file
+
+    new = tmp_path / "new.json"
+    assert output_file(str(new)) == str(new)
+    assert not new.exists()
+    old = tmp_path / "old.json"
+    old.write_text("keep")
+    output_file(str(old))
+    assert old.read_text() == "keep"
+    with pytest.raises(argparse.ArgumentTypeError, match="empty"):
+        output_file(" ")
+
+
+def test_a_result_is_printed_before_a_failed_output_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parley.commands.bench import report
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    args = argparse.Namespace(output=str(gone / "result.json"), json=False)
+    gone.rmdir()  # the folder went away while the benchmark ran
+    with pytest.raises(ParleyError, match=r"result.json: cannot be written.*printed above"):
+        report({"figure": 42}, args, "summary line")
+    out = capsys.readouterr().out
+    assert '"figure": 42' in out and "summary line" in out

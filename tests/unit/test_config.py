@@ -385,3 +385,37 @@ kind = "text"
 def test_bad_annotation_questions_name_the_culprit(tmp_path: Path, toml: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(tmp_path, toml)
+
+
+# --------------------------------------------------------------------------- [turn] errors
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            "[pipelines.tiny.turn]\nthreshold = 1.5\n",
+            "[pipelines.tiny.turn] threshold = 1.5: must be from 0 to 1",
+        ),
+        (
+            '[pipelines.tiny.turn]\nstrategy = "guess"\n',
+            "[pipelines.tiny.turn] strategy must be one of",
+        ),
+        (
+            "[pipelines.tiny.turn]\ncheck_after_ms = 2000\n",  # over the global max_silence_ms
+            "[pipelines.tiny.turn] max_silence_ms = 1500 must be at least check_after_ms = 2000",
+        ),
+    ],
+)
+def test_a_pipelines_turn_error_has_one_prefix(tmp_path: Path, toml: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, toml)
+    message = str(info.value)
+    assert message.startswith(expected), message
+    assert "[turn]" not in message
+
+
+def test_max_silence_below_check_after_names_both_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, "[turn]\ncheck_after_ms = 300\nmax_silence_ms = 200\n")
+    assert str(info.value) == ("[turn] max_silence_ms = 200 must be at least check_after_ms = 300")

@@ -209,3 +209,35 @@ def test_a_pool_address_is_checked(tmp_path: Path, address: str, why: str) -> No
 )
 def test_a_table_or_array_of_the_wrong_type_is_named(tmp_path: Path, toml: str, named: str) -> None:
     assert named in refused(tmp_path, toml)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("127.0.0.1", 50051, "127.0.0.1:50051"),
+        ("myhost", 1, "myhost:1"),
+        ("::1", 50051, "[::1]:50051"),
+        ("2001:db8::1", 8080, "[2001:db8::1]:8080"),
+        ("[::1]", 50051, "[::1]:50051"),  # already bracketed: kept
+        ("", 6000, ":6000"),
+    ],
+)
+def test_join_address_brackets_ipv6_and_splits_back(host: str, port: int, expected: str) -> None:
+    from parley.config_values import join_address, split_address
+
+    assert join_address(host, port) == expected
+    if host:
+        assert split_address(expected)[1] == port
+
+
+def test_a_bare_ipv6_server_host_is_joined_with_brackets(tmp_path: Path) -> None:
+    from parley.commands.admin import site_url
+    from parley.commands.launcher import is_loopback, stack_specs
+
+    path = tmp_path / "user.toml"
+    path.write_text('[server]\nhost = "::1"\nport = 6000\n[admin]\nhost = "::1"\nport = 6030\n')
+    config = load_config(path, {"PARLEY_HOME": str(tmp_path)})
+    (server,) = stack_specs(config, [])
+    assert server.address == "[::1]:6000" and is_loopback(server.address)
+    assert site_url(config.admin.host, config.admin.port) == "http://[::1]:6030/"
+    assert site_url("::", 6030) == site_url("[::]", 6030) == "http://127.0.0.1:6030/"

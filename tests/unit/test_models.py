@@ -3,7 +3,9 @@ a pipeline's model files exist (tiny ones are built, real ones are asked for).""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import http.server
 import socket
 import threading
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from parley.commands import models as models_module
 from parley.commands.models import (
     REAL_MODELS,
     ensure_models,
+    file_problem,
     missing_models,
     pipeline_model_paths,
     pull,
@@ -53,14 +57,25 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def fake_bytes(model: models_module.ModelFile) -> bytes:
+    return f"fake {model.dest}\n".encode() * 100
+
+
 @pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
-    """A local HTTP mirror laid out like the hub; yields (base URL, requested paths)."""
+def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP mirror laid out like the hub; yields (base URL, requested paths).
+    The pinned files' size and sha256 become those of the mirror's fakes."""
     root = tmp_path / "mirror"
+    pinned = []
     for model in REAL_MODELS:
         path = root / urllib.parse.unquote(model.path)  # as the URL's path reads
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(f"fake {model.dest}\n".encode() * 100)
+        path.write_bytes(fake_bytes(model))
+        if model.sha256 is not None:
+            digest = hashlib.sha256(fake_bytes(model)).hexdigest()
+            model = dataclasses.replace(model, size=len(fake_bytes(model)), sha256=digest)
+        pinned.append(model)
+    monkeypatch.setattr(models_module, "REAL_MODELS", pinned)
     requests: list[str] = []
     handler = type("Handler", (_Handler,), {"requests": requests})
     server = http.server.ThreadingHTTPServer(
@@ -91,7 +106,8 @@ def test_offline_pull_lists_every_missing_file(
     base = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("PARLEY_MODELS_MIRROR", base + "/")
     models = tmp_path / "models"
-    present = DEFAULT[-1]
+    present = DEFAULT[-2]  # not pinned: any non-empty file counts as in place
+    assert present.sha256 is None
     (models / present.dest).parent.mkdir(parents=True)
     (models / present.dest).write_text("already here")
 
@@ -101,7 +117,7 @@ def test_offline_pull_lists_every_missing_file(
     message = str(info.value)
     assert "looks offline" in message
     assert "PARLEY_MODELS_MIRROR" in message
-    for model in DEFAULT[:-1]:
+    for model in (m for m in DEFAULT if m != present):
         assert f"{base}/{model.path}" in message  # trailing slash of the mirror dropped
         assert str(models / model.dest) in message
     assert present.path not in message  # files already in place are not listed
@@ -174,6 +190,101 @@ def test_pull_reports_a_file_the_mirror_lacks(
         pull(tmp_path / "models", {"stt"})
     assert REAL_MODELS[0].path in str(info.value)
     assert not (tmp_path / "models" / REAL_MODELS[0].dest).exists()
+
+
+def turn_model() -> models_module.ModelFile:
+    (model,) = (m for m in models_module.REAL_MODELS if m.stage == "turn")
+    return model
+
+
+def test_the_end_of_turn_model_is_pinned_by_size_and_sha256() -> None:
+    model = turn_model()
+    assert model.size == 8_679_182
+    assert model.sha256 == "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+
+
+def test_file_problem_names_what_is_wrong(tmp_path: Path) -> None:
+    model = dataclasses.replace(turn_model(), size=5, sha256=hashlib.sha256(b"right").hexdigest())
+    path = tmp_path / "model.onnx"
+    assert file_problem(model, path) == "missing"
+    path.write_bytes(b"")
+    assert file_problem(model, path) == "empty"
+    path.write_bytes(b"trunc" + b"ated")
+    assert file_problem(model, path) == "9 bytes, expected 5"
+    path.write_bytes(b"wrong")
+    assert "sha256 " in (file_problem(model, path) or "")
+    path.write_bytes(b"right")
+    assert file_problem(model, path) is None
+
+
+@pytest.mark.parametrize("content", [b"", b"truncated", b"same size"])
+def test_pull_replaces_a_corrupt_end_of_turn_model(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mirror: tuple[str, list[str]],
+    content: bytes,
+) -> None:
+    base, requests = mirror
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", base)
+    models = tmp_path / "models"
+    dest = models / turn_model().dest
+    dest.parent.mkdir(parents=True)
+    if content == b"same size":
+        content = b"x" * len(fake_bytes(turn_model()))
+    dest.write_bytes(content)  # empty, cut short, or the right size but other bytes
+
+    assert pull(models, {"turn"}) == [dest]
+
+    assert dest.read_bytes() == fake_bytes(turn_model())
+    assert requests == [f"/{turn_model().path}"]
+    assert pull(models, {"turn"}) == []  # now it matches: kept
+
+
+def test_pull_refuses_a_download_that_is_not_the_pinned_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: tuple[str, list[str]]
+) -> None:
+    base, _ = mirror
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", base)
+    (tmp_path / "mirror" / turn_model().path).write_bytes(b"another version")
+    models = tmp_path / "models"
+    dest = models / turn_model().dest
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"old")
+
+    with pytest.raises(ParleyError) as info:
+        pull(models, {"turn"})
+
+    message = str(info.value)
+    assert turn_model().path in message and "not the expected file" in message
+    assert "15 bytes, expected" in message
+    assert dest.read_bytes() == b"old"  # nothing replaced
+    assert not list(models.rglob("*.part"))
+
+
+def test_pull_refuses_a_download_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)  # then the connection closes
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("PARLEY_MODELS_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(ParleyError) as info:
+            pull(tmp_path / "models", {"llm"})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert "stopped at 10 of 1000 bytes" in str(info.value)
+    assert not list((tmp_path / "models").rglob("*"))  # no file, no .part
 
 
 # --------------------------------------------------------------------------- ensure

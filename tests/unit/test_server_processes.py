@@ -57,3 +57,52 @@ def test_a_process_that_exits_after_all_were_up_is_restarted(monkeypatch):
 def test_no_processes_is_refused():
     with pytest.raises(ValueError):
         Supervisor(["true"], 0)
+
+
+def test_a_wrong_end_of_turn_model_fails_once_before_any_process_starts(
+    tmp_path, monkeypatch, capsys
+):
+    from parley import cli
+    from parley.commands import server as server_command
+
+    model = tmp_path / "smart-turn-v3.2-cpu.onnx"
+    model.write_bytes(b"<html>not found</html>")
+    toml = tmp_path / "parley.toml"
+    toml.write_text(f'[turn]\nstrategy = "smart_turn"\nmodel_path = "{model}"\n')
+    monkeypatch.setenv("PARLEY_HOME", str(tmp_path / "home"))
+    started = []
+    monkeypatch.setattr(server_command, "_supervise", lambda *a: started.append(a) or 0)
+
+    assert cli.main(["--config", str(toml), "server", "--processes", "3"]) == 2
+
+    assert started == []  # no server process was started
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("parley: error: ")
+    assert str(model) in errors[0]
+
+
+def test_the_supervisor_gives_its_processes_a_bracketed_ipv6_address(monkeypatch):
+    import argparse
+    import dataclasses
+
+    from parley.commands import server as server_command
+    from server import processes
+
+    commands = []
+
+    class Recorder:
+        def __init__(self, command, count):
+            commands.append(command)
+
+        def run(self):
+            return 0
+
+    monkeypatch.setattr(processes, "Supervisor", Recorder)
+    config = load_config(env={})
+    config = dataclasses.replace(
+        config, server=dataclasses.replace(config.server, host="::1", port=6001)
+    )
+    args = argparse.Namespace(config=None, verbose=False)
+    assert server_command._supervise(args, config, 2) == 0
+    (command,) = commands
+    assert command[command.index("--listen") + 1] == "[::1]:6001"

@@ -64,7 +64,8 @@ def agent_for(
 ) -> tuple[EdgeAgent, Events]:
     events = Events()
     agent = EdgeAgent(
-        edge_config(server.address, reconnect_max_s=0.5, **settings),
+        # chunk_ms as the ScriptedSource cuts (20 ms): the ring holds buffer_s of them
+        edge_config(server.address, reconnect_max_s=0.5, chunk_ms=20, **settings),
         source=source,
         speaker=NullSpeaker(),
         dial=lambda: secure_dial(server.address),

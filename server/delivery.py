@@ -23,7 +23,10 @@ from __future__ import annotations
 import collections
 import time
 
-ACK_EVERY_S = 0.25  # an AudioAck at most this often (when the point moved)
+# An AudioAck at most this often (when the point moved): each is a gRPC write per
+# stream, and the edge keeps [edge] unacked_s (45 s) of audio, so once a second is
+# plenty; after a reconnect at most about a second more is resent (and dropped here).
+ACK_EVERY_S = 1.0
 LEDGER_DEVICES = 10_000  # devices remembered in memory (least recently seen dropped)
 
 

@@ -28,9 +28,18 @@ from typing import Any
 
 from parley import pipeline_graph
 from parley.config_annotation import AnnotationConfig, parse_annotation
-from parley.config_values import check_address, check_host, check_ranges, positive, ranged
+from parley.config_values import (
+    EXPECTED,
+    check_address,
+    check_host,
+    check_ranges,
+    check_type,
+    positive,
+    ranged,
+)
 from parley.errors import ConfigError
 from parley.kinds import KINDS
+from parley.stage_params import check_params
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 # Ports follow one base port unless set one by one: the server is base + 1, the admin
@@ -454,24 +463,28 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
-def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
-    """Check one scalar setting against the dataclass field's type (int/float/str/bool)."""
+def _coerce(cls: type, key: str, value: Any, where: str, *, from_env: bool = False) -> Any:
+    """Check one scalar setting against the dataclass field's type (int/float/str/bool):
+    a TOML value must have that type (see config_values.check_type); an environment
+    variable's string is converted."""
     hints = typing.get_type_hints(cls)
     if key not in hints:
         known = ", ".join(f.name for f in dataclasses.fields(cls))
         raise ConfigError(f"{where}: unknown setting {key!r} (known: {known})")
     kind = hints[key]
+    if not from_env:
+        return check_type(value, kind, key, where)
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        if value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-    elif not isinstance(value, bool) and not (kind is int and isinstance(value, float)):
+    else:
         try:
             return kind(value)
         except (TypeError, ValueError):
             pass
-    raise ConfigError(f"{where}: {key} = {value!r} is not a valid {kind.__name__}")
+    raise ConfigError(
+        f"{where}: {key} = {value!r} is not a valid {kind.__name__}: expected {EXPECTED[kind]}"
+    )
 
 
 def _table(value: Any, where: str, what: str = "a table") -> Mapping[str, Any]:
@@ -487,7 +500,7 @@ def _section(cls: type, raw: Any, env: Mapping[str, str], name: str) -> Any:
     for var, value in env.items():
         if var.startswith(prefix):
             key = var[len(prefix) :].lower()
-            values[key] = _coerce(cls, key, value, f"${var}")
+            values[key] = _coerce(cls, key, value, f"${var}", from_env=True)
     return cls(**values)
 
 
@@ -610,6 +623,7 @@ def _stage(pipeline: str, name: str, spec: Any, pools: Mapping[str, PoolConfig])
     pool_stage = pools[pool].stage
     kind = kind or (name if name in KINDS else pool_stage)
     pipeline_graph.check_pool(pipeline, name, kind, pool, pool_stage)
+    params = check_params(kind, params, where)
     if kind == "analyse":
         params["on"] = pipeline_graph.analyse_on(params, pool_stage)
     if inputs is not None and (

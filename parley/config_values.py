@@ -16,7 +16,7 @@ Every float setting must also be finite (``nan`` and ``inf`` are refused).
 
 :func:`split_address` is the one parser of ``HOST:PORT``, for the config (pool
 addresses, ``[edge] server``: :func:`parse_address`, which names the setting) and the
-command line (``--listen``, ``--server``: argparse types in parley/cli.py).
+command line (``--listen``, ``--server``: argparse types in parley/arguments.py).
 """
 
 from __future__ import annotations

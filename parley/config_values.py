@@ -25,6 +25,7 @@ import dataclasses
 import ipaddress
 import math
 import re
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,6 +121,40 @@ def check_ranges(settings: Any, section: str) -> None:
             raise ConfigError(
                 f"[{section}] {item.name} = {value!r}: must be {_describe(low, high, above)}"
             )
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def coerce(cls: type, key: str, value: Any, where: str, *, from_env: bool = False) -> Any:
+    """Check one scalar setting against the dataclass field's type (int/float/str/bool):
+    a TOML value must have that type (see :func:`check_type`); an environment
+    variable's string is converted."""
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{where}: unknown setting {key!r} (known: {known})")
+    kind = hints[key]
+    if not from_env:
+        return check_type(value, kind, key, where)
+    if kind is bool:
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+    else:
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            pass
+    raise ConfigError(
+        f"{where}: {key} = {value!r} is not a valid {kind.__name__}: expected {EXPECTED[kind]}"
+    )
+
+
+def expect_table(value: Any, where: str, what: str = "a table") -> Mapping[str, Any]:
+    """``value`` if it is a TOML table, else ConfigError naming ``where``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be {what}, not {value!r}")
+    return value
 
 
 # ---------------------------------------------------------------------------- addresses

@@ -1,4 +1,5 @@
-"""Argument types for the `parley` command line: numbers checked at parse time.
+"""Argument types for the `parley` command line: numbers, files and HOST:PORT
+addresses checked at parse time, and the subcommands' parser class.
 
 Each function is an argparse ``type=``: it turns the text into a value or raises
 ``argparse.ArgumentTypeError``, so argparse prints a one-line usage error and exits
@@ -13,9 +14,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+from parley.config_values import split_address
 
 N = TypeVar("N", int, float)
 
@@ -145,3 +148,40 @@ def output_file(text: str) -> str:
         with contextlib.suppress(OSError):
             path.unlink()
     return text
+
+
+def address_type(any_port: bool = False, empty_host: bool = False) -> Callable[[str], str]:
+    """An argparse type checking HOST:PORT with parley.config_values.split_address."""
+
+    def address(text: str) -> str:
+        try:
+            split_address(text, any_port=any_port, empty_host=empty_host)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text.strip()
+
+    return address
+
+
+# --server: a port from 1 to 65535. --listen: port 0 picks a free one; ":PORT" keeps
+# the configured host.
+server_address = address_type()
+listen_address = address_type(any_port=True, empty_host=True)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser whose options may require others: ``requires[dest] =
+    (other_dest, message)`` fails with usage when ``dest`` is given without ``other``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requires: dict[str, tuple[str, str]] = {}
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        for dest, (other, message) in self.requires.items():
+            if getattr(parsed, dest, None) and not getattr(parsed, other, None):
+                self.error(message)
+        return parsed, extras

@@ -1,7 +1,10 @@
 """The `parley` command: one entry point for every role.
 
 This is the composition root: the only place that reads argv, loads the config and
-imports the roles (lazily, so the edge never needs the server's dependencies).
+imports the roles (lazily, so the edge never needs the server's dependencies). The
+parsers of the larger command groups sit beside it: parley/cli_edge.py (`parley
+edge`), parley/cli_bench.py (`parley bench ...`), parley/cli_research.py (`parley
+dataset`, `replay`, `compare`); argument types are in parley/arguments.py.
 """
 
 from __future__ import annotations
@@ -12,53 +15,29 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from parley import __version__
 from parley.arguments import (
-    frame_size,
-    in_range,
-    non_negative_float,
+    CommandParser,
+    listen_address,
     non_negative_int,
     output_file,
-    positive_float,
     positive_int,
     sound_file,
 )
+from parley.cli_bench import add_bench_parser
+from parley.cli_edge import edge_arguments
+from parley.cli_research import add_research_parsers
 from parley.config import Config, WorkersConfig, load_config
-from parley.config_values import split_address
 from parley.errors import ParleyError
 from parley.kinds import KINDS
 from parley.signals import terminated
 
-# Audio per AudioChunk: the server refuses more than [limits] max_audio_chunk_ms (5000).
-CHUNK_MS = in_range(int, 1, 5000)
 Handler = Callable[[argparse.Namespace, Config], int]
-# --output of the benchmarks: checked at parse time (parley.arguments.output_file)
-OUTPUT_HELP = "also write the JSON object to this file, which must be writable (default: none)"
 INSECURE_HELP = (
     "listen beyond loopback even with no authentication at all (a trusted network only; "
     "see docs/security.md)"
 )
-
-
-def _address_type(any_port: bool = False, empty_host: bool = False) -> Callable[[str], str]:
-    """An argparse type checking HOST:PORT with parley.config_values.split_address."""
-
-    def address(text: str) -> str:
-        try:
-            split_address(text, any_port=any_port, empty_host=empty_host)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return text.strip()
-
-    return address
-
-
-# --server: a port from 1 to 65535. --listen: port 0 picks a free one; ":PORT" keeps
-# the configured host.
-server_address = _address_type()
-listen_address = _address_type(any_port=True, empty_host=True)
 
 
 def _options(pairs: Sequence[str]) -> dict[str, object]:
@@ -178,159 +157,6 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
     return run_db(args, config)
 
 
-def cmd_dataset(args: argparse.Namespace, config: Config) -> int:
-    from parley.commands.dataset import run_dataset
-
-    return run_dataset(args, config)
-
-
-def cmd_replay(args: argparse.Namespace, config: Config) -> int:
-    from parley.commands.replay import run_replay
-
-    return run_replay(args, config)
-
-
-def cmd_compare(args: argparse.Namespace, config: Config) -> int:
-    from parley.commands.compare import run_compare
-
-    return run_compare(args, config)
-
-
-def cmd_bench(args: argparse.Namespace, config: Config) -> int:
-    if args.bench_command == "replay":
-        from parley.commands.bench_replay import run_bench_replay
-
-        return run_bench_replay(args, config)
-    if args.bench_command == "tracing":
-        from parley.commands.bench_tracing import run_bench_tracing
-
-        return run_bench_tracing(args, config)
-    if args.bench_command == "admin":
-        from parley.commands.bench_admin import run_bench_admin
-
-        return run_bench_admin(args, config)
-    if args.bench_command == "edge":
-        from parley.commands.bench_edge import run_bench_edge
-
-        return run_bench_edge(args, config)
-    if args.bench_command == "chaos":
-        from parley.commands.bench_chaos import run_bench_chaos
-
-        return run_bench_chaos(args, config)
-    if args.bench_command == "endpointing":
-        from parley.commands.bench_endpointing import run_bench_endpointing
-
-        return run_bench_endpointing(args, config)
-    if args.bench_command == "load":
-        from parley.commands.bench_load import run_bench_load
-
-        return run_bench_load(args, config)
-    from parley.commands.bench_turn_taking import run_turn_taking
-
-    return run_turn_taking(args, config)
-
-
-class CommandParser(argparse.ArgumentParser):
-    """A subcommand's parser whose options may require others: ``requires[dest] =
-    (other_dest, message)`` fails with usage when ``dest`` is given without ``other``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.requires: dict[str, tuple[str, str]] = {}
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        parsed, extras = super().parse_known_args(args, namespace)
-        for dest, (other, message) in self.requires.items():
-            if getattr(parsed, dest, None) and not getattr(parsed, other, None):
-                self.error(message)
-        return parsed, extras
-
-
-def _edge_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--server",
-        type=server_address,
-        help="HOST:PORT of the server (default: [edge] server, 127.0.0.1:<server port>)",
-    )
-    p.add_argument("--pipeline", help="pipeline name (default: the server's default pipeline)")
-    p.add_argument(
-        "--device-id", help="device id (default: the hostname; its token: $PARLEY_EDGE_TOKEN)"
-    )
-    p.add_argument("--list-devices", action="store_true", help="list sound devices and exit")
-    p.add_argument(
-        "--dry-run", action="store_true", help="check the devices and the server, then exit"
-    )
-    audio = p.add_argument_group("audio")
-    audio.add_argument(
-        "--mic",
-        metavar="DEVICE",
-        help="input device: index or part of its name (default: the system's)",
-    )
-    audio.add_argument(
-        "--mic-file",
-        type=sound_file,
-        metavar="WAV",
-        help="play a PCM16 WAV in a loop as the mic (default: none)",
-    )
-    audio.add_argument(
-        "--speaker", metavar="DEVICE", help="output device, or 'none' (default: the system's)"
-    )
-    audio.add_argument(
-        "--full-duplex",
-        action="store_true",
-        help="keep the mic live while answers play (needs echo cancellation; allows barge-in)",
-    )
-    audio.add_argument(
-        "--buffer-s",
-        type=non_negative_float,
-        metavar="S",
-        help="seconds of audio kept while offline (default 30)",
-    )
-    camera = p.add_argument_group("camera")
-    camera.add_argument(
-        "--camera",
-        choices=["auto", "picamera2", "folder", "none"],
-        help="frame source (default auto: the folder if given, else a Pi camera if any)",
-    )
-    camera.add_argument(
-        "--camera-folder", metavar="DIR", help="send the JPEGs in DIR in turn (default: none)"
-    )
-    camera.add_argument("--no-camera", action="store_true", help="send no frames")
-    camera.add_argument("--fps", type=positive_float, help="frames per second (default 1)")
-    camera.add_argument(
-        "--size", type=frame_size, metavar="WxH", help="Pi camera frame size (default 640x480)"
-    )
-    tls = p.add_argument_group("TLS")
-    tls.add_argument("--tls", action="store_true", help="TLS, trusting the system's CAs")
-    tls.add_argument(
-        "--ca", metavar="PEM", help="CA certificate to trust, implies TLS (default: none)"
-    )
-    tls.add_argument("--cert", metavar="PEM", help="client certificate, mutual TLS (default: none)")
-    tls.add_argument("--key", metavar="PEM", help="client key, mutual TLS (default: none)")
-    tls.add_argument(
-        "--server-name", help="name to expect in the server's certificate (default: its host)"
-    )
-    headless = p.add_argument_group("headless (a recording instead of devices)")
-    headless.add_argument(
-        "--wav",
-        type=sound_file,
-        help="speech recording to stream, WAV/FLAC (default: none, use the microphone); e.g. "
-        "parley/assets/turn_on_the_living_room_lamp.wav",
-    )
-    headless.add_argument(
-        "--out",
-        type=output_file,
-        help="WAV file the answers are written to (default: none; needed with --wav)",
-    )
-    headless.add_argument("--fast", action="store_true", help="no real-time pacing")
-    headless.add_argument("--json", action="store_true", help="print a JSON report")
-    p.add_argument("--stats-file", help=argparse.SUPPRESS)
-    if isinstance(p, CommandParser):
-        p.requires["wav"] = ("out", "--wav needs --out (the WAV the answers are written to)")
-
-
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     from parley.commands.doctor import run_doctor
 
@@ -417,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "edge", help="run the edge agent: mic, speaker, camera (headless: --wav IN --out OUT)"
     )
-    _edge_arguments(p)
+    edge_arguments(p)
     p.set_defaults(handler=cmd_edge)
 
     p = sub.add_parser(
@@ -579,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_admin)
 
-    _research_parsers(sub)
+    add_research_parsers(sub)
 
     p = sub.add_parser(
         "doctor", help="check this machine: Python, extras, devices, models, ports, database"
@@ -587,285 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(handler=cmd_doctor)
 
-    p = sub.add_parser("bench", help="benchmarks that print figures")
-    bsub = p.add_subparsers(dest="bench_command", required=True)
-    tracing = bsub.add_parser("tracing", help="CPU and latency cost of tracing, by mode")
-    tracing.add_argument(
-        "--turns", type=positive_int, default=30, help="turns per mode (default: 30)"
-    )
-    tracing.add_argument("--json", action="store_true", help="print only the JSON object")
-    tracing.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    adm = bsub.add_parser("admin", help="admin page times on a seeded store of N turns")
-    adm.add_argument(
-        "--turns", type=positive_int, default=100_000, help="turns seeded (default: 100000)"
-    )
-    adm.add_argument(
-        "--repeat", type=positive_int, default=7, help="timed requests per page (default: 7)"
-    )
-    adm.add_argument("--json", action="store_true", help="print only the JSON object")
-    adm.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    turn = bsub.add_parser(
-        "turn", help="voice-to-voice and framework overhead, per turn-taking setting"
-    )
-    turn.add_argument(
-        "--turns", type=positive_int, default=30, help="turns per setting (default: 30)"
-    )
-    turn.add_argument(
-        "--settings",
-        help="turn-taking settings compared, STRATEGY[@MIN_SILENCE_MS][+preemptive], comma "
-        "separated (default: silence@500,silence@500+preemptive,smart_turn+preemptive)",
-    )
-    turn.add_argument("--fast", action="store_true", help="stream audio unpaced")
-    turn.add_argument(
-        "--engines",
-        choices=["instant", "tiny"],
-        default="instant",
-        help="engines behind the workers (default: instant)",
-    )
-    turn.add_argument("--json", action="store_true", help="print only the JSON object")
-    turn.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    edge = bsub.add_parser("edge", help="edge CPU and memory while streaming audio and frames")
-    edge.add_argument(
-        "--seconds", type=positive_float, default=30.0, help="measured time (default 30)"
-    )
-    edge.add_argument(
-        "--devices",
-        action="store_true",
-        help="use the default sound devices (default: a WAV file as microphone, no speaker)",
-    )
-    edge.add_argument("--json", action="store_true", help="print only the JSON object")
-    edge.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    rep = bsub.add_parser("replay", help="replay throughput, and compare time at 10k items")
-    rep.add_argument("--items", type=positive_int, default=60, help="items replayed (default 60)")
-    rep.add_argument(
-        "--concurrency", type=positive_int, default=4, help="streams at a time (default 4)"
-    )
-    rep.add_argument(
-        "--compare-items",
-        type=positive_int,
-        default=10_000,
-        help="items per run compared (default 10000)",
-    )
-    rep.add_argument("--repeat", type=positive_int, default=5, help="timed comparisons (default 5)")
-    rep.add_argument("--compare-only", action="store_true", help="skip the replay throughput part")
-    rep.add_argument("--json", action="store_true", help="print only the JSON object")
-    rep.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    chaos = bsub.add_parser(
-        "chaos",
-        help="fuzzed messages and faults against real processes: crashes, lost turns, leaks",
-    )
-    chaos.add_argument("--quick", action="store_true", help="the test suite's short run")
-    chaos.add_argument(
-        "--seed", type=non_negative_int, help="the fuzzer's and the kills' seed (default 9)"
-    )
-    chaos.add_argument("--fuzz-sessions", type=positive_int, help="fuzzed streams (default 300)")
-    chaos.add_argument(
-        "--churn-sessions", type=positive_int, help="measured churn sessions (default 50)"
-    )
-    chaos.add_argument(
-        "--utterances", type=positive_int, help="spoken while the server is killed (default 20)"
-    )
-    chaos.add_argument("--json", action="store_true", help="print only the JSON object")
-    chaos.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    ends = bsub.add_parser(
-        "endpointing", help="premature and late turn ends per strategy, on labelled speech"
-    )
-    ends.add_argument(
-        "--strategy",
-        help="comma-separated silence[:MS] and smart_turn[:CHECK_AFTER_MS] "
-        "(default: silence:200, silence:500 and smart_turn)",
-    )
-    ends.add_argument(
-        "--min-silence-ms",
-        type=positive_int,
-        help="silence without :MS (default: [vad] min_silence_ms)",
-    )
-    ends.add_argument("--model", help="Smart Turn ONNX file (default: [turn] model_path)")
-    ends.add_argument("--labels", help="labels.json (default: tests/data/endpointing/)")
-    ends.add_argument(
-        "--clip", action="append", help="only clips whose file has this, repeatable (default: all)"
-    )
-    ends.add_argument(
-        "--late-ms",
-        type=positive_float,
-        default=1000.0,
-        help="a true end later is late (default 1000)",
-    )
-    ends.add_argument("--json", action="store_true", help="print only the JSON object")
-    ends.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    load = bsub.add_parser("load", help="how many live streams are answered in real time")
-    load.add_argument(
-        "--streams", type=positive_int, default=50, help="concurrent streams (default 50)"
-    )
-    load.add_argument(
-        "--seconds", type=positive_float, default=60.0, help="audio per stream (default 60)"
-    )
-    load.add_argument(
-        "--server",
-        metavar="ADDRESS",
-        type=server_address,
-        help="load this running server instead (default: start one)",
-    )
-    load.add_argument("--pipeline", default="instant", help="pipeline to ask for (default instant)")
-    load.add_argument(
-        "--processes",
-        type=positive_int,
-        default=1,
-        help="server processes sharing the port, for the server it starts (default 1)",
-    )
-    load.add_argument(
-        "--token", default="", help="device token, for a server that asks for one (default: none)"
-    )
-    load.add_argument(
-        "--chunk-ms",
-        type=CHUNK_MS,
-        help="audio per message, 1 to 5000 ms (default [edge] chunk_ms)",
-    )
-    load.add_argument(
-        "--clip", type=sound_file, help="speech file to loop (default: the bundled command)"
-    )
-    load.add_argument(
-        "--gap-s",
-        type=non_negative_float,
-        default=27.0,
-        help="silence after each clip (default 27 s)",
-    )
-    load.add_argument("--find-max", action="store_true", help="step N up until not real time")
-    load.add_argument(
-        "--step", type=positive_int, default=50, help="--find-max: N grows by this (default 50)"
-    )
-    load.add_argument(
-        "--max-streams",
-        type=positive_int,
-        default=1000,
-        help="--find-max: stop here (default 1000)",
-    )
-    load.add_argument("--json", action="store_true", help="print only the JSON object")
-    load.add_argument("--output", type=output_file, help=OUTPUT_HELP)
-    p.set_defaults(handler=cmd_bench)
+    add_bench_parser(sub)
     return parser
-
-
-def _research_parsers(sub: Any) -> None:
-    """`parley dataset`, `parley replay`, `parley compare` (docs/research.md)."""
-    p = sub.add_parser("dataset", help="datasets of recordings with references, to replay")
-    dsub = p.add_subparsers(dest="dataset_command", required=True)
-    imp = dsub.add_parser("import", help="a folder of recordings plus a manifest")
-    imp.add_argument("name", help="the new dataset's name")
-    imp.add_argument("folder", help="folder holding the recordings")
-    imp.add_argument(
-        "--references",
-        metavar="FILE",
-        help="TSV/CSV/JSONL manifest, *.trans.txt, Common Voice TSV (default: found in FOLDER)",
-    )
-    imp.add_argument(
-        "--layout",
-        choices=["auto", "table", "jsonl", "librispeech", "commonvoice", "folder"],
-        default="auto",
-        help="manifest layout (default: auto, detected)",
-    )
-    turns = dsub.add_parser("from-turns", help="stored turns: their audio, frames, corrections")
-    turns.add_argument("name", help="the new dataset's name")
-    turns.add_argument(
-        "--group", help="an admin turn group (id or name): one conversation (default: none)"
-    )
-    turns.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=(
-            "the admin turn list's filters, e.g. pipeline=local, annotated=yes "
-            "(repeatable; default: none)"
-        ),
-    )
-    turns.add_argument(
-        "--multi-turn", action="store_true", help="keep each conversation's turns together"
-    )
-    for q in (imp, turns):
-        q.add_argument(
-            "--tag", action="append", default=[], help="tag every item (repeatable; default: none)"
-        )
-        q.add_argument("--new-version", action="store_true", help="add a version to NAME")
-        q.add_argument("--description", default="", help="what the dataset is for (default: none)")
-        q.add_argument("--json", action="store_true", help="print the dataset as JSON")
-    exp = dsub.add_parser("export", help="recordings + manifest.jsonl into an empty folder")
-    exp.add_argument(
-        "dataset", metavar="NAME[@VERSION]", help="the dataset (default version: the latest)"
-    )
-    exp.add_argument("folder", help="an empty or new folder to write into")
-    lst = dsub.add_parser("list", help="every dataset version")
-    lst.add_argument("--json", action="store_true", help="print the list as JSON")
-    show = dsub.add_parser("show", help="one dataset's items and runs")
-    show.add_argument(
-        "dataset", metavar="NAME[@VERSION]", help="the dataset (default version: the latest)"
-    )
-    show.add_argument("--json", action="store_true", help="print the dataset as JSON")
-    p.set_defaults(handler=cmd_dataset)
-
-    p = sub.add_parser("replay", help="stream a dataset through pipelines (the Converse path)")
-    p.add_argument(
-        "dataset", metavar="NAME[@VERSION]", help="the dataset (default version: the latest)"
-    )
-    p.add_argument(
-        "--pipeline",
-        action="append",
-        required=True,
-        help="a pipeline to replay through, repeatable (no default: at least one)",
-    )
-    p.add_argument(
-        "--pace",
-        choices=["realtime", "fast"],
-        default="realtime",
-        help="realtime (default: latency as in live use) or fast (no voice-to-voice)",
-    )
-    p.add_argument(
-        "--concurrency", type=positive_int, default=1, help="streams at a time (default 1)"
-    )
-    p.add_argument(
-        "--run",
-        help=(
-            "run name (NAME-PIPELINE for several; default: DATASET-vN-PIPELINE-TIME); "
-            "an existing run is resumed"
-        ),
-    )
-    p.add_argument(
-        "--server",
-        type=server_address,
-        help="use this running server (default: start one like `parley demo`)",
-    )
-    p.add_argument(
-        "--answer-timeout",
-        type=positive_float,
-        default=120.0,
-        help="seconds per item (default 120)",
-    )
-    p.add_argument("--json", action="store_true", help="print each run's tally as JSON")
-    p.set_defaults(handler=cmd_replay)
-
-    p = sub.add_parser("compare", help="runs of one dataset side by side")
-    p.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="run names, or #ID for a run's id (a plain number is a name if a run has it, "
-        "else an id); the first is the baseline (no default)",
-    )
-    p.add_argument(
-        "--tag",
-        help="only the items with this tag; a tag no item has is an error (default: every item)",
-    )
-    p.add_argument(
-        "--items", type=non_negative_int, default=20, help="item rows shown (default 20)"
-    )
-    p.add_argument(
-        "--resamples",
-        type=in_range(int, 1, 100_000),
-        default=1000,
-        help="bootstrap resamples, 1 to 100000 (default 1000)",
-    )
-    p.add_argument("--json", action="store_true", help="everything, every item, as JSON")
-    p.set_defaults(handler=cmd_compare)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

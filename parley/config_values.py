@@ -1,4 +1,9 @@
-"""Checks of single configuration values: number ranges and ``HOST:PORT`` addresses.
+"""Checks of single configuration values: TOML types, number ranges and ``HOST:PORT``
+addresses.
+
+A value read from TOML must have the setting's type (:func:`check_type`): a quoted
+``threshold = "0.5"`` is refused, not converted; an integer is taken where a float is
+expected. (Environment variables are strings: the loader converts those.)
 
 A numeric setting of a config dataclass declares its range where it is defined::
 
@@ -11,7 +16,7 @@ Every float setting must also be finite (``nan`` and ``inf`` are refused).
 
 :func:`split_address` is the one parser of ``HOST:PORT``, for the config (pool
 addresses, ``[edge] server``: :func:`parse_address`, which names the setting) and the
-command line (``--listen``, ``--server``: argparse types in parley/cli.py).
+command line (``--listen``, ``--server``: argparse types in parley/arguments.py).
 """
 
 from __future__ import annotations
@@ -20,11 +25,63 @@ import dataclasses
 import ipaddress
 import math
 import re
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 from parley.errors import ConfigError
 
 _RANGE = "parley.range"  # dataclass field metadata key: (low, high, low_excluded)
+
+# ---------------------------------------------------------------------------- types
+
+# What a setting of each type takes, in TOML's words. ``list`` means a list of strings,
+# ``dict`` a table.
+EXPECTED = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list of strings",
+    dict: "a table",
+}
+
+
+def toml_type(value: Any) -> str:
+    """What ``value`` is, in TOML's words ("a string", "a decimal number", ...)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    return f"a {type(value).__name__}"  # a TOML date or time
+
+
+def check_type(value: Any, kind: type, key: str, where: str) -> Any:
+    """``value`` if it is of the TOML type ``kind`` (an int is widened to a float, a
+    ``list`` must hold strings, a ``dict`` is any table); else ConfigError naming
+    ``where``, the key, the value and the type expected."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is list:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    elif kind is dict:
+        ok = isinstance(value, Mapping)
+    else:
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if ok:
+        return value
+    raise ConfigError(
+        f"{where}: {key} = {value!r} is not a valid {kind.__name__}: expected "
+        f"{EXPECTED[kind]}, not {toml_type(value)}"
+    )
 
 
 def ranged(
@@ -64,6 +121,40 @@ def check_ranges(settings: Any, section: str) -> None:
             raise ConfigError(
                 f"[{section}] {item.name} = {value!r}: must be {_describe(low, high, above)}"
             )
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def coerce(cls: type, key: str, value: Any, where: str, *, from_env: bool = False) -> Any:
+    """Check one scalar setting against the dataclass field's type (int/float/str/bool):
+    a TOML value must have that type (see :func:`check_type`); an environment
+    variable's string is converted."""
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{where}: unknown setting {key!r} (known: {known})")
+    kind = hints[key]
+    if not from_env:
+        return check_type(value, kind, key, where)
+    if kind is bool:
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+    else:
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            pass
+    raise ConfigError(
+        f"{where}: {key} = {value!r} is not a valid {kind.__name__}: expected {EXPECTED[kind]}"
+    )
+
+
+def expect_table(value: Any, where: str, what: str = "a table") -> Mapping[str, Any]:
+    """``value`` if it is a TOML table, else ConfigError naming ``where``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be {what}, not {value!r}")
+    return value
 
 
 # ---------------------------------------------------------------------------- addresses

@@ -8,7 +8,8 @@ runs item by item.
 - :mod:`research.from_turns`: datasets made from stored turns;
 - :mod:`research.datasets`: finding, listing, describing and exporting datasets;
 - :mod:`research.runs` and :mod:`research.replay`: runs, and replaying them;
-- :mod:`research.compare`: the comparison of runs, as plain data for the CLI and admin;
+- :mod:`research.compare` (with :mod:`research.compare_runs`, which reads the runs):
+  the comparison of runs, as plain data for the CLI and admin;
 - :mod:`research.admin_tables`: the one place that reads the admin's tables.
 
 Needs the [research] extra (soundfile, jiwer, tqdm).

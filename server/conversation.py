@@ -7,8 +7,9 @@ drop is found by keepalive), by its deadline, by the server stopping, or by an e
 that stops reading its events (``limits.max_outbox_events``). Every way runs the same
 cleanup once, in its own task that a second (or third) cancellation cannot interrupt:
 the session's turns are cancelled and their store writes land, the outbox writer
-stops, ``conversation.ended_at`` is set, and one "disconnected" line is logged with
-the reason.
+stops, ``conversation.ended_at`` is set (a stream that sent nothing after its Hello,
+like ``parley edge --dry-run``, has its turn-less conversation deleted instead), and one
+"disconnected" line is logged with the reason.
 """
 
 from __future__ import annotations
@@ -230,5 +231,13 @@ class Conversation:
         )
 
     async def _end_conversation(self) -> None:
+        """Set ``ended_at``; a stream that sent nothing after its Hello (``parley edge
+        --dry-run``, or an edge gone right after connecting) leaves no conversation row
+        behind unless it has a turn (the store checks, in the same transaction)."""
+        store = self.services.store
         with contextlib.suppress(StoreFailure):  # logged by the store
-            await self.services.store.end_conversation(self.session_id)
+            if self.session is not None and self.session.events_in == 0:
+                if await store.discard_conversation(self.session_id):
+                    log.info("session %s sent nothing after its Hello: not kept", self.session_id)
+                return
+            await store.end_conversation(self.session_id)

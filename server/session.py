@@ -138,6 +138,7 @@ class Session:
             maxlen=limits.max_frames_per_turn
         )
         self.turn_index = 0
+        self.events_in = 0  # messages the edge sent after its Hello (any kind)
         self.active: ActiveTurn | None = None
         # Answers stopped by new speech, held until its words are known.
         self.barge_in = BargeIn(emit)
@@ -199,6 +200,7 @@ class Session:
         return [*([self.active] if self.active is not None else []), *self.queued]
 
     async def handle(self, received: edge_pb2.EdgeEvent | None) -> None:
+        self.events_in += 1
         event = self.inbound.admit(received)
         if event is None:  # dropped, and the edge told why
             return

@@ -139,6 +139,21 @@ class TurnStore:
             db.Conversation.id == conversation_id
         ).execute()
 
+    @on_store_thread
+    def discard_conversation(self, conversation_id: str) -> bool:
+        """Delete the conversation if it has no turn (a stream that only said Hello,
+        e.g. ``parley edge --dry-run``); True if it was deleted. A conversation with
+        a turn is never deleted here: it is ended instead."""
+        with db.write_transaction():
+            has_turns = db.Turn.select().where(db.Turn.conversation == conversation_id).exists()
+            if has_turns:
+                db.Conversation.update(ended_at=_now()).where(
+                    db.Conversation.id == conversation_id
+                ).execute()
+                return False
+            db.Conversation.delete().where(db.Conversation.id == conversation_id).execute()
+        return True
+
     # ------------------------------------------------------------------ turns
 
     def _media_path(self, turn_id: str, name: str) -> str:

@@ -199,9 +199,10 @@ async def test_dry_run_sends_the_hello_and_reports_the_servers_verdict(stack: St
     assert not wrong.ok and "refused this edge: wrong token" in wrong.detail
     unknown = await server_check(token=token, pipeline="nope")
     assert not unknown.ok and "refused this edge" in unknown.detail and "nope" in unknown.detail
-    # the welcomed stream sent no audio: no turn is stored
+    # the welcomed stream sent no audio: no turn is stored, and no empty conversation
     with db.database.connection_context():
         assert db.Turn.select().count() == 0
+        assert db.Conversation.select().count() == 0
 
     # the command: PARLEY_EDGE_TOKEN=bad parley edge --dry-run fails, on the server line
     code, out = await _parley(

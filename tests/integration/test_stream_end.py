@@ -86,12 +86,42 @@ async def test_every_way_a_stream_ends_cleans_up_once(
         stream.send(*audio_chunks(turn_audio()))
         await stream.wait_for(lambda e: e.HasField("response"))  # the answer is under way
         how = "cancel"
+    else:  # a stream that said something after its Hello keeps its conversation
+        stream.send(edge_pb2.EdgeEvent(ping=edge_pb2.Ping(edge_time=1.0)))
+        assert await stream.wait_for(is_kind("pong")) is not None
     await end(stream, how)
     assert await conversation_ended(session_id)
     await asyncio.sleep(0.3)
     assert disconnected_lines(caplog, session_id) == 1
     left = {t.get_coro().__qualname__ for t in server_tasks() - before}  # type: ignore[union-attr]
     assert not left, f"tasks left behind: {left}"
+
+
+@pytest.mark.parametrize("how", ["half-close", "cancel", "drop"])
+async def test_a_stream_that_sends_nothing_after_its_hello_leaves_no_conversation(
+    stack: Stack, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """``parley edge --dry-run`` (or an edge gone right after connecting): the device is
+    seen, the cleanup runs once, but no empty conversation row is left behind."""
+    caplog.set_level(logging.INFO, logger="server.edge_service")
+    await stack.start({"stt": FixedStt(), "llm": ScriptedLlm(), "tts": ToneTts()})
+    stream = await RawStream(stack.address).open()
+    stream.send(hello(device_id="dry"))
+    welcome = await stream.wait_for(is_kind("welcome"))
+    assert welcome is not None
+    session_id = welcome.welcome.session_id
+    with db.database.connection_context():
+        assert db.Conversation.get_or_none(db.Conversation.id == session_id) is not None
+    await end(stream, how)
+    async with asyncio.timeout(5.0):  # the cleanup has run
+        while True:
+            if disconnected_lines(caplog, session_id):
+                break
+            await asyncio.sleep(0.05)
+    with db.database.connection_context():
+        assert db.Conversation.get_or_none(db.Conversation.id == session_id) is None
+        assert db.Device.get_by_id("dry").last_seen is not None
+    assert disconnected_lines(caplog, session_id) == 1
 
 
 async def test_an_edge_that_half_closes_after_a_full_turn_gets_its_answer(stack: Stack) -> None:

@@ -194,22 +194,22 @@ def test_wilson_interval_matches_published_values():
 
 
 def test_a_run_named_with_digits_is_found_by_its_name_and_ids_by_hash(store: Config):
-    from research.compare import _find_runs
+    from research.compare_runs import find_runs
 
     dataset = db.Dataset.create(name="numbers")
     by_id = db.Run.create(id=123, name="baseline", dataset=dataset, pipeline="tiny")
     named = db.Run.create(id=200, name="123", dataset=dataset, pipeline="tiny")
 
-    assert _find_runs(["123"]) == [named]  # an exact name wins over the id 123
-    assert _find_runs(["#123"]) == [by_id]  # #ID is always the id
-    assert _find_runs([123]) == [by_id]  # an int (the admin's links) is an id
-    assert _find_runs(["200"]) == [named]  # no run is named "200": the id
-    assert _find_runs(["baseline", "123"]) == [by_id, named]
+    assert find_runs(["123"]) == [named]  # an exact name wins over the id 123
+    assert find_runs(["#123"]) == [by_id]  # #ID is always the id
+    assert find_runs([123]) == [by_id]  # an int (the admin's links) is an id
+    assert find_runs(["200"]) == [named]  # no run is named "200": the id
+    assert find_runs(["baseline", "123"]) == [by_id, named]
     for ref in ("#124", "#", "#x", "#123x", "124"):
         with pytest.raises(CompareError, match="unknown run"):
-            _find_runs([ref])
+            find_runs([ref])
     with pytest.raises(CompareError, match="named twice"):
-        _find_runs(["#200", "123"])
+        find_runs(["#200", "123"])
 
 
 def test_a_tag_no_item_has_is_an_error_not_empty_tables(store: Config):

@@ -203,6 +203,12 @@ def add_bench_parser(sub: Any) -> None:
         default=27.0,
         help="silence after each clip (default 27 s)",
     )
+    load.add_argument(
+        "--floor",
+        action="store_true",
+        help="load a server that only takes the messages (no VAD, no turns): what gRPC "
+        "alone costs per stream",
+    )
     load.add_argument("--find-max", action="store_true", help="step N up until not real time")
     load.add_argument(
         "--step", type=positive_int, default=50, help="--find-max: N grows by this (default 50)"

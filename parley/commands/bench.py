@@ -83,7 +83,7 @@ def summarise(records: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -115,7 +115,7 @@ def scratch_stack(
     store = dataclasses.replace(
         config.store, database_url=f"sqlite:///{scratch}/bench.db", data_dir=f"{scratch}/data"
     )
-    server = dataclasses.replace(config.server, port=_free_port())
+    server = dataclasses.replace(config.server, port=free_port())
     config = dataclasses.replace(config, store=store, server=server)
     stack_env = {
         "PARLEY_STORE_DATABASE_URL": store.database_url,
@@ -144,7 +144,7 @@ def _workers_on_free_ports(config: Config, pipelines: list[str]) -> Config:
         for stage in pipeline.stages.values():
             pool = config.pool(stage.pool)
             if pool.local and all(is_loopback(a) for a in pool.addresses):
-                free = tuple(f"127.0.0.1:{_free_port()}" for _ in pool.addresses)
+                free = tuple(f"127.0.0.1:{free_port()}" for _ in pool.addresses)
                 pools[pool.name] = dataclasses.replace(pool, addresses=free)
     return dataclasses.replace(config, pools=pools)
 

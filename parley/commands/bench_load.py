@@ -11,6 +11,9 @@ after a warm-up) the CPU and memory of the server and worker processes (found by
 ports they listen on: this machine only), of the server's VAD scoring thread per 32 ms
 window, and of the generator itself.
 
+``--floor``: the same load against a server that only takes the messages
+(parley/commands/load_floor.py): what the gRPC stream alone costs per stream.
+
 ``--find-max``: N = 1 first (the reference; it speaks every clip + 2 s, so its p99
 ranks more turns), then N = ``--streams``, growing by ``--step`` until a step is not
 answered in real time: its p99 after the VAD decision exceeds twice the reference's, or
@@ -28,9 +31,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from parley.commands.bench import machine, percentiles, process_cpu_seconds, report, scratch_stack
+from parley.commands import load_floor
+from parley.commands.bench import (
+    free_port,
+    machine,
+    percentiles,
+    process_cpu_seconds,
+    report,
+    scratch_stack,
+)
 from parley.commands.demo import DEMO_WAV
-from parley.commands.load_probe import Probe
+from parley.commands.load_probe import Probe, listening_pids
 from parley.commands.loadgen import (
     RATE,
     Cycle,
@@ -188,6 +199,8 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
         "turns_per_cycle": cycle.turns,
         "chunk_ms": chunk_ms,
     }
+    if args.floor:
+        return await _measure_floor(args, cycle, result)
     with tempfile.TemporaryDirectory(prefix="parley-bench-load-") as scratch:
         stack = None
         if args.server:
@@ -222,6 +235,30 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
                 stack.stop()
     _conclude(result, args)
     result["target"] = TARGET
+    result["machine"] = machine()
+    return result
+
+
+async def _measure_floor(
+    args: argparse.Namespace, cycle: Cycle, result: dict[str, Any]
+) -> dict[str, Any]:
+    """The transport floor: one step against load_floor's server (no turns, so only
+    the CPU, memory and how far behind real time it falls mean anything)."""
+    port = free_port()
+    floor = load_floor.start(port)
+    try:
+        probe = Probe(server=listening_pids(port))
+        step = await run_step(
+            f"127.0.0.1:{port}", args.streams, args.seconds, cycle, probe, pipeline=""
+        )
+    finally:
+        floor.terminate()
+        floor.wait(10)
+    result["server"] = "floor"
+    for key in ("turns", "speech_end_to_first_audio_ms", "after_decision_ms"):
+        step.pop(key, None)
+    step["in_real_time"] = step["behind_real_time_ms"].get("max", 0.0) <= MAX_BEHIND_MS
+    result["steps"] = [{"n": args.streams, "cycle_s": cycle.seconds, **step}]
     result["machine"] = machine()
     return result
 
@@ -279,10 +316,14 @@ def _conclude(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def run_bench_load(args: argparse.Namespace, config: Config) -> int:
-    if not args.server:
+    if not args.server and not args.floor:
         ensure_models(config, args.pipeline)
     result = asyncio.run(measure(args, config))
     last = result["steps"][-1]
+    if args.floor:
+        floor = f"the gRPC floor: {last.get('cpu_percent_per_stream')} % of a core per stream"
+        report(result, args, f"N={last['n']}: {floor}")
+        return 0
     line = (
         f"N={last['n']}: {last['turns']['answered']}/{last['turns']['expected']} turns answered, "
         f"after VAD decision p99 {last['after_decision_ms'].get('p99')} ms, "

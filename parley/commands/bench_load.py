@@ -224,6 +224,7 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
                     "some of the benchmark's workers are already running (e.g. a `parley up`); "
                     "stop them so the benchmark measures processes it started itself"
                 )
+            await _all_listening(config.server.port, args.processes)
             result["server"] = "scratch"
             result["server_processes"] = args.processes
         try:
@@ -237,6 +238,17 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     result["target"] = TARGET
     result["machine"] = machine()
     return result
+
+
+async def _all_listening(port: int, processes: int, timeout: float = 60.0) -> None:
+    """Wait until ``processes`` server processes listen on ``port`` (the first one
+    answers health checks before the others have bound): every one's CPU counts."""
+    deadline = time.monotonic() + timeout
+    while len(listening_pids(port)) < processes:
+        if time.monotonic() > deadline:
+            found = len(listening_pids(port))
+            raise ParleyError(f"{found} of {processes} server processes listen on port {port}")
+        await asyncio.sleep(0.2)
 
 
 async def _measure_floor(

@@ -95,7 +95,7 @@ class ChunkMaker:
         channels: int,
         *,
         rate: int = 16000,
-        chunk_ms: int = 40,
+        chunk_ms: int = 20,
         latency: float = 0.0,
     ) -> None:
         self.native_rate, self.channels, self.rate = native_rate, channels, rate

@@ -196,9 +196,10 @@ class EdgeConfig:
     token: str = ""  # PARLEY_EDGE_TOKEN
     pipeline: str = ""  # empty: the server's default
     sample_rate: int = positive(16000)  # Hz
-    # Audio per message: 40 ms, as the microphone hands it over (mic_block_ms), costs
-    # no delay there and half the server CPU of 20 ms messages.
-    chunk_ms: int = positive(40)
+    # Audio per message (ms). 40 costs the server half the CPU of 20 per stream and,
+    # with mic_block_ms = 40, no delay (a block's two 20 ms chunks leave together);
+    # with 20 ms blocks it delays the end of a turn by ~20-40 ms (docs/configuration.md).
+    chunk_ms: int = positive(20)
     # Microphone: a device index or part of its name ("" = the system default), its
     # native rate and channels (0 = the device's default rate; mono if it allows),
     # or a WAV file played as the microphone (machines without a sound card).

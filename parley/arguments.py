@@ -71,6 +71,9 @@ def in_range(
 
 
 positive_int = in_range(int, 1)
+# Server processes sharing a port: each holds ~120 MB and a VAD thread.
+MAX_PROCESSES = 64
+process_count_arg = in_range(int, 1, MAX_PROCESSES)
 non_negative_int = in_range(int, 0)
 positive_float = in_range(float, 0.0, low_open=True)
 non_negative_float = in_range(float, 0.0)

@@ -23,6 +23,7 @@ from parley.arguments import (
     non_negative_int,
     output_file,
     positive_int,
+    process_count_arg,
     sound_file,
 )
 from parley.cli_bench import add_bench_parser
@@ -189,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     p.add_argument(
         "--processes",
-        type=positive_int,
+        type=process_count_arg,
         metavar="N",
-        help="server processes sharing the port (default [server] processes: one per core)",
+        help="server processes sharing the port, 1 to 64 (default [server] processes: one "
+        "per core)",
     )
     p.add_argument(
         "--reuse-port",
@@ -259,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--processes",
-        type=positive_int,
+        type=process_count_arg,
         metavar="N",
-        help="server processes (default: [server] processes, one per core)",
+        help="server processes, 1 to 64 (default: [server] processes, one per core)",
     )
     p.set_defaults(handler=cmd_up)
 

@@ -13,6 +13,7 @@ from parley.arguments import (
     output_file,
     positive_float,
     positive_int,
+    process_count_arg,
     server_address,
     sound_file,
 )
@@ -171,7 +172,10 @@ def add_bench_parser(sub: Any) -> None:
         "--streams", type=positive_int, default=50, help="concurrent streams (default 50)"
     )
     load.add_argument(
-        "--seconds", type=positive_float, default=60.0, help="audio per stream (default 60)"
+        "--seconds",
+        type=positive_float,
+        default=60.0,
+        help="audio per stream, at least one cycle of the clip and --gap-s (default 60)",
     )
     load.add_argument(
         "--server",
@@ -182,9 +186,9 @@ def add_bench_parser(sub: Any) -> None:
     load.add_argument("--pipeline", default="instant", help="pipeline to ask for (default instant)")
     load.add_argument(
         "--processes",
-        type=positive_int,
+        type=process_count_arg,
         default=1,
-        help="server processes sharing the port, for the server it starts (default 1)",
+        help="server processes sharing the port, 1 to 64, for the server it starts (default 1)",
     )
     load.add_argument(
         "--token", default="", help="device token, for a server that asks for one (default: none)"

@@ -38,20 +38,17 @@ class VadConfig:
     post_roll_ms: int = ranged(60, low=0)  # audio kept after the last speech window
     model_path: str = ""  # empty: silero_vad.onnx from the silero-vad package
     # The server scores all sessions' windows together in one model call at most once
-    # per batch_interval_ms (ms, 0 or more), stretched up to batch_max_interval_ms
-    # under load so each call gathers more windows (a window waits at most the
-    # interval plus one batch), at most batch_max (1 or more) windows per call.
-    batch_interval_ms: float = ranged(8.0, low=0.0)
-    batch_max_interval_ms: float = ranged(20.0, low=0.0)
+    # per batch_interval_ms (ms, 0 to 100), stretched up to batch_max_interval_ms (0 to
+    # 100; below batch_interval_ms: no stretching) under load so each call gathers more
+    # windows (a window waits at most the interval plus one batch), at most batch_max
+    # (1 or more) windows per call. A round takes at most 8 windows (256 ms) of a
+    # stream, so much longer intervals could never keep up.
+    batch_interval_ms: float = ranged(8.0, low=0.0, high=100.0)
+    batch_max_interval_ms: float = ranged(20.0, low=0.0, high=100.0)
     batch_max: int = ranged(256, low=1)
 
     def __post_init__(self) -> None:
         check_ranges(self, "vad")
-        if self.batch_max_interval_ms < self.batch_interval_ms:
-            raise ConfigError(
-                f"[vad] batch_max_interval_ms = {self.batch_max_interval_ms} must not be "
-                f"below batch_interval_ms = {self.batch_interval_ms}"
-            )
         if self.neg_threshold > self.threshold:
             raise ConfigError(
                 f"[vad] neg_threshold = {self.neg_threshold} must not be above "
@@ -122,8 +119,9 @@ class ServerConfig:
     stage_timeout_s: float = positive(30.0)  # analyse, retrieve, caption
     history_turns: int = ranged(8, low=0)  # default conversation history sent to the LLM
     # Server processes sharing the Converse port (SO_REUSEPORT), each with its own VAD,
-    # store connection and span export; 0: one per CPU core. `--processes` wins.
-    processes: int = ranged(0, low=0)
+    # store connection and span export; 0: one per CPU core (at most 64). `--processes`
+    # wins.
+    processes: int = ranged(0, low=0, high=64)
     # TLS for the Converse port: certificate and key (PEM); a client CA also requires
     # every edge to present a certificate it signed (mutual TLS).
     tls_cert: str = ""

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from parley.arguments import MAX_PROCESSES
 from parley.signals import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,12 @@ STABLE_S = 60.0  # a process that lived this long resets the back-off
 
 
 def default_processes() -> int:
-    """The number of CPU cores this process may run on."""
+    """The number of CPU cores this process may run on, at most MAX_PROCESSES."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return min(cores, MAX_PROCESSES)
 
 
 def free_port(host: str) -> int:
@@ -131,6 +133,8 @@ class Supervisor:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             for slot in range(self.processes):
+                if self._stop_signal is not None:  # stopped while starting them
+                    break
                 self._spawn(slot)
             while self._stop_signal is None:
                 if not self._step():

@@ -236,10 +236,11 @@ class BatchScheduler(Generic[ModelT]):
         max_depth: int = 8,
         thread_name: str = THREAD_NAME,
     ) -> None:
-        """``max_interval_s`` None: ``interval_s`` always (no stretching)."""
-        max_interval_s = interval_s if max_interval_s is None else max_interval_s
-        if interval_s < 0 or max_interval_s < interval_s:
-            raise ValueError("interval_s must be >= 0 and max_interval_s >= interval_s")
+        """``max_interval_s`` None or below ``interval_s``: ``interval_s`` always (no
+        stretching)."""
+        if interval_s < 0:
+            raise ValueError("interval_s must be >= 0")
+        max_interval_s = max(interval_s, max_interval_s or 0.0)
         if max_batch < 1 or max_depth < 1 or gather < 1:
             raise ValueError("gather, max_batch and max_depth must be >= 1")
         self.model = model

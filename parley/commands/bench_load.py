@@ -61,6 +61,19 @@ TARGET = {"cpu_percent_per_stream": 0.4, "vad_cpu_ms_per_window": 0.1, "streams"
 WINDOW = 512  # VAD window (samples at 16 kHz)
 MAX_BEHIND_MS = 1000.0  # a Ping answered later than this: the server fell behind
 REFERENCE_GAP_S = 2.0  # the N = 1 reference speaks every clip + 2 s: more turns to rank
+# What a --floor step does not report: figures of turns, the VAD and the workers.
+FLOOR_MEANINGLESS = (
+    "turns",
+    "speech_end_to_first_audio_ms",
+    "after_decision_ms",
+    "server_decision_to_first_audio_sent_ms",
+    "turns_per_second",
+    "vad_cpu_ms_per_window",
+)
+FLOOR_CPU = (
+    "server_percent",
+    "server_threads_percent",
+)  # the N = 1 reference speaks every clip + 2 s: more turns to rank
 
 
 def summarise(results: Sequence[StreamResult], chunks_planned: int) -> dict[str, Any]:
@@ -185,11 +198,49 @@ def _own_cpu() -> float:
     return process_cpu_seconds(os.getpid())
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse option combinations that cannot apply (ParleyError, one line)."""
+    if args.floor:
+        given = [
+            name
+            for name, used in (
+                ("--server", bool(args.server)),
+                ("--processes", args.processes != 1),
+                ("--find-max", args.find_max),
+                ("--pipeline", args.pipeline != PIPELINE),
+                ("--token", bool(args.token)),
+            )
+            if used
+        ]
+        if given:
+            dropped = ", ".join(given)
+            raise ParleyError(f"--floor starts its own message-only server: drop {dropped}")
+    if args.server and args.processes != 1:
+        raise ParleyError("--processes is for the server the benchmark starts, not --server")
+    if args.find_max and args.max_streams < args.streams:
+        raise ParleyError(
+            f"--max-streams {args.max_streams} is below --streams {args.streams}: "
+            "--find-max would run only the N = 1 reference"
+        )
+
+
+def check_length(seconds: float, cycle: Cycle) -> None:
+    """A run shorter than one cycle may hold no turn at all (each stream starts at a
+    random phase of it): refuse it rather than report a step with nothing to count."""
+    if seconds < cycle.seconds:
+        raise ParleyError(
+            f"--seconds {seconds:g} is shorter than one cycle of the clip and its silence "
+            f"({cycle.seconds:.1f} s): raise --seconds or lower --gap-s"
+        )
+
+
 async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    check_arguments(args)
     chunk_ms = args.chunk_ms or config.edge.chunk_ms
     clip = Path(args.clip) if args.clip else DEMO_WAV
     speech = clip_16k(clip)
     cycle = build_cycle(speech, args.gap_s, chunk_ms, config.vad)
+    check_length(args.seconds, cycle)
     reference = build_cycle(speech, min(args.gap_s, REFERENCE_GAP_S), chunk_ms, config.vad)
     result: dict[str, Any] = {
         "benchmark": "load",
@@ -204,8 +255,6 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-load-") as scratch:
         stack = None
         if args.server:
-            if args.processes != 1:
-                raise ParleyError("--processes is for the server the benchmark starts")
             address = args.server
             result["server"] = "external"
         else:
@@ -267,8 +316,10 @@ async def _measure_floor(
         floor.terminate()
         floor.wait(10)
     result["server"] = "floor"
-    for key in ("turns", "speech_end_to_first_audio_ms", "after_decision_ms"):
+    result["processes"] = probe.describe()
+    for key in FLOOR_MEANINGLESS:  # no turns, no VAD, no workers
         step.pop(key, None)
+    step["cpu"] = {k: v for k, v in step["cpu"].items() if k in FLOOR_CPU}
     step["in_real_time"] = step["behind_real_time_ms"].get("max", 0.0) <= MAX_BEHIND_MS
     result["steps"] = [{"n": args.streams, "cycle_s": cycle.seconds, **step}]
     result["machine"] = machine()
@@ -328,6 +379,7 @@ def _conclude(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def run_bench_load(args: argparse.Namespace, config: Config) -> int:
+    check_arguments(args)
     if not args.server and not args.floor:
         ensure_models(config, args.pipeline)
     result = asyncio.run(measure(args, config))

@@ -56,7 +56,8 @@ async def test_audio_is_acknowledged_as_it_streams_and_speech_once_stored(
         stream.send(event)
         await asyncio.sleep(0.02)
     points = acks(stream)
-    assert len(points) > 2 and points == sorted(set(points))  # often, and only forward
+    # about once a second (ACK_EVERY_S) over 2 s of live silence, and only forward
+    assert len(points) >= 2 and points == sorted(set(points))
     assert points[-1] >= len(speech)  # the turn is stored: all of it is released
     stream.close_send()
     await stream.finish()

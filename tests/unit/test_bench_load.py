@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from parley.commands.bench_load import in_real_time, summarise
+from parley.cli import build_parser
+from parley.commands.bench_load import check_arguments, check_length, in_real_time, summarise
 from parley.commands.load_probe import Probe, Sample, listening_pids, thread_cpu_seconds
 from parley.commands.loadgen import Cycle, StreamPlan, StreamResult, TurnSeen, plan_streams
+from parley.errors import ParleyError
 from server.vad_scheduler import _name_thread
 
 CYCLE = Cycle(chunks=tuple(bytes(640) for _ in range(500)), chunk_ms=20, turns=1)  # 10 s
@@ -209,3 +211,25 @@ def test_a_scratch_stack_puts_its_workers_on_free_ports(
     assert reread.pool("instant-stt").engine == "instant"
     workers = {spec.address for spec in stack.specs[1:]}
     assert workers == {a for addresses in moved.values() for a in addresses}
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        ("--floor --server 127.0.0.1:1", "drop --server"),
+        ("--floor --processes 2 --find-max", "drop --processes, --find-max"),
+        ("--floor --pipeline tiny", "drop --pipeline"),
+        ("--server 127.0.0.1:1 --processes 2", "--processes is for the server"),
+        ("--find-max --streams 5 --max-streams 3", "--max-streams 3 is below --streams 5"),
+    ],
+)
+def test_options_that_cannot_apply_are_refused(argv: str, named: str) -> None:
+    args = build_parser().parse_args(["bench", "load", *argv.split()])
+    with pytest.raises(ParleyError, match=named):
+        check_arguments(args)
+
+
+def test_a_run_shorter_than_a_cycle_is_refused() -> None:
+    check_length(10.0, CYCLE)  # exactly one cycle
+    with pytest.raises(ParleyError, match=r"--seconds 8 is shorter than one cycle .*10\.0 s"):
+        check_length(8.0, CYCLE)

@@ -46,7 +46,11 @@ def refused(tmp_path: Path, toml: str = "", **env: str) -> str:
         ("[vad]\nmax_turn_s = inf\n", "[vad] max_turn_s = inf: give a finite number"),
         ("[vad]\nthreshold = nan\n", "[vad] threshold = nan: give a finite number"),
         ("[vad]\nbatch_max = 0\n", "[vad] batch_max = 0: must be 1 or more"),
-        ("[vad]\nbatch_interval_ms = -3\n", "[vad] batch_interval_ms = -3.0: must be 0 or more"),
+        (
+            "[vad]\nbatch_interval_ms = -3\n",
+            "[vad] batch_interval_ms = -3.0: must be from 0 to 100",
+        ),
+        ("[vad]\nbatch_max_interval_ms = 1000\n", "[vad] batch_max_interval_ms = 1000.0: must be"),
         ("[vad]\nmax_turn_s = 0.2\n", "[vad] max_turn_s = 0.2 must be longer than min_speech_ms"),
         ("[server]\nstt_timeout_s = -1\n", "[server] stt_timeout_s = -1.0: must be more than 0"),
         ("[server]\nport = -1\n", "[server] port = -1: must be from 0 to 65535"),
@@ -101,6 +105,12 @@ def test_every_numeric_setting_refuses_values_outside_its_range(
         for value in ("nan", "inf", "-inf"):
             message = refused(tmp_path, **{var: value})
             assert f"[{section}] {item.name} = {float(value)}: give a finite" in message
+
+
+def test_a_vad_interval_above_the_default_maximum_alone_is_no_stretching() -> None:
+    # batch_interval_ms = 30 was valid before batch_max_interval_ms (20) existed
+    vad = load_config(env={"PARLEY_VAD_BATCH_INTERVAL_MS": "30"}).vad
+    assert (vad.batch_interval_ms, vad.batch_max_interval_ms) == (30.0, 20.0)
 
 
 def test_values_at_the_ends_of_a_range_are_accepted(tmp_path: Path) -> None:

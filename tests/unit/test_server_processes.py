@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from parley.arguments import MAX_PROCESSES
 from parley.commands.server import process_count
 from parley.config import load_config
 from parley.errors import ConfigError
@@ -52,6 +53,32 @@ def test_a_process_that_exits_after_all_were_up_is_restarted(monkeypatch):
     monkeypatch.setattr(supervisor, "_step", step)
     assert supervisor.run() == 0
     assert supervisor.restarts >= 2 and not supervisor.children
+
+
+def test_a_stop_while_starting_starts_no_more_processes(monkeypatch):
+    """SIGTERM while the processes are being started: the rest are not started (a
+    supervisor asked for many once went on starting them all before it stopped)."""
+    supervisor = Supervisor(_child("time.sleep(30)"), 50, grace_s=5)
+    spawned = []
+    original = supervisor._spawn
+
+    def spawn(slot: int) -> None:
+        original(slot)
+        spawned.append(slot)
+        if len(spawned) == 2:
+            supervisor._on_signal(15, None)  # as the signal handler would
+
+    monkeypatch.setattr(supervisor, "_spawn", spawn)
+    started = time.monotonic()
+    assert supervisor.run() == 0
+    assert spawned == [0, 1] and not supervisor.children
+    assert time.monotonic() - started < 10
+
+
+def test_the_process_count_is_capped():
+    assert default_processes() <= MAX_PROCESSES == 64
+    with pytest.raises(ConfigError, match="processes = 65"):
+        load_config(env={"PARLEY_SERVER_PROCESSES": "65"})
 
 
 def test_no_processes_is_refused():

@@ -6,8 +6,9 @@ a file whose size or sha256 is not the one pinned here (where the project knows 
 refused and nothing is replaced. A file already in place is checked the same way (an
 empty file, or a pinned one that does not match, is downloaded again). On an offline
 network, point
-PARLEY_MODELS_MIRROR at a mirror of the same paths, or copy the files by hand:
-the error message lists every file and where it goes.
+PARLEY_MODELS_MIRROR at a mirror of the same paths (an http:// or https:// URL, a
+file:// URL or a plain directory), or copy the files by hand: the error message lists
+every file and where it goes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import http.client
 import logging
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +79,31 @@ REAL_MODELS = [
 ]
 
 
+def mirror_url(value: str) -> str:
+    """The base URL of the mirror ``value`` (PARLEY_MODELS_MIRROR): an http(s):// or
+    file:// URL as it is, a directory's path as a file:// URL; ParleyError otherwise."""
+    text = value.strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return text.rstrip("/")
+    if parts.scheme == "file" and parts.path:
+        return text.rstrip("/")
+    if not parts.scheme:  # no URL scheme: a directory
+        path = Path(text).expanduser()
+        if path.is_dir():
+            return path.resolve().as_uri()
+        raise ParleyError(
+            f"PARLEY_MODELS_MIRROR = {value!r} is not a directory (give a directory laid "
+            "out like the hub, or an http://, https:// or file:// URL)"
+        )
+    raise ParleyError(
+        f"PARLEY_MODELS_MIRROR = {value!r}: give an http://, https:// or file:// URL, "
+        "or a directory's path"
+    )
+
+
 def _base_url() -> str:
-    return os.environ.get("PARLEY_MODELS_MIRROR", HUB).rstrip("/")
+    return mirror_url(os.environ.get("PARLEY_MODELS_MIRROR") or HUB)
 
 
 def file_sha256(path: Path) -> str:
@@ -166,6 +191,8 @@ def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
         except urllib.error.HTTPError as exc:  # the server answered: not an offline problem
             raise ParleyError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            if base.startswith("file:") and isinstance(exc, urllib.error.URLError):
+                raise ParleyError(f"cannot read {url} from the mirror ({exc.reason})") from None
             left = "\n".join(
                 f"  {base}/{m.path}\n    -> {models_dir / m.dest}"
                 + ("" if m.sha256 is None else f"\n       (sha256 {m.sha256})")

@@ -331,3 +331,45 @@ def test_ensure_models_asks_for_a_pull_for_real_models(tmp_path: Path) -> None:
 def test_ensure_models_needs_nothing_for_remote_pipelines(tmp_path: Path) -> None:
     ensure_models(config(tmp_path), "openai")
     assert not (tmp_path / "models").exists()
+
+
+# --------------------------------------------------------------------------- mirror
+
+
+def test_a_mirror_may_be_a_plain_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: tuple[str, list[str]]
+) -> None:
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", str(tmp_path / "mirror") + "/")
+    models = tmp_path / "models"
+    fetched = pull(models, {"turn"})
+    assert fetched == [models / turn_model().dest]
+    assert (models / turn_model().dest).read_bytes() == fake_bytes(turn_model())
+
+
+def test_a_file_url_mirror_that_lacks_a_file_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", (tmp_path / "empty").as_uri())
+    with pytest.raises(ParleyError, match=r"cannot read file://.* from the mirror"):
+        pull(tmp_path / "models", {"turn"})
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("/no/such/mirror", "is not a directory"),
+        ("ftp://example.org/models", "give an http://, https:// or file:// URL"),
+        ("http://", "give an http://, https:// or file:// URL"),
+        ("mirror:8000", "give an http://, https:// or file:// URL"),
+    ],
+)
+def test_a_malformed_mirror_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", value)
+    with pytest.raises(ParleyError) as info:
+        pull(tmp_path / "models", {"turn"})
+    assert str(info.value).startswith(f"PARLEY_MODELS_MIRROR = {value!r}")
+    assert problem in str(info.value)
+    assert "\n" not in str(info.value)

@@ -50,7 +50,7 @@ from parley.config_sections import (
     VadConfig,
     WorkersConfig,
 )
-from parley.config_values import coerce, expect_table
+from parley.config_values import check_type, coerce, expect_table
 from parley.errors import ConfigError
 
 __all__ = [
@@ -181,7 +181,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _base_port(raw: Mapping[str, Any], env: Mapping[str, str]) -> int:
-    value: Any = env.get("PARLEY_BASE_PORT", raw.get("base_port", BASE_PORT))
+    """``base_port``: a TOML whole number (a quoted or decimal one is refused, as for any
+    setting), or $PARLEY_BASE_PORT's digits; from 1024 to 65435."""
+    value: Any = env.get("PARLEY_BASE_PORT")
+    if value is None:
+        value = check_type(raw.get("base_port", BASE_PORT), int, "base_port", "top level")
     try:
         base = int(value)
     except (TypeError, ValueError):

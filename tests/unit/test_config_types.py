@@ -53,6 +53,15 @@ def refused(tmp_path: Path, toml: str) -> str:
             '[pipelines.tiny.turn]\nthreshold = "0.5"\n',
             "[pipelines.tiny.turn]: threshold = '0.5' is not a valid float",
         ),
+        (
+            'base_port = "6000"\n',
+            "top level: base_port = '6000' is not a valid int: expected a whole number, "
+            "not a string",
+        ),
+        ("base_port = 6000.5\n", "base_port = 6000.5 is not a valid int: expected a whole"),
+        ("base_port = true\n", "base_port = True is not a valid int"),
+        ("base_port = 80\n", "base_port = 80: give a port from 1024 to 65435"),
+        ("home = 5\n", "home must be a directory's path, not 5"),
     ],
 )
 def test_a_setting_of_the_wrong_type_names_key_type_and_value(
@@ -67,6 +76,8 @@ def test_an_integer_is_a_number_and_env_strings_are_still_converted(tmp_path: Pa
     assert config.server.port == 6001
     config = load(tmp_path, "", PARLEY_VAD_THRESHOLD="0.4", PARLEY_EDGE_FULL_DUPLEX="yes")
     assert (config.vad.threshold, config.edge.full_duplex) == (0.4, True)
+    assert load(tmp_path, "base_port = 6000\n").base_port == 6000
+    assert load(tmp_path, 'base_port = "x"\n', PARLEY_BASE_PORT="6100").base_port == 6100
 
 
 @pytest.mark.parametrize(

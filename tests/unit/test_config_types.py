@@ -115,15 +115,61 @@ def test_a_stage_parameter_of_the_wrong_type_is_refused(
 def test_stage_parameters_of_the_right_type_load(tmp_path: Path) -> None:
     config = load(
         tmp_path,
-        '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = 1\nmax_tokens = 9\n'
-        'options = { seed = 3 }\nunknown_key = "kept"\n',
+        '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = 0\nmax_tokens = 1\n'
+        "history_turns = 0\noptions = { seed = 3, anything = nan }\n",
     )
     params = config.pipeline("tiny").stage("llm").params
-    assert params["temperature"] == 1.0 and isinstance(params["temperature"], float)
-    assert (params["max_tokens"], params["options"], params["unknown_key"]) == (
-        9,
-        {"seed": 3},
-        "kept",
+    assert params["temperature"] == 0.0 and isinstance(params["temperature"], float)
+    assert (params["max_tokens"], params["history_turns"]) == (1, 0)
+    assert params["options"]["seed"] == 3  # options: the engine's, not checked here
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        (
+            '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = nan\n',
+            "[pipelines.tiny.llm]: temperature = nan: give a finite number",
+        ),
+        ('[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = inf\n', "give a finite"),
+        (
+            '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = -0.1\n',
+            "temperature = -0.1: must be 0 or more",
+        ),
+        (
+            '[pipelines.tiny.llm]\npool = "tiny-llm"\nmax_tokens = -5\n',
+            "[pipelines.tiny.llm]: max_tokens = -5: must be 1 or more",
+        ),
+        ('[pipelines.tiny.llm]\npool = "tiny-llm"\nmax_tokens = 0\n', "must be 1 or more"),
+        ('[pipelines.tiny.llm]\npool = "tiny-llm"\nhistory_turns = -1\n', "must be 0 or"),
+        (
+            '[pipelines.tiny.tts]\npool = "tiny-tts"\nspeed = 0\n',
+            "[pipelines.tiny.tts]: speed = 0.0: must be more than 0",
+        ),
+        ('[pipelines.tiny.tts]\npool = "tiny-tts"\nspeed = -inf\n', "give a finite"),
+        ('[pipelines.local-rag.docs]\npool = "local-rag"\ntop_k = 0\n', "top_k = 0: must be"),
+        (
+            '[pipelines.tiny.mood]\npool = "tiny-llm"\nkind = "analyse"\nlabels = ["a"]\n'
+            "max_tokens = 0\n",
+            "[pipelines.tiny.mood]: max_tokens = 0: must be 1 or more",
+        ),
+    ],
+)
+def test_a_stage_parameter_out_of_range_is_refused(tmp_path: Path, toml: str, named: str) -> None:
+    assert named in refused(tmp_path, toml)
+
+
+def test_an_unknown_stage_parameter_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    message = refused(tmp_path, '[pipelines.tiny.llm]\npool = "tiny-llm"\nnosuchparam = 1\n')
+    assert message == (
+        "[pipelines.tiny.llm]: unknown parameter 'nosuchparam' (known for kind llm: pool, "
+        "kind, inputs, system_prompt, temperature, max_tokens, history_turns, vision, "
+        "options); an engine's own settings go in options = { ... }"
+    )
+    message = refused(tmp_path, '[pipelines.tiny.stt]\npool = "tiny-stt"\nbeam = 5\n')
+    assert message == (
+        "[pipelines.tiny.stt]: unknown parameter 'beam' "
+        "(known for kind stt: pool, kind, inputs, language, prompt)"
     )
 
 

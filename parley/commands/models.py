@@ -237,19 +237,50 @@ def build_tiny(config: Config) -> Path:
     return dest
 
 
+def missing_advice(config: Config, pipeline: str) -> tuple[str, str] | None:
+    """``(which model files are missing, what to do)`` for the pipeline's real model
+    files (not the tiny ones, built when needed); None when none is missing. A file
+    `parley models pull` writes is pulled (``--only`` its stages); one elsewhere (a
+    [turn] model_path or a pool's model of your own) is not written by the pull."""
+    tiny_dir = config.models_dir / "tiny"
+    missing = [p for p in missing_models(config, pipeline) if not p.is_relative_to(tiny_dir)]
+    if not missing:
+        return None
+    pulled = [(config.models_dir / m.dest, m.stage) for m in REAL_MODELS]
+    stages, fixes = set(), []
+    turn = config.turn_for(pipeline)
+    turn_model = config.turn_model_path(turn) if turn.strategy == "smart_turn" else None
+    for path in missing:
+        found = {stage for dest, stage in pulled if dest == path or dest.is_relative_to(path)}
+        stages |= found
+        if found:
+            continue
+        if path == turn_model:
+            fixes.append(
+                f"`parley models pull` does not write {path} ([turn] model_path): copy "
+                f"{SMART_TURN_FILE} there, or leave model_path empty for the one "
+                "`parley models pull --only turn` fetches"
+            )
+        else:
+            fixes.append(
+                f"`parley models pull` does not write {path}: copy the model there, or "
+                "point the pool's model option at one it fetches"
+            )
+    if stages:
+        only = "".join(f" --only {s}" for s in sorted(stages))
+        fixes.insert(0, f"run `parley models pull{only}` (offline, it lists the files)")
+    shown = ", ".join(map(str, missing[:2]))
+    more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+    return f"model files missing ({shown}{more})", "; ".join(fixes)
+
+
 def ensure_models(config: Config, pipeline: str) -> None:
     """Build the tiny models if the pipeline needs them; fail clearly on other gaps."""
-    missing = missing_models(config, pipeline)
-    tiny_dir = config.models_dir / "tiny"
-    if missing and all(path.is_relative_to(tiny_dir) for path in missing):
+    if (advice := missing_advice(config, pipeline)) is not None:
+        missing, fix = advice
+        raise ParleyError(f"pipeline {pipeline!r}: {missing}: {fix}")
+    if missing_models(config, pipeline):  # the tiny ones only
         build_tiny(config)
-    elif missing:
-        stages = sorted({m.stage for m in REAL_MODELS if config.models_dir / m.dest in missing})
-        only = "".join(f" --only {s}" for s in stages) if stages else ""
-        raise ParleyError(
-            f"pipeline {pipeline!r} needs model files that are missing ({missing[0]}, ...): "
-            f"run `parley models pull{only}`"
-        )
 
 
 def run_models(args: argparse.Namespace, config: Config) -> int:

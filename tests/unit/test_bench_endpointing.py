@@ -170,3 +170,23 @@ def test_a_bench_with_no_latency_to_rank_says_so_not_none(
     assert last.endswith(
         "premature 2, late 1, p50 -, p90 - (no turn ended on its own: no latency to rank)"
     )
+
+
+def test_an_unreadable_model_gets_the_same_hint_as_doctor(
+    labels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from parley import cli
+    from parley.config import TURN_MODEL_FIX
+
+    monkeypatch.setenv("PARLEY_HOME", str(labels.parent / "home"))
+    monkeypatch.chdir(labels.parent)
+    labels.write_text(json.dumps({"clips": [GOOD]}))
+    model = labels.parent / "model.onnx"
+    model.write_bytes(b"<html>not found</html>")
+    args = ["bench", "endpointing", "--labels", str(labels), "--model", str(model)]
+    assert cli.main([*args, "--strategy", "smart_turn"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{model} is not a readable ONNX model" in err
+    assert err.endswith(f": {TURN_MODEL_FIX}")
+    assert "parley models pull --only turn" in TURN_MODEL_FIX

@@ -328,6 +328,24 @@ def test_ensure_models_asks_for_a_pull_for_real_models(tmp_path: Path) -> None:
     assert not (tmp_path / "models" / "tiny").exists()  # nothing built for `local`
 
 
+def test_ensure_models_says_a_pull_does_not_write_a_path_of_ones_own(tmp_path: Path) -> None:
+    toml = tmp_path / "parley.toml"
+    toml.write_text('[turn]\nstrategy = "smart_turn"\nmodel_path = "/x/nosuch.onnx"\n')
+    cfg = load_config(toml, {"PARLEY_HOME": str(tmp_path)})
+    with pytest.raises(ParleyError) as info:
+        ensure_models(cfg, "tiny")
+    assert str(info.value) == (
+        "pipeline 'tiny': model files missing (/x/nosuch.onnx): `parley models pull` does "
+        "not write /x/nosuch.onnx ([turn] model_path): copy smart-turn-v3.2-cpu.onnx there, "
+        "or leave model_path empty for the one `parley models pull --only turn` fetches"
+    )
+    with pytest.raises(ParleyError) as info:
+        ensure_models(cfg, "local")
+    message = str(info.value)
+    assert "and 2 more)" in message and ", ...)" not in message
+    assert "run `parley models pull --only llm --only stt --only tts`" in message
+
+
 def test_ensure_models_needs_nothing_for_remote_pipelines(tmp_path: Path) -> None:
     ensure_models(config(tmp_path), "openai")
     assert not (tmp_path / "models").exists()

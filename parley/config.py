@@ -40,6 +40,7 @@ from parley.config_sections import (
     BASE_PORT,
     PORT_OFFSETS,
     SMART_TURN_FILE,
+    TURN_MODEL_FIX,
     TURN_STRATEGIES,
     AdminConfig,
     EdgeConfig,
@@ -50,7 +51,7 @@ from parley.config_sections import (
     VadConfig,
     WorkersConfig,
 )
-from parley.config_values import coerce, expect_table
+from parley.config_values import check_type, coerce, expect_table
 from parley.errors import ConfigError
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "DEFAULTS_FILE",
     "PORT_OFFSETS",
     "SMART_TURN_FILE",
+    "TURN_MODEL_FIX",
     "TURN_STRATEGIES",
     "AdminConfig",
     "Config",
@@ -181,7 +183,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _base_port(raw: Mapping[str, Any], env: Mapping[str, str]) -> int:
-    value: Any = env.get("PARLEY_BASE_PORT", raw.get("base_port", BASE_PORT))
+    """``base_port``: a TOML whole number (a quoted or decimal one is refused, as for any
+    setting), or $PARLEY_BASE_PORT's digits; from 1024 to 65435."""
+    value: Any = env.get("PARLEY_BASE_PORT")
+    if value is None:
+        value = check_type(raw.get("base_port", BASE_PORT), int, "base_port", "top level")
     try:
         base = int(value)
     except (TypeError, ValueError):

@@ -63,6 +63,12 @@ class VadConfig:
 
 TURN_STRATEGIES = ("silence", "smart_turn")
 SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"  # `parley models pull` puts it in the models dir
+# What to do about an end-of-turn model that is missing or not that model (the server,
+# `parley doctor` and `parley bench endpointing` say the same).
+TURN_MODEL_FIX = (
+    f"run `parley models pull --only turn` (or set [turn] model_path to a copy of "
+    f"{SMART_TURN_FILE})"
+)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,21 @@ def _describe(low: float | None, high: float | None, above: bool) -> str:
     return f"{low:g} or more" if low is not None else f"{high:g} or less"
 
 
+def range_problem(
+    value: Any, low: float | None = None, high: float | None = None, above: bool = False
+) -> str:
+    """Why the number ``value`` is out of ``low..high`` (``above``: strictly more than
+    ``low``) or not finite, in words ("must be 0 or more", "give a finite number");
+    "" when it is fine."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "give a finite number"
+    if (low is not None and (value <= low if above else value < low)) or (
+        high is not None and value > high
+    ):
+        return f"must be {_describe(low, high, above)}"
+    return ""
+
+
 def check_ranges(settings: Any, section: str) -> None:
     """Raise ConfigError for the first setting of the dataclass ``settings`` outside
     its declared range (see :func:`ranged`), or a float that is nan or infinite."""
@@ -114,13 +129,8 @@ def check_ranges(settings: Any, section: str) -> None:
             raise ConfigError(f"[{section}] {item.name} = {value}: give a finite number")
         if _RANGE not in item.metadata:
             continue
-        low, high, above = item.metadata[_RANGE]
-        if (low is not None and (value <= low if above else value < low)) or (
-            high is not None and value > high
-        ):
-            raise ConfigError(
-                f"[{section}] {item.name} = {value!r}: must be {_describe(low, high, above)}"
-            )
+        if problem := range_problem(value, *item.metadata[_RANGE]):
+            raise ConfigError(f"[{section}] {item.name} = {value!r}: {problem}")
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

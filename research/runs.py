@@ -123,11 +123,38 @@ def git_revision(path: Path | None = None) -> str:
     return f"{head}-dirty" if dirty else head
 
 
+NAME_LIMIT = 200  # Run.name's length
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if `parley compare` can find a run by it (research/compare_runs.py
+    reads ``#ID`` as an id and strips spaces); ParleyError saying why not."""
+    if name.startswith("#"):
+        raise ParleyError(
+            f"run name {name!r} starts with '#', which `parley compare` reads as a run's "
+            "id (#ID): choose a name without it"
+        )
+    if not name.strip():
+        raise ParleyError("a run name cannot be empty")
+    if name != name.strip():
+        raise ParleyError(
+            f"run name {name!r} begins or ends with a space, which `parley compare` "
+            "drops: choose a name without it"
+        )
+    if any(not char.isprintable() for char in name):
+        raise ParleyError(f"run name {name!r} holds a control character")
+    if len(name) > NAME_LIMIT:
+        raise ParleyError(f"run name {name[:40]!r}... is longer than {NAME_LIMIT} characters")
+    return name
+
+
 def run_names(dataset: db.Dataset, pipelines: Sequence[str], name: str | None) -> list[str]:
     """``name`` for one pipeline, ``name-PIPELINE`` for several; without a name, a new
-    timestamped name per pipeline."""
-    if name:
-        return [name] if len(pipelines) == 1 else [f"{name}-{p}" for p in pipelines]
+    timestamped name per pipeline. ParleyError for a name `parley compare` could not
+    find (see :func:`check_run_name`)."""
+    if name is not None:
+        names = [name] if len(pipelines) == 1 else [f"{name}-{p}" for p in pipelines]
+        return [check_run_name(n) for n in names]
     stamp = _now().strftime("%Y%m%d-%H%M%S")
     return [f"{dataset.name}-v{dataset.version}-{p}-{stamp}" for p in pipelines]
 
@@ -136,9 +163,11 @@ def open_run(
     name: str, dataset: db.Dataset, pipeline: str, config: Config, pace: str
 ) -> tuple[db.Run, bool]:
     """``(the run name, whether it is new)``: created, or resumed if it exists and was
-    made the same way (RunMismatch otherwise)."""
+    made the same way (RunMismatch otherwise); a name `parley compare` could not find
+    is refused (:func:`check_run_name`)."""
     if pace not in PACES:
         raise ParleyError(f"unknown pace {pace!r} (realtime or fast)")
+    check_run_name(name)
     snapshot = config_snapshot(config, pipeline)
     run = db.Run.get_or_none(db.Run.name == name)
     if run is None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from parley.config import SMART_TURN_FILE, Config
+from parley.config import SMART_TURN_FILE, TURN_MODEL_FIX, Config
 from parley.errors import ParleyError
 from server.vad_scheduler import BatchScheduler
 
@@ -41,12 +41,16 @@ CLIP_SAMPLES = 8 * SAMPLE_RATE  # the model hears the last 8 s
 N_MELS, N_FRAMES = 80, 800  # input_features [batch, 80, 800]
 INPUT_NAME = "input_features"
 THREAD_NAME = "parley-turn"  # the scoring thread's name in /proc
-_PULL = "parley models pull --only turn"
 _NORM_EPS = 1e-7  # variance floor of the waveform normalisation
 
 
 class SmartTurnError(ParleyError):
-    """The Smart Turn model (or what it needs) is missing, or a file is not that model."""
+    """The Smart Turn model (or what it needs) is missing, or a file is not that model:
+    ``problem``, then ``fix`` (what to do, where there is one) after a colon."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}: {fix}" if fix else problem)
+        self.problem, self.fix = problem, fix
 
 
 def model_paths(config: Config) -> list[Path]:
@@ -129,10 +133,7 @@ class SmartTurn:
     def __init__(self, model_path: str | Path, *, threads: int = 1) -> None:
         path = Path(model_path).expanduser()
         if not path.is_file():
-            raise SmartTurnError(
-                f"the end-of-turn model {path} is missing: run `{_PULL}` "
-                f"(or set [turn] model_path to a copy of {MODEL_FILE})"
-            )
+            raise SmartTurnError(f"the end-of-turn model {path} is missing", TURN_MODEL_FIX)
         try:
             import onnxruntime
         except ImportError:
@@ -147,7 +148,9 @@ class SmartTurn:
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own types for unreadable files
-            raise SmartTurnError(f"{path} is not a readable ONNX model ({exc})") from None
+            raise SmartTurnError(
+                f"{path} is not a readable ONNX model ({exc})", TURN_MODEL_FIX
+            ) from None
         inputs = self._session.get_inputs()
         shape = list(inputs[0].shape) if len(inputs) == 1 else []
         if (
@@ -159,7 +162,8 @@ class SmartTurn:
             found = ", ".join(f"{i.name} {i.shape}" for i in inputs)
             raise SmartTurnError(
                 f"{path} is not a Smart Turn v3 model: its inputs are {found}, expected "
-                f"{INPUT_NAME} [batch, {N_MELS}, {N_FRAMES}] ({MODEL_FILE}, `{_PULL}`)"
+                f"{INPUT_NAME} [batch, {N_MELS}, {N_FRAMES}]",
+                TURN_MODEL_FIX,
             )
         self.path = path
         self.features = Features()

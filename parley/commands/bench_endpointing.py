@@ -42,6 +42,7 @@ TOLERANCE_S = 0.25  # a speech end this close to the labelled end is the turn's 
 LABELS = Path(__file__).resolve().parents[2] / "tests" / "data" / "endpointing" / "labels.json"
 REFERENCE = "silence:500"
 DEFAULT_STRATEGIES = "silence:200,silence:500,smart_turn"
+END_SLACK_S = 0.01  # a labelled end this far past the audio's length is rounding
 TAIL_S = 2.0  # silence streamed after each clip (the stream goes on; no end-of-stream cut)
 
 
@@ -110,8 +111,10 @@ class Label:
 
 def read_labels(labels: Path) -> list[Label]:
     """The labels file's clips, every entry checked before anything runs: ParleyError
-    naming the file and what is wrong (not JSON, no "clips" list, an entry without its
-    audio "file" or its "turns" [{"end_s": seconds}, ...], an audio file that is not there)."""
+    naming the file, the clip and what is wrong (not JSON, no "clips" list, an entry
+    without its audio "file" or its "turns" [{"end_s": seconds, "pauses_s": [[start,
+    end], ...]}, ...], turns out of order or ending after the audio does, a field of the
+    wrong type, an audio file that is not there or not sound)."""
 
     def bad(problem: str) -> ParleyError:
         return ParleyError(f"--labels {labels}: {problem}")
@@ -140,14 +143,64 @@ def read_labels(labels: Path) -> list[Label]:
         audio = labels.parent / file
         if not audio.is_file():
             raise bad(f"{where}: no audio file at {audio}")
-        kind = item.get("kind", "")
+        for key in ("kind", "text"):
+            if not isinstance(item.get(key, ""), str):
+                raise bad(f'{where}: "{key}" must be a string, not {item[key]!r}')
         turns = item.get("turns")
         if not isinstance(turns, list) or not all(
             isinstance(t, dict) and _seconds(t.get("end_s")) for t in turns
         ):
             raise bad(f'{where}: "turns" must be a list of {{"end_s": seconds}} objects')
-        out.append(Label(file, str(kind), [float(t["end_s"]) for t in turns]))
+        try:
+            _check_turns(turns, _duration_s(audio))
+        except ValueError as exc:
+            raise bad(f"{where}: {exc}") from None
+        out.append(Label(file, str(item.get("kind", "")), [float(t["end_s"]) for t in turns]))
     return out
+
+
+def _check_turns(turns: list[dict[str, Any]], duration_s: float | None) -> None:
+    """ValueError saying what is wrong with a clip's checked-shape ``turns``: ends out
+    of order or after the audio's end (``duration_s``; None: unknown), pauses that are
+    not [start, end] pairs inside their turn."""
+    previous = 0.0
+    for number, turn in enumerate(turns, 1):
+        end = float(turn["end_s"])
+        if number > 1 and end <= previous:
+            raise ValueError(
+                f"turn {number} ends at {end:g} s, not after turn {number - 1} ({previous:g} s):"
+                " list the turns in order"
+            )
+        if duration_s is not None and end > duration_s + END_SLACK_S:
+            raise ValueError(
+                f"turn {number} ends at {end:g} s, after the audio, which lasts {duration_s:.2f} s"
+            )
+        pauses = turn.get("pauses_s", [])
+        if not isinstance(pauses, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(map(_seconds, p)) and p[0] <= p[1]
+            for p in pauses
+        ):
+            raise ValueError(
+                f'turn {number}: "pauses_s" must be a list of [start, end] pairs of seconds, '
+                f"not {pauses!r}"
+            )
+        if any(p[1] > end for p in pauses):
+            raise ValueError(
+                f'turn {number}: a pause in "pauses_s" ends after the turn ({end:g} s)'
+            )
+        previous = end
+
+
+def _duration_s(audio: Path) -> float | None:
+    """The sound file's length in seconds (None where soundfile cannot tell: the
+    decoding, later, says why)."""
+    try:
+        import soundfile
+
+        info = soundfile.info(str(audio))
+    except Exception:  # not a sound file, or no soundfile: load_clips reports it
+        return None
+    return float(info.frames) / float(info.samplerate) if info.samplerate else None
 
 
 def _seconds(value: Any) -> bool:
@@ -341,6 +394,13 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _latency_text(latency: dict[str, Any]) -> str:
+    """``p50 X ms, p90 Y ms``; with no true end to rank, says so instead of None."""
+    if latency.get("p50") is None:
+        return "p50 -, p90 - (no turn ended on its own: no latency to rank)"
+    return f"p50 {latency['p50']} ms, p90 {latency['p90']} ms"
+
+
 def run_bench_endpointing(args: argparse.Namespace, config: Config) -> int:
     spec = DEFAULT_STRATEGIES if args.strategy is None else args.strategy  # "": refused
     strategies = parse_strategies(spec, config, args.min_silence_ms)
@@ -351,8 +411,7 @@ def run_bench_endpointing(args: argparse.Namespace, config: Config) -> int:
     result = run_endpointing(strategies, clips, model, args.late_ms)
     lines = [
         f"{name:>16}: premature {r['premature_ends']}, late {r['late_ends']}, "
-        f"p50 {r['end_of_speech_to_decision_ms']['p50']} ms, "
-        f"p90 {r['end_of_speech_to_decision_ms']['p90']} ms"
+        + _latency_text(r["end_of_speech_to_decision_ms"])
         for name, r in result["strategies"].items()
     ]
     report(result, args, "\n".join(lines))

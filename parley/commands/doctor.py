@@ -26,8 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from parley.commands.launcher import LocalStack, ProcessSpec, is_loopback
-from parley.commands.models import missing_models
-from parley.config import Config, PoolConfig
+from parley.commands.models import missing_advice, missing_models
+from parley.config import TURN_MODEL_FIX, Config, PoolConfig
 from parley.config_values import join_address
 from parley.errors import ParleyError
 
@@ -158,11 +158,13 @@ def turn_model_problem(path: Path) -> str | None:
     """What the server would say loading the end-of-turn model at ``path`` (the same
     load and input-shape check, server/smart_turn.py), or None when it loads."""
     try:
-        from server.smart_turn import SmartTurn
+        from server.smart_turn import SmartTurn, SmartTurnError
     except ImportError as exc:  # numpy or the like: the server extra is missing
         return f"cannot check it ({exc}): pip install 'parley[server]'"
     try:
         SmartTurn(path)
+    except SmartTurnError as exc:
+        return exc.problem  # the fix is TURN_MODEL_FIX, given beside it
     except ParleyError as exc:
         return str(exc)
     return None
@@ -202,22 +204,16 @@ def check_pipeline(config: Config, name: str) -> Check:
     if turn.strategy == "smart_turn" and turn_model.exists():
         if problem := turn_model_problem(turn_model):
             problems.append(f"end-of-turn model: {problem}")
-            fixes.append(
-                "parley models pull --only turn (or set [turn] model_path to a copy of "
-                "smart-turn-v3.2-cpu.onnx)"
-            )
-    missing = missing_models(config, name)
-    tiny_dir = config.models_dir / "tiny"
-    if missing and all(p.is_relative_to(tiny_dir) for p in missing):
-        if not problems:
-            return Check(
-                area,
-                "ok",
-                "tiny models not built yet: parley up / demo build them (seconds, offline)",
-            )
-    elif missing:
-        problems.append(f"model files missing ({missing[0]}{', ...' if len(missing) > 1 else ''})")
-        fixes.append("parley models pull (needs internet; offline: it lists the files)")
+            fixes.append(TURN_MODEL_FIX)
+    if (advice := missing_advice(config, name)) is not None:
+        problems.append(advice[0])
+        fixes.append(advice[1])
+    elif missing_models(config, name) and not problems:  # the tiny ones only
+        return Check(
+            area,
+            "ok",
+            "tiny models not built yet: parley up / demo build them (seconds, offline)",
+        )
     if not problems:
         return Check(area, "ok", "ready")
     return Check(

@@ -6,8 +6,9 @@ a file whose size or sha256 is not the one pinned here (where the project knows 
 refused and nothing is replaced. A file already in place is checked the same way (an
 empty file, or a pinned one that does not match, is downloaded again). On an offline
 network, point
-PARLEY_MODELS_MIRROR at a mirror of the same paths, or copy the files by hand:
-the error message lists every file and where it goes.
+PARLEY_MODELS_MIRROR at a mirror of the same paths (an http:// or https:// URL, a
+file:// URL or a plain directory), or copy the files by hand: the error message lists
+every file and where it goes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import http.client
 import logging
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +79,31 @@ REAL_MODELS = [
 ]
 
 
+def mirror_url(value: str) -> str:
+    """The base URL of the mirror ``value`` (PARLEY_MODELS_MIRROR): an http(s):// or
+    file:// URL as it is, a directory's path as a file:// URL; ParleyError otherwise."""
+    text = value.strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return text.rstrip("/")
+    if parts.scheme == "file" and parts.path:
+        return text.rstrip("/")
+    if not parts.scheme:  # no URL scheme: a directory
+        path = Path(text).expanduser()
+        if path.is_dir():
+            return path.resolve().as_uri()
+        raise ParleyError(
+            f"PARLEY_MODELS_MIRROR = {value!r} is not a directory (give a directory laid "
+            "out like the hub, or an http://, https:// or file:// URL)"
+        )
+    raise ParleyError(
+        f"PARLEY_MODELS_MIRROR = {value!r}: give an http://, https:// or file:// URL, "
+        "or a directory's path"
+    )
+
+
 def _base_url() -> str:
-    return os.environ.get("PARLEY_MODELS_MIRROR", HUB).rstrip("/")
+    return mirror_url(os.environ.get("PARLEY_MODELS_MIRROR") or HUB)
 
 
 def file_sha256(path: Path) -> str:
@@ -166,6 +191,8 @@ def pull(models_dir: Path, stages: set[str] | None = None) -> list[Path]:
         except urllib.error.HTTPError as exc:  # the server answered: not an offline problem
             raise ParleyError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            if base.startswith("file:") and isinstance(exc, urllib.error.URLError):
+                raise ParleyError(f"cannot read {url} from the mirror ({exc.reason})") from None
             left = "\n".join(
                 f"  {base}/{m.path}\n    -> {models_dir / m.dest}"
                 + ("" if m.sha256 is None else f"\n       (sha256 {m.sha256})")
@@ -210,19 +237,50 @@ def build_tiny(config: Config) -> Path:
     return dest
 
 
+def missing_advice(config: Config, pipeline: str) -> tuple[str, str] | None:
+    """``(which model files are missing, what to do)`` for the pipeline's real model
+    files (not the tiny ones, built when needed); None when none is missing. A file
+    `parley models pull` writes is pulled (``--only`` its stages); one elsewhere (a
+    [turn] model_path or a pool's model of your own) is not written by the pull."""
+    tiny_dir = config.models_dir / "tiny"
+    missing = [p for p in missing_models(config, pipeline) if not p.is_relative_to(tiny_dir)]
+    if not missing:
+        return None
+    pulled = [(config.models_dir / m.dest, m.stage) for m in REAL_MODELS]
+    stages, fixes = set(), []
+    turn = config.turn_for(pipeline)
+    turn_model = config.turn_model_path(turn) if turn.strategy == "smart_turn" else None
+    for path in missing:
+        found = {stage for dest, stage in pulled if dest == path or dest.is_relative_to(path)}
+        stages |= found
+        if found:
+            continue
+        if path == turn_model:
+            fixes.append(
+                f"`parley models pull` does not write {path} ([turn] model_path): copy "
+                f"{SMART_TURN_FILE} there, or leave model_path empty for the one "
+                "`parley models pull --only turn` fetches"
+            )
+        else:
+            fixes.append(
+                f"`parley models pull` does not write {path}: copy the model there, or "
+                "point the pool's model option at one it fetches"
+            )
+    if stages:
+        only = "".join(f" --only {s}" for s in sorted(stages))
+        fixes.insert(0, f"run `parley models pull{only}` (offline, it lists the files)")
+    shown = ", ".join(map(str, missing[:2]))
+    more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+    return f"model files missing ({shown}{more})", "; ".join(fixes)
+
+
 def ensure_models(config: Config, pipeline: str) -> None:
     """Build the tiny models if the pipeline needs them; fail clearly on other gaps."""
-    missing = missing_models(config, pipeline)
-    tiny_dir = config.models_dir / "tiny"
-    if missing and all(path.is_relative_to(tiny_dir) for path in missing):
+    if (advice := missing_advice(config, pipeline)) is not None:
+        missing, fix = advice
+        raise ParleyError(f"pipeline {pipeline!r}: {missing}: {fix}")
+    if missing_models(config, pipeline):  # the tiny ones only
         build_tiny(config)
-    elif missing:
-        stages = sorted({m.stage for m in REAL_MODELS if config.models_dir / m.dest in missing})
-        only = "".join(f" --only {s}" for s in stages) if stages else ""
-        raise ParleyError(
-            f"pipeline {pipeline!r} needs model files that are missing ({missing[0]}, ...): "
-            f"run `parley models pull{only}`"
-        )
 
 
 def run_models(args: argparse.Namespace, config: Config) -> int:

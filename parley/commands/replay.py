@@ -80,6 +80,8 @@ def run_replay(args: argparse.Namespace, config: Config) -> int:
     pipelines = list(dict.fromkeys(args.pipeline))
     for name in pipelines:
         config.pipeline(name)  # an unknown pipeline fails here, before anything starts
+    if args.run is not None:
+        runs.check_run_name(args.run)  # so does a name `parley compare` cannot find
     if not args.verbose:  # the progress bar says it; the edge's per-turn lines would not
         logging.getLogger("edge").setLevel(logging.WARNING)
     with research_store(config):

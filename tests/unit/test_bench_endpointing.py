@@ -49,6 +49,38 @@ def test_a_valid_labels_file(labels: Path) -> None:
         ('{"clips": [{"file": "lamp.wav", "turns": [{}]}]}', '"turns" must be a list'),
         ('{"clips": [{"file": "lamp.wav", "turns": [{"end_s": -1}]}]}', '"turns" must be'),
         ('{"clips": [{"file": "lamp.wav", "turns": [{"end_s": "1"}]}]}', '"turns" must be'),
+        (
+            '{"clips": [{"file": "lamp.wav", "turns": [{"end_s": 999}]}]}',
+            "clip 1 (lamp.wav): turn 1 ends at 999 s, after the audio, which lasts",
+        ),
+        (
+            '{"clips": [{"file": "lamp.wav", "turns": [{"end_s": 1}, {"end_s": 0.5}]}]}',
+            "clip 1 (lamp.wav): turn 2 ends at 0.5 s, not after turn 1 (1 s)",
+        ),
+        (
+            '{"clips": [{"file": "lamp.wav", "turns": [{"end_s": 1}, {"end_s": 1}]}]}',
+            "turn 2 ends at 1 s, not after turn 1 (1 s)",
+        ),
+        (
+            '{"clips": [{"file": "lamp.wav", "turns": [{"end_s": 1, "pauses_s": "x"}]}]}',
+            'clip 1 (lamp.wav): turn 1: "pauses_s" must be a list of [start, end] pairs',
+        ),
+        (
+            '{"clips": [{"file": "lamp.wav", "turns": [{"end_s": 1, "pauses_s": [[0.5]]}]}]}',
+            '"pauses_s" must be a list of [start, end] pairs',
+        ),
+        (
+            '{"clips": [{"file": "lamp.wav", "turns": [{"end_s": 1, "pauses_s": [[0.6, 0.2]]}]}]}',
+            '"pauses_s" must be a list of [start, end] pairs',
+        ),
+        (
+            '{"clips": [{"file": "lamp.wav", "turns": [{"end_s": 1, "pauses_s": [[0.5, 1.2]]}]}]}',
+            'turn 1: a pause in "pauses_s" ends after the turn (1 s)',
+        ),
+        (
+            '{"clips": [{"file": "lamp.wav", "kind": 3, "turns": [{"end_s": 1}]}]}',
+            'clip 1 (lamp.wav): "kind" must be a string, not 3',
+        ),
     ],
 )
 def test_a_malformed_labels_file_names_the_file_and_the_problem(
@@ -114,3 +146,47 @@ def test_an_empty_strategy_is_refused_not_read_as_the_default(
     assert cli.main(["bench", "endpointing", "--strategy", spec]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["parley: error: --strategy: name at least one strategy"]
+
+
+def test_a_bench_with_no_latency_to_rank_says_so_not_none(
+    labels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parley import cli
+    from parley.commands import bench_endpointing
+
+    def no_true_end(strategies: object, clips: object, model: object, late_ms: float) -> dict:
+        latency = {"p50": None, "p90": None, "max": None}
+        strategy = {"premature_ends": 2, "late_ends": 1, "end_of_speech_to_decision_ms": latency}
+        return {"bench": "endpointing", "strategies": {"silence:500": strategy}}
+
+    monkeypatch.setattr(bench_endpointing, "run_endpointing", no_true_end)
+    monkeypatch.setenv("PARLEY_HOME", str(labels.parent / "home"))
+    monkeypatch.chdir(labels.parent)
+    labels.write_text(json.dumps({"clips": [GOOD]}))
+    args = ["bench", "endpointing", "--labels", str(labels), "--strategy", "silence:500"]
+    assert cli.main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "None" not in last
+    assert last.endswith(
+        "premature 2, late 1, p50 -, p90 - (no turn ended on its own: no latency to rank)"
+    )
+
+
+def test_an_unreadable_model_gets_the_same_hint_as_doctor(
+    labels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from parley import cli
+    from parley.config import TURN_MODEL_FIX
+
+    monkeypatch.setenv("PARLEY_HOME", str(labels.parent / "home"))
+    monkeypatch.chdir(labels.parent)
+    labels.write_text(json.dumps({"clips": [GOOD]}))
+    model = labels.parent / "model.onnx"
+    model.write_bytes(b"<html>not found</html>")
+    args = ["bench", "endpointing", "--labels", str(labels), "--model", str(model)]
+    assert cli.main([*args, "--strategy", "smart_turn"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{model} is not a readable ONNX model" in err
+    assert err.endswith(f": {TURN_MODEL_FIX}")
+    assert "parley models pull --only turn" in TURN_MODEL_FIX

@@ -53,6 +53,15 @@ def refused(tmp_path: Path, toml: str) -> str:
             '[pipelines.tiny.turn]\nthreshold = "0.5"\n',
             "[pipelines.tiny.turn]: threshold = '0.5' is not a valid float",
         ),
+        (
+            'base_port = "6000"\n',
+            "top level: base_port = '6000' is not a valid int: expected a whole number, "
+            "not a string",
+        ),
+        ("base_port = 6000.5\n", "base_port = 6000.5 is not a valid int: expected a whole"),
+        ("base_port = true\n", "base_port = True is not a valid int"),
+        ("base_port = 80\n", "base_port = 80: give a port from 1024 to 65435"),
+        ("home = 5\n", "home must be a directory's path, not 5"),
     ],
 )
 def test_a_setting_of_the_wrong_type_names_key_type_and_value(
@@ -67,6 +76,8 @@ def test_an_integer_is_a_number_and_env_strings_are_still_converted(tmp_path: Pa
     assert config.server.port == 6001
     config = load(tmp_path, "", PARLEY_VAD_THRESHOLD="0.4", PARLEY_EDGE_FULL_DUPLEX="yes")
     assert (config.vad.threshold, config.edge.full_duplex) == (0.4, True)
+    assert load(tmp_path, "base_port = 6000\n").base_port == 6000
+    assert load(tmp_path, 'base_port = "x"\n', PARLEY_BASE_PORT="6100").base_port == 6100
 
 
 @pytest.mark.parametrize(
@@ -104,15 +115,61 @@ def test_a_stage_parameter_of_the_wrong_type_is_refused(
 def test_stage_parameters_of_the_right_type_load(tmp_path: Path) -> None:
     config = load(
         tmp_path,
-        '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = 1\nmax_tokens = 9\n'
-        'options = { seed = 3 }\nunknown_key = "kept"\n',
+        '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = 0\nmax_tokens = 1\n'
+        "history_turns = 0\noptions = { seed = 3, anything = nan }\n",
     )
     params = config.pipeline("tiny").stage("llm").params
-    assert params["temperature"] == 1.0 and isinstance(params["temperature"], float)
-    assert (params["max_tokens"], params["options"], params["unknown_key"]) == (
-        9,
-        {"seed": 3},
-        "kept",
+    assert params["temperature"] == 0.0 and isinstance(params["temperature"], float)
+    assert (params["max_tokens"], params["history_turns"]) == (1, 0)
+    assert params["options"]["seed"] == 3  # options: the engine's, not checked here
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        (
+            '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = nan\n',
+            "[pipelines.tiny.llm]: temperature = nan: give a finite number",
+        ),
+        ('[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = inf\n', "give a finite"),
+        (
+            '[pipelines.tiny.llm]\npool = "tiny-llm"\ntemperature = -0.1\n',
+            "temperature = -0.1: must be 0 or more",
+        ),
+        (
+            '[pipelines.tiny.llm]\npool = "tiny-llm"\nmax_tokens = -5\n',
+            "[pipelines.tiny.llm]: max_tokens = -5: must be 1 or more",
+        ),
+        ('[pipelines.tiny.llm]\npool = "tiny-llm"\nmax_tokens = 0\n', "must be 1 or more"),
+        ('[pipelines.tiny.llm]\npool = "tiny-llm"\nhistory_turns = -1\n', "must be 0 or"),
+        (
+            '[pipelines.tiny.tts]\npool = "tiny-tts"\nspeed = 0\n',
+            "[pipelines.tiny.tts]: speed = 0.0: must be more than 0",
+        ),
+        ('[pipelines.tiny.tts]\npool = "tiny-tts"\nspeed = -inf\n', "give a finite"),
+        ('[pipelines.local-rag.docs]\npool = "local-rag"\ntop_k = 0\n', "top_k = 0: must be"),
+        (
+            '[pipelines.tiny.mood]\npool = "tiny-llm"\nkind = "analyse"\nlabels = ["a"]\n'
+            "max_tokens = 0\n",
+            "[pipelines.tiny.mood]: max_tokens = 0: must be 1 or more",
+        ),
+    ],
+)
+def test_a_stage_parameter_out_of_range_is_refused(tmp_path: Path, toml: str, named: str) -> None:
+    assert named in refused(tmp_path, toml)
+
+
+def test_an_unknown_stage_parameter_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    message = refused(tmp_path, '[pipelines.tiny.llm]\npool = "tiny-llm"\nnosuchparam = 1\n')
+    assert message == (
+        "[pipelines.tiny.llm]: unknown parameter 'nosuchparam' (known for kind llm: pool, "
+        "kind, inputs, system_prompt, temperature, max_tokens, history_turns, vision, "
+        "options); an engine's own settings go in options = { ... }"
+    )
+    message = refused(tmp_path, '[pipelines.tiny.stt]\npool = "tiny-stt"\nbeam = 5\n')
+    assert message == (
+        "[pipelines.tiny.stt]: unknown parameter 'beam' "
+        "(known for kind stt: pool, kind, inputs, language, prompt)"
     )
 
 

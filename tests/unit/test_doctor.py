@@ -48,3 +48,22 @@ def test_doctor_leaves_silence_pipelines_alone(tmp_path: Path) -> None:
     config = smart_turn_config(tmp_path, model)
     other = sorted(n for n in config.pipelines if config.turn_for(n).strategy == "silence")[0]
     assert "end-of-turn" not in check_pipeline(config, other).detail
+
+
+def test_a_missing_model_at_a_path_of_ones_own_is_not_sent_to_models_pull(
+    tmp_path: Path,
+) -> None:
+    check = check_pipeline(smart_turn_config(tmp_path, Path("/x/nosuch.onnx")), "tiny")
+    assert check.status == "fail"
+    assert check.detail == "model files missing (/x/nosuch.onnx)"  # the tiny ones not shown
+    assert check.fix.startswith("`parley models pull` does not write /x/nosuch.onnx")
+    assert "copy smart-turn-v3.2-cpu.onnx there, or leave model_path empty" in check.fix
+    assert "run `parley models pull" not in check.fix
+
+
+def test_the_end_of_turn_model_fix_is_given_once(tmp_path: Path) -> None:
+    model = tmp_path / "smart-turn-v3.2-cpu.onnx"
+    model.write_bytes(b"junk")
+    check = check_pipeline(smart_turn_config(tmp_path, model), "tiny")
+    assert "parley models pull" not in check.detail  # the problem; the fix says what to do
+    assert check.fix.count("parley models pull --only turn") == 1

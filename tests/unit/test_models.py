@@ -328,6 +328,66 @@ def test_ensure_models_asks_for_a_pull_for_real_models(tmp_path: Path) -> None:
     assert not (tmp_path / "models" / "tiny").exists()  # nothing built for `local`
 
 
+def test_ensure_models_says_a_pull_does_not_write_a_path_of_ones_own(tmp_path: Path) -> None:
+    toml = tmp_path / "parley.toml"
+    toml.write_text('[turn]\nstrategy = "smart_turn"\nmodel_path = "/x/nosuch.onnx"\n')
+    cfg = load_config(toml, {"PARLEY_HOME": str(tmp_path)})
+    with pytest.raises(ParleyError) as info:
+        ensure_models(cfg, "tiny")
+    assert str(info.value) == (
+        "pipeline 'tiny': model files missing (/x/nosuch.onnx): `parley models pull` does "
+        "not write /x/nosuch.onnx ([turn] model_path): copy smart-turn-v3.2-cpu.onnx there, "
+        "or leave model_path empty for the one `parley models pull --only turn` fetches"
+    )
+    with pytest.raises(ParleyError) as info:
+        ensure_models(cfg, "local")
+    message = str(info.value)
+    assert "and 2 more)" in message and ", ...)" not in message
+    assert "run `parley models pull --only llm --only stt --only tts`" in message
+
+
 def test_ensure_models_needs_nothing_for_remote_pipelines(tmp_path: Path) -> None:
     ensure_models(config(tmp_path), "openai")
     assert not (tmp_path / "models").exists()
+
+
+# --------------------------------------------------------------------------- mirror
+
+
+def test_a_mirror_may_be_a_plain_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: tuple[str, list[str]]
+) -> None:
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", str(tmp_path / "mirror") + "/")
+    models = tmp_path / "models"
+    fetched = pull(models, {"turn"})
+    assert fetched == [models / turn_model().dest]
+    assert (models / turn_model().dest).read_bytes() == fake_bytes(turn_model())
+
+
+def test_a_file_url_mirror_that_lacks_a_file_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", (tmp_path / "empty").as_uri())
+    with pytest.raises(ParleyError, match=r"cannot read file://.* from the mirror"):
+        pull(tmp_path / "models", {"turn"})
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("/no/such/mirror", "is not a directory"),
+        ("ftp://example.org/models", "give an http://, https:// or file:// URL"),
+        ("http://", "give an http://, https:// or file:// URL"),
+        ("mirror:8000", "give an http://, https:// or file:// URL"),
+    ],
+)
+def test_a_malformed_mirror_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("PARLEY_MODELS_MIRROR", value)
+    with pytest.raises(ParleyError) as info:
+        pull(tmp_path / "models", {"turn"})
+    assert str(info.value).startswith(f"PARLEY_MODELS_MIRROR = {value!r}")
+    assert problem in str(info.value)
+    assert "\n" not in str(info.value)

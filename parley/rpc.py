@@ -16,9 +16,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from parley.errors import ConfigError
+from parley.errors import ConfigError, ParleyError
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class ListenError(ParleyError, OSError):
+    """A server cannot listen on its address (taken, or not local): one line."""
+
 
 RECONNECT_MAX_S = 1.0
 
@@ -134,7 +139,8 @@ async def start_server(
     connections across them).
 
     Returns the server, the bound port and its health servicer; every name in
-    ``service_names`` (and the overall "") is marked SERVING once started.
+    ``service_names`` (and the overall "") is marked SERVING once started. Raises
+    :class:`ListenError` (one line) when the address cannot be bound.
     """
     replaced = {"grpc.so_reuseport", "grpc.max_receive_message_length"}
     options = [(k, v) for k, v in SERVER_OPTIONS if k not in replaced]
@@ -144,12 +150,18 @@ async def start_server(
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, tls.credentials())
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.credentials())
+    except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise ListenError(
+            f"cannot listen on {address}: the port is taken (another parley, or another "
+            "program) or the address is not this machine's"
+        )
     await server.start()
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

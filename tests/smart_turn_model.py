@@ -10,7 +10,6 @@ pipecat. ``python -m tests.smart_turn_model`` fetches it ahead of a run.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -18,11 +17,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from parley.commands.models import SMART_TURN_SHA256, file_sha256
+
 WHEEL = "pipecat-ai==1.14.0"
 WHEEL_FILE = "pipecat_ai-1.14.0-py3-none-any.whl"
 WHEEL_SHA256 = "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44"
 MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
-MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+# The file `parley models pull --only turn` pins is the one the wheel bundles.
+MODEL_SHA256 = SMART_TURN_SHA256
 
 CACHE = Path(
     os.environ.get(
@@ -31,19 +33,11 @@ CACHE = Path(
 )
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def smart_turn_model(cache: Path = CACHE) -> Path:
     """The path of the verified model file, downloading the wheel the first time.
     RuntimeError when pip cannot get the wheel or a checksum does not match."""
     dest = cache / "smart-turn" / "smart-turn-v3.2-cpu.onnx"
-    if dest.is_file() and sha256(dest) == MODEL_SHA256:
+    if dest.is_file() and file_sha256(dest) == MODEL_SHA256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
@@ -56,12 +50,12 @@ def smart_turn_model(cache: Path = CACHE) -> Path:
         wheel = Path(tmp) / WHEEL_FILE
         if done.returncode or not wheel.is_file():
             raise RuntimeError(f"pip download {WHEEL} failed: {done.stderr.strip()[-500:]}")
-        if (got := sha256(wheel)) != WHEEL_SHA256:
+        if (got := file_sha256(wheel)) != WHEEL_SHA256:
             raise RuntimeError(f"{WHEEL_FILE} has sha256 {got}, expected {WHEEL_SHA256}")
         part = Path(tmp) / "model.onnx"
         with zipfile.ZipFile(wheel) as archive, archive.open(MEMBER) as src:
             part.write_bytes(src.read())
-        if (got := sha256(part)) != MODEL_SHA256:
+        if (got := file_sha256(part)) != MODEL_SHA256:
             raise RuntimeError(f"{MEMBER} has sha256 {got}, expected {MODEL_SHA256}")
         part.replace(dest)
     return dest

@@ -4,6 +4,7 @@ asked for (each lives in parley/commands/bench_*.py, imported only when run)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Any
 
 from parley.arguments import (
@@ -25,38 +26,24 @@ CHUNK_MS = in_range(int, 1, 5000)
 OUTPUT_HELP = "also write the JSON object to this file, which must be writable (default: none)"
 
 
+# Each benchmark's module under parley/commands and its entry point (imported only
+# when run: most pull in heavy dependencies).
+BENCHES = {
+    "replay": ("bench_replay", "run_bench_replay"),
+    "tracing": ("bench_tracing", "run_bench_tracing"),
+    "admin": ("bench_admin", "run_bench_admin"),
+    "edge": ("bench_edge", "run_bench_edge"),
+    "chaos": ("bench_chaos", "run_bench_chaos"),
+    "endpointing": ("bench_endpointing", "run_bench_endpointing"),
+    "load": ("bench_load", "run_bench_load"),
+    "turn": ("bench_turn_taking", "run_turn_taking"),
+}
+
+
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
-    if args.bench_command == "replay":
-        from parley.commands.bench_replay import run_bench_replay
-
-        return run_bench_replay(args, config)
-    if args.bench_command == "tracing":
-        from parley.commands.bench_tracing import run_bench_tracing
-
-        return run_bench_tracing(args, config)
-    if args.bench_command == "admin":
-        from parley.commands.bench_admin import run_bench_admin
-
-        return run_bench_admin(args, config)
-    if args.bench_command == "edge":
-        from parley.commands.bench_edge import run_bench_edge
-
-        return run_bench_edge(args, config)
-    if args.bench_command == "chaos":
-        from parley.commands.bench_chaos import run_bench_chaos
-
-        return run_bench_chaos(args, config)
-    if args.bench_command == "endpointing":
-        from parley.commands.bench_endpointing import run_bench_endpointing
-
-        return run_bench_endpointing(args, config)
-    if args.bench_command == "load":
-        from parley.commands.bench_load import run_bench_load
-
-        return run_bench_load(args, config)
-    from parley.commands.bench_turn_taking import run_turn_taking
-
-    return run_turn_taking(args, config)
+    module, function = BENCHES[args.bench_command]
+    run = getattr(importlib.import_module(f"parley.commands.{module}"), function)
+    return int(run(args, config))
 
 
 def add_bench_parser(sub: Any) -> None:

@@ -374,3 +374,17 @@ def test_a_result_is_printed_before_a_failed_output_write(
         report({"figure": 42}, args, "summary line")
     out = capsys.readouterr().out
     assert '"figure": 42' in out and "summary line" in out
+
+
+def test_every_bench_has_an_entry_point() -> None:
+    import importlib
+
+    from parley.cli_bench import BENCHES
+
+    bench = next(
+        a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "bench"
+    )[1]
+    names = set(bench._subparsers._group_actions[0].choices)
+    assert names == set(BENCHES)
+    for module, function in BENCHES.values():
+        assert callable(getattr(importlib.import_module(f"parley.commands.{module}"), function))
